@@ -1,0 +1,28 @@
+"""The behavior model: one definition that the simulator, the headless player and the C# generator share.
+
+Imports only the standard library and numpy, so it runs in both Python environments.
+"""
+
+from .definition import (
+    ARCHETYPES,
+    OBSERVATION_KEYS,
+    ActionSpec,
+    BehaviorDefinition,
+    BehaviorError,
+    ObservationComponent,
+    TaskParameters,
+    build_behavior,
+    choose_archetype,
+)
+
+__all__ = [
+    "ARCHETYPES",
+    "OBSERVATION_KEYS",
+    "ActionSpec",
+    "BehaviorDefinition",
+    "BehaviorError",
+    "ObservationComponent",
+    "TaskParameters",
+    "build_behavior",
+    "choose_archetype",
+]

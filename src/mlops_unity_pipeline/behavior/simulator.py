@@ -1,0 +1,239 @@
+"""NumPy-vectorized simulator of a `BehaviorDefinition`: N agents, each in its own arena, stepped in one call.
+
+Works with numpy 1.23 (trainer environment) and 2.x (product environment); no per-agent Python loops.
+Each agent's episode is independent: `step` reports terminal observations, and `reset_done` starts new episodes
+for the agents that finished, so the player can report both in one message, as Unity does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .definition import BehaviorDefinition
+
+_DISCRETE5 = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
+_DISCRETE3 = np.array([0.0, 1.0, -1.0], dtype=np.float32)
+
+
+@dataclass
+class StepResult:
+    obs: np.ndarray          # [N, obs_size] observation after the step (terminal one for finished agents)
+    reward: np.ndarray       # [N] float32
+    done: np.ndarray         # [N] bool: episode ended (success, failure or max steps)
+    interrupted: np.ndarray  # [N] bool: ended by the step limit (ML-Agents `max_step_reached`)
+    success: np.ndarray      # [N] bool
+    collision: np.ndarray    # [N] bool
+
+
+class Simulator:
+    """The built-in behaviors' physics, rewards and observations."""
+
+    def __init__(self, definition: BehaviorDefinition, num_agents: int, seed: int = 0) -> None:
+        if num_agents <= 0:
+            raise ValueError(f"num_agents must be > 0, got {num_agents}")
+        self.definition = definition
+        self.p = definition.params
+        self.n = num_agents
+        self.rng = np.random.default_rng(seed)
+        n, p = num_agents, self.p
+        self.pos = np.zeros((n, 2), np.float32)
+        self.vel = np.zeros((n, 2), np.float32)
+        self.n_way = max(1, p.num_waypoints)
+        self.goals = np.zeros((n, self.n_way, 2), np.float32)
+        self.goal_idx = np.zeros(n, np.int64)
+        self.obstacles = np.zeros((n, p.num_obstacles, 2), np.float32)
+        self.obstacle_r = np.zeros((n, p.num_obstacles), np.float32)
+        self.steps = np.zeros(n, np.int64)
+        self.prev_dist = np.zeros(n, np.float32)
+        self.episode_return = np.zeros(n, np.float32)
+        self._slices = definition.observation_slices()
+        ray = self._slices.get("raycast")
+        self.n_rays = 0 if ray is None else ray.stop - ray.start
+        angles = 2.0 * np.pi * np.arange(self.n_rays) / max(1, self.n_rays)
+        self._ray_cos = np.cos(angles).astype(np.float32)
+        self._ray_sin = np.sin(angles).astype(np.float32)
+        self.reset(np.ones(n, bool))
+
+    # ------------------------------------------------------------------ episodes
+    def reset(self, mask: np.ndarray) -> np.ndarray:
+        """Start new episodes for the agents in `mask`; return observations of all agents."""
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            self._spawn(idx)
+        return self.observe()
+
+    def reset_done(self, done: np.ndarray) -> np.ndarray:
+        return self.reset(done)
+
+    def _uniform(self, k: int, margin: float) -> np.ndarray:
+        lim = self.p.arena_half_size - margin
+        return self.rng.uniform(-lim, lim, size=(k, 2)).astype(np.float32)
+
+    def _spawn(self, idx: np.ndarray) -> None:
+        p, k = self.p, idx.size
+        margin = p.agent_radius + 0.2
+        pos = self._uniform(k, margin)
+        goals = np.empty((k, self.n_way, 2), np.float32)
+        prev = pos
+        for w in range(self.n_way):  # loop over waypoints (<= 3), vectorized over agents
+            g = self._uniform(k, margin)
+            for _ in range(64):
+                bad = np.linalg.norm(g - prev, axis=1) < p.min_start_distance
+                if not bad.any():
+                    break
+                g[bad] = self._uniform(int(bad.sum()), margin)
+            goals[:, w] = g
+            prev = g
+        if p.num_obstacles:
+            obs = np.empty((k, p.num_obstacles, 2), np.float32)
+            rad = self.rng.uniform(p.obstacle_radius_min, p.obstacle_radius_max, (k, p.num_obstacles))
+            rad = rad.astype(np.float32)
+            keep_clear = np.concatenate([pos[:, None], goals], axis=1)  # [k, 1+W, 2]
+            for j in range(p.num_obstacles):
+                o = self._uniform(k, 0.0)
+                for _ in range(64):
+                    d = np.linalg.norm(keep_clear - o[:, None], axis=2).min(axis=1)
+                    bad = d < rad[:, j] + p.agent_radius + p.goal_radius + 0.3
+                    if not bad.any():
+                        break
+                    o[bad] = self._uniform(int(bad.sum()), 0.0)
+                obs[:, j] = o
+            self.obstacles[idx] = obs
+            self.obstacle_r[idx] = rad
+        self.pos[idx] = pos
+        self.vel[idx] = 0.0
+        self.goals[idx] = goals
+        self.goal_idx[idx] = 0
+        self.steps[idx] = 0
+        self.episode_return[idx] = 0.0
+        self.prev_dist[idx] = np.linalg.norm(goals[:, 0] - pos, axis=1)
+
+    # ------------------------------------------------------------------ geometry
+    def _frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        goal = self.goals[np.arange(self.n), self.goal_idx]
+        delta = goal - self.pos
+        dist = np.linalg.norm(delta, axis=1)
+        u = delta / np.maximum(dist, 1e-6)[:, None]
+        v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+        return u, v, dist
+
+    def _rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        p = self.p
+        d = self._ray_cos[None, :, None] * u[:, None, :] + self._ray_sin[None, :, None] * v[:, None, :]  # [N,R,2]
+        t = np.full(d.shape[:2], p.ray_length, np.float32)
+        # walls of the square arena
+        half = p.arena_half_size
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for axis in (0, 1):
+                comp = d[:, :, axis]
+                origin = self.pos[:, axis][:, None]
+                tw = np.where(comp > 0, (half - origin) / comp, np.where(comp < 0, (-half - origin) / comp, np.inf))
+                t = np.minimum(t, tw)
+        if p.num_obstacles:
+            m = self.pos[:, None, :] - self.obstacles  # [N,K,2]
+            b = np.einsum("nrc,nkc->nrk", d, m)
+            c = (m * m).sum(-1) - self.obstacle_r**2  # [N,K]
+            disc = b * b - c[:, None, :]
+            with np.errstate(invalid="ignore"):
+                th = -b - np.sqrt(np.maximum(disc, 0.0))
+            th = np.where((disc >= 0) & (th >= -1e-6) | (c[:, None, :] < 0), np.maximum(th, 0.0), np.inf)
+            t = np.minimum(t, th.min(axis=2))
+        return (np.clip(t, 0.0, p.ray_length) / p.ray_length).astype(np.float32)
+
+    def observe(self) -> np.ndarray:
+        p = self.p
+        u, v, dist = self._frame()
+        out = np.empty((self.n, self.definition.observation_size), np.float32)
+        for key, sl in self._slices.items():
+            if key == "raycast":
+                out[:, sl] = self._rays(u, v)
+            elif key == "velocity":
+                out[:, sl.start] = (self.vel * u).sum(1) / p.max_speed
+                out[:, sl.start + 1] = (self.vel * v).sum(1) / p.max_speed
+            elif key == "target":
+                out[:, sl.start] = dist / (2.0 * np.sqrt(2.0) * p.arena_half_size)
+                out[:, sl.start + 1] = np.exp(-dist)
+            elif key == "position":
+                out[:, sl] = self.pos / p.arena_half_size
+            elif key == "waypoint_progress":
+                out[:, sl.start] = self.goal_idx / self.n_way
+        return out
+
+    # ------------------------------------------------------------------ dynamics
+    def _acceleration(self, actions: np.ndarray) -> np.ndarray:
+        """Map actions to acceleration in the goal frame, [N, 2] in [-1, 1]."""
+        a = self.definition.action
+        if a.is_continuous:
+            return np.clip(np.asarray(actions, np.float32).reshape(self.n, -1)[:, :2], -1.0, 1.0)
+        acts = np.asarray(actions).reshape(self.n, -1).astype(np.int64)
+        if a.branches == (5,):
+            return _DISCRETE5[np.clip(acts[:, 0], 0, 4)]
+        return np.stack([_DISCRETE3[np.clip(acts[:, 0], 0, 2)], _DISCRETE3[np.clip(acts[:, 1], 0, 2)]], axis=1)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        p = self.p
+        u, v, _ = self._frame()
+        acc = self._acceleration(actions)
+        acc_world = acc[:, :1] * u + acc[:, 1:2] * v
+        vel = self.vel * p.damping + acc_world * (p.acceleration * p.dt)
+        speed = np.linalg.norm(vel, axis=1, keepdims=True)
+        vel = np.where(speed > p.max_speed, vel * (p.max_speed / np.maximum(speed, 1e-6)), vel)
+        pos = self.pos + vel * p.dt
+        lim = p.arena_half_size - p.agent_radius
+        hit_wall = np.abs(pos) > lim
+        pos = np.clip(pos, -lim, lim)
+        vel = np.where(hit_wall, 0.0, vel)
+        self.pos = pos.astype(np.float32)
+        self.vel = vel.astype(np.float32)
+        self.steps += 1
+
+        reward = np.full(self.n, p.step_penalty, np.float32)
+        collision = np.zeros(self.n, bool)
+        if p.num_obstacles:
+            gap = np.linalg.norm(self.pos[:, None, :] - self.obstacles, axis=2) - self.obstacle_r
+            collision = (gap < p.agent_radius).any(axis=1)
+        goal = self.goals[np.arange(self.n), self.goal_idx]
+        dist = np.linalg.norm(goal - self.pos, axis=1)
+        reward += p.shaping_per_metre * (self.prev_dist - dist)
+        reached = (dist < p.goal_radius) & ~collision
+        last = self.goal_idx >= self.n_way - 1
+        success = reached & last
+        waypoint = reached & ~last
+        if waypoint.any():
+            reward[waypoint] += p.waypoint_reward
+            self.goal_idx[waypoint] += 1
+            goal = self.goals[np.arange(self.n), self.goal_idx]
+            dist = np.linalg.norm(goal - self.pos, axis=1)
+        reward[success] += p.success_reward
+        reward[collision] += p.collision_penalty
+        self.prev_dist = dist.astype(np.float32)
+        terminal = success | collision
+        interrupted = (self.steps >= p.max_steps) & ~terminal
+        done = terminal | interrupted
+        self.episode_return += reward
+        return StepResult(self.observe(), reward, done, interrupted, success, collision)
+
+
+class NullSimulator:
+    """Constant observations and zero reward: the ceiling for measuring the player's own cost."""
+
+    def __init__(self, definition: BehaviorDefinition, num_agents: int, seed: int = 0) -> None:
+        self.definition = definition
+        self.n = num_agents
+        self.steps = np.zeros(num_agents, np.int64)
+        self._obs = np.full((num_agents, definition.observation_size), 0.5, np.float32)
+        self._zeros = np.zeros(num_agents, bool)
+
+    def reset(self, mask: np.ndarray) -> np.ndarray:
+        self.steps[mask] = 0
+        return self._obs
+
+    def reset_done(self, done: np.ndarray) -> np.ndarray:
+        return self.reset(done)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        self.steps += 1
+        done = self.steps >= self.definition.params.max_steps
+        return StepResult(self._obs, np.zeros(self.n, np.float32), done, done, self._zeros, self._zeros)

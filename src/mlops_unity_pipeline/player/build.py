@@ -1,0 +1,71 @@
+"""Build a headless player: a self-contained directory that `mlagents-learn --env` launches like a Unity build.
+
+The build copies the `behavior` and `player` sources next to a small launcher, so a build keeps working (and
+keeps its exact behavior) when the installed package changes later; it is a real artifact, hashed and kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from ..behavior.definition import BehaviorDefinition
+
+_PKG_ROOT = Path(__file__).resolve().parent.parent
+_FORBIDDEN = (".app", ".exe", ".x86_64", ".x86")  # ML-Agents strips these anywhere in the --env path
+
+_LAUNCHER = """#!/bin/sh
+# Headless player for behavior {behavior}, built by unity-mlops.
+# Started by mlagents-learn exactly like a Unity player:  {name} --mlagents-port N -logFile F [args]
+HERE="$(cd "$(dirname "$0")" && pwd)"
+exec {python} -s "$HERE/lib/run_player.py" --config "$HERE/player.json" "$@"
+"""
+
+_RUNNER = """import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mlops_unity_pipeline.player.main import main
+sys.exit(main())
+"""
+
+
+def _quote(path: str) -> str:
+    return "'" + path.replace("'", "'\\''") + "'"
+
+
+def build_headless_player(
+    definition: BehaviorDefinition, out_dir: str | Path, python: str | Path, agents: int = 16
+) -> Path:
+    """Write the player into `out_dir` and return the executable's path (pass it to `--env`)."""
+    out = Path(out_dir).resolve()
+    bad = [s for s in _FORBIDDEN if s in str(out)]
+    if bad:
+        raise ValueError(f"the build path {out} contains {bad[0]!r}, which ML-Agents strips from --env paths")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    lib = tmp / "lib" / "mlops_unity_pipeline"
+    for sub in ("behavior", "player"):
+        shutil.copytree(_PKG_ROOT / sub, lib / sub, ignore=shutil.ignore_patterns("__pycache__", "build.py"))
+    (lib / "__init__.py").write_text('"""Runtime subset of mlops_unity_pipeline for the headless player."""\n')
+    (tmp / "lib" / "run_player.py").write_text(_RUNNER)
+    config = {"behavior": definition.to_dict(), "agents": agents}
+    (tmp / "player.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    exe = tmp / definition.behavior_name
+    exe.write_text(_LAUNCHER.format(behavior=definition.behavior_name, name=exe.name, python=_quote(str(python))))
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out / definition.behavior_name
+
+
+def build_digest(build_dir: str | Path) -> str:
+    """sha256 over the build's files (names and contents), for lineage."""
+    h = hashlib.sha256()
+    root = Path(build_dir)
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()

@@ -1,0 +1,298 @@
+"""The user-facing specifications: what to train (`UnityAssetSpec`), how (`RLTrainingConfig`), and when
+(`TrainingJob`, `TrainingSchedule`), plus the outcome (`TrainingResult`).
+
+Field names follow the setup guides, so their code runs as written. Every model rejects unknown fields and
+validates values up front, because a typo found after an hour of training loses that hour.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+
+ALGORITHMS = ("PPO", "SAC")
+TRAINERS = ("mlagents",)
+
+_CSHARP_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CSHARP_KEYWORDS = frozenset(
+    "abstract as base bool break byte case catch char checked class const continue decimal default delegate do "
+    "double else enum event explicit extern false finally fixed float for foreach goto if implicit in int "
+    "interface internal is lock long namespace new null object operator out override params private protected "
+    "public readonly ref return sbyte sealed short sizeof stackalloc static string struct switch this throw true "
+    "try typeof uint ulong unchecked unsafe ushort using virtual void volatile while".split()
+)
+
+
+def _check_identifier(value: str, what: str) -> str:
+    if not _CSHARP_IDENT.match(value) or value in _CSHARP_KEYWORDS:
+        raise ValueError(
+            f"{what} {value!r} must be a C# identifier (letters, digits, underscore; not starting with a digit; "
+            f"no spaces, dots or path separators), because the Agent class and files are named after it; "
+            f"for example {re.sub(r'[^A-Za-z0-9_]', '', value.title()) or 'MyAgent'!r}"
+        )
+    return value
+
+
+def _check_safe_id(value: str, what: str) -> str:
+    if not _SAFE_ID.match(value) or len(value) > 100:
+        raise ValueError(
+            f"{what} {value!r} may only contain letters, digits, '.', '_' and '-' (at most 100, not starting "
+            f"with '.' or '-'), because directories are named after it"
+        )
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=True)
+
+
+class UnityAssetSpec(_Model):
+    """A plain description of one agent. `observation_space`/`action_space` are optional: the behavior's
+    archetype fills in what the task needs (see docs/behaviors.md)."""
+
+    asset_id: str
+    name: str
+    asset_type: str = "behavior"
+    description: str = ""
+    observation_space: dict[str, int] | None = None
+    action_space: dict[str, Any] | None = None
+    behavior_name: str | None = Field(default=None, description="ML-Agents behavior name; defaults to `name`.")
+    archetype: str | None = Field(default=None, description="Override the archetype chosen from the text.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("asset_id")
+    @classmethod
+    def _asset_id(cls, v: str) -> str:
+        return _check_safe_id(v, "asset_id")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_identifier(v, "name")
+
+    @field_validator("behavior_name")
+    @classmethod
+    def _behavior_name(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier(v, "behavior_name")
+
+    @field_validator("observation_space")
+    @classmethod
+    def _obs(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        if v is None:
+            return v
+        for key, size in v.items():
+            if size <= 0:
+                raise ValueError(f"observation_space[{key!r}] must be a positive size, got {size}")
+        return v
+
+    @field_validator("action_space")
+    @classmethod
+    def _act(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        kind = v.get("type")
+        if kind not in ("continuous", "discrete"):
+            raise ValueError(f"action_space.type must be 'continuous' or 'discrete', got {kind!r}")
+        unknown = set(v) - {"type", "size", "branches"}
+        if unknown:
+            raise ValueError(f"action_space has unknown keys {sorted(unknown)}; allowed: type, size, branches")
+        if "size" in v and (not isinstance(v["size"], int) or v["size"] <= 0):
+            raise ValueError(f"action_space.size must be a positive integer, got {v['size']!r}")
+        if "branches" in v:
+            if kind != "discrete":
+                raise ValueError("action_space.branches is only valid with type 'discrete'")
+            b = v["branches"]
+            if not isinstance(b, list) or not b or any(not isinstance(x, int) or x <= 0 for x in b):
+                raise ValueError(f"action_space.branches must be a list of positive integers, got {b!r}")
+        return v
+
+    @property
+    def effective_behavior_name(self) -> str:
+        return self.behavior_name or self.name
+
+
+class RLTrainingConfig(_Model):
+    """How to train. Unset hyperparameters come from the behavior archetype's tuned defaults."""
+
+    algorithm: str = "PPO"
+    max_steps: int = 500_000
+    num_envs: int = 1
+    time_scale: float = 20.0
+    seed: int = 42
+    agents_per_env: int | None = Field(
+        default=None, description="Agents simulated per headless player; default per archetype."
+    )
+    trainer: Literal["mlagents"] = "mlagents"
+    use_offline_rl: bool = False
+    demonstrations_path: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    network_settings: dict[str, Any] = Field(default_factory=dict)
+    summary_freq: int | None = None
+    checkpoint_interval: int | None = None
+    keep_checkpoints: int | None = None
+    time_horizon: int | None = None
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, v: str) -> str:
+        up = v.upper()
+        if up not in ALGORITHMS:
+            raise ValueError(f"algorithm {v!r} is not supported; choose one of {', '.join(ALGORITHMS)}")
+        return up
+
+    @field_validator("max_steps", "num_envs")
+    @classmethod
+    def _positive(cls, v: int, info: Any) -> int:
+        if v <= 0:
+            raise ValueError(f"{info.field_name} must be > 0, got {v}")
+        return v
+
+    @field_validator("agents_per_env", "summary_freq", "checkpoint_interval", "keep_checkpoints", "time_horizon")
+    @classmethod
+    def _positive_opt(cls, v: int | None, info: Any) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"{info.field_name} must be > 0, got {v}")
+        return v
+
+    @field_validator("time_scale")
+    @classmethod
+    def _time_scale(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"time_scale must be > 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _offline(self) -> RLTrainingConfig:
+        if self.use_offline_rl and not self.demonstrations_path:
+            raise ValueError(
+                "use_offline_rl=True needs demonstrations_path (a .demo file or a directory of them)"
+            )
+        return self
+
+
+class TrainingJob(_Model):
+    """One run of the pipeline for one asset."""
+
+    job_id: str
+    asset_spec: UnityAssetSpec
+    rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    timeout_s: float | None = Field(default=None, description="Stop training (with a checkpoint) after this.")
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, v: str) -> str:
+        return _check_safe_id(v, "job_id")
+
+
+class TrainingSchedule(_Model):
+    """Retrain assets on a cron schedule."""
+
+    schedule_id: str
+    cron_expression: str
+    asset_specs: list[UnityAssetSpec]
+    rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    enabled: bool = True
+    timezone: str = "UTC"
+
+    @field_validator("schedule_id")
+    @classmethod
+    def _schedule_id(cls, v: str) -> str:
+        return _check_safe_id(v, "schedule_id")
+
+    @field_validator("cron_expression")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        fields = v.split()
+        if not (v.startswith("@") or len(fields) in (5, 6)):
+            raise ValueError(f"cron_expression {v!r} must have 5 fields (minute hour day month weekday)")
+        return v
+
+    @field_validator("asset_specs")
+    @classmethod
+    def _assets(cls, v: list[UnityAssetSpec]) -> list[UnityAssetSpec]:
+        if not v:
+            raise ValueError("asset_specs must list at least one asset")
+        ids = [a.asset_id for a in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"asset_specs has duplicate asset_id values: {ids}")
+        return v
+
+
+class TrainingResult(_Model):
+    """The outcome of a job, for both success and failure."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    job_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    model_version: str | None = None
+    trained_model_path: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+    log_tail: str | None = None
+    started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    finished_at: datetime | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "completed"
+
+
+def format_validation_error(err: ValidationError, source: str | None = None) -> str:
+    """One line per problem, naming the field path, so the user knows exactly what to change."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see `unity-mlops train --help`)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {loc}: {msg}")
+    where = f" in {source}" if source else ""
+    return f"invalid {err.title}{where}:\n" + "\n".join(lines)
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping, with errors that name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"file not found: {p}", hint="pass the path of a YAML or JSON file")
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"could not parse {p}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{p} must contain a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_model(model: type[_Model], data: dict[str, Any], source: str | None = None) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source)) from None
+
+
+def load_job(path: str | Path) -> TrainingJob:
+    """Load a `TrainingJob` from YAML/JSON (keys as in the Python API)."""
+    return parse_model(TrainingJob, load_document(path), str(path))
+
+
+def load_asset_spec(path: str | Path) -> UnityAssetSpec:
+    data = load_document(path)
+    if "asset_spec" in data:  # a job file is fine too
+        data = data["asset_spec"]
+    return parse_model(UnityAssetSpec, data, str(path))
