@@ -1,0 +1,84 @@
+"""ML-Agents trainer YAML from an `RLTrainingConfig` and the behavior's archetype defaults.
+
+Only keys that ML-Agents' strict parser accepts are written. Run-specific settings (run id, results dir, env
+path, ports, resume) travel as `mlagents-learn` flags instead, because flags override the YAML and a
+hard-coded `resume:` in a YAML is a known trap.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..behavior.definition import BehaviorDefinition
+from ..specs import RLTrainingConfig
+
+# Tuned on this machine class so each archetype is learnable with the default step budgets
+# (see bench/ and docs/behaviors.md for the measurements).
+_PPO_BASE: dict[str, Any] = {
+    "batch_size": 256,
+    "buffer_size": 2048,
+    "learning_rate": 3.0e-4,
+    "beta": 5.0e-3,
+    "epsilon": 0.2,
+    "lambd": 0.95,
+    "num_epoch": 3,
+    "learning_rate_schedule": "linear",
+}
+_SAC_BASE: dict[str, Any] = {
+    "batch_size": 256,
+    "buffer_size": 100_000,
+    "buffer_init_steps": 1000,
+    "learning_rate": 3.0e-4,
+    "learning_rate_schedule": "constant",
+    "tau": 0.005,
+    "steps_per_update": 8.0,
+    "init_entcoef": 0.5,
+}
+ARCHETYPE_TRAINER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "reach_target": {"ppo": {}, "network": {"hidden_units": 128, "num_layers": 2}, "time_horizon": 64},
+    "navigation": {"ppo": {"buffer_size": 4096, "batch_size": 512}, "network": {"hidden_units": 128,
+                   "num_layers": 2}, "time_horizon": 64},
+    "patrol": {"ppo": {"buffer_size": 4096, "batch_size": 512}, "network": {"hidden_units": 128,
+               "num_layers": 2}, "time_horizon": 128},
+}
+DEFAULT_AGENTS_PER_ENV = 32
+
+
+def agents_per_env(config: RLTrainingConfig) -> int:
+    return config.agents_per_env or DEFAULT_AGENTS_PER_ENV
+
+
+def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
+    """The `behaviors.<name>` block."""
+    arch = ARCHETYPE_TRAINER_DEFAULTS[definition.archetype]
+    if config.algorithm == "SAC":
+        trainer_type, hyper = "sac", copy.deepcopy(_SAC_BASE)
+    else:
+        trainer_type, hyper = "ppo", {**_PPO_BASE, **arch["ppo"]}
+    hyper.update(config.hyperparameters)
+    network = {"normalize": True, **arch["network"], **config.network_settings}
+    max_steps = config.max_steps
+    summary = config.summary_freq or max(1000, (max_steps // 20) // 1000 * 1000)
+    checkpoint = config.checkpoint_interval or max(summary, max_steps // 5)
+    settings: dict[str, Any] = {
+        "trainer_type": trainer_type,
+        "hyperparameters": hyper,
+        "network_settings": network,
+        "reward_signals": {"extrinsic": {"gamma": 0.99, "strength": 1.0}},
+        "max_steps": max_steps,
+        "time_horizon": config.time_horizon or arch["time_horizon"],
+        "summary_freq": summary,
+        "checkpoint_interval": checkpoint,
+        "keep_checkpoints": config.keep_checkpoints or 5,
+    }
+    return settings
+
+
+def trainer_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
+    """The whole trainer YAML document."""
+    return {
+        "behaviors": {definition.behavior_name: behavior_settings(definition, config)},
+        "engine_settings": {"time_scale": config.time_scale, "no_graphics": True},
+        "env_settings": {"num_envs": config.num_envs, "seed": config.seed},
+    }

@@ -1,0 +1,248 @@
+"""The managed ML-Agents trainer environment: an isolated virtual environment the product creates and checks.
+
+ML-Agents 1.1.0 pins Python 3.10.1-3.10.12, protobuf 3.20 and numpy < 1.24, which cannot live beside the
+product's modern dependencies. So it gets its own venv, built from the lock file shipped with the package:
+torch first (pinned, CPU build where available), the exact pins with ``--no-deps``, then the two pure-Python
+mlagents wheels (hash-checked) with ``--ignore-requires-python`` so Python 3.11 works too.
+
+A venv is not relocatable, so it is built in place and only counts as ready once its marker file (written
+last, with the lock digest) exists; an interrupted setup is wiped and rebuilt on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..errors import TrainerEnvError
+
+MLAGENTS_VERSION = "1.1.0"
+WHEELS = {
+    "mlagents-1.1.0-py3-none-any.whl": "0671e40fb4e4da8740d18bbce47d5a5ef1c58a0db9d109846fbe3d98d712b4f4",
+    "mlagents_envs-1.1.0-py3-none-any.whl": "fbb7e54c6327a53f0b7dd615de49414af496e5f766ccc10f175d3731b32bb985",
+}
+EXTRA_NO_DEPS = ["pettingzoo==1.15.0"]  # declared by mlagents-envs; its metadata says Python < 3.11
+DEFAULT_TORCH = "torch==2.13.0"
+SUPPORTED_PYTHONS = ((3, 10), (3, 11))
+MARKER = "unity-mlops-trainer-env.json"
+ENV_VAR = "UNITY_MLOPS_TRAINER_ENV"
+PYTHON_VAR = "UNITY_MLOPS_TRAINER_PYTHON"
+
+_CHECK_SCRIPT = r"""
+import json, sys
+out = {"python": sys.version.split()[0]}
+problems = []
+for mod, attr in [("mlagents", None), ("mlagents_envs", None), ("torch", "__version__"), ("numpy", "__version__"),
+                  ("google.protobuf", "__version__"), ("grpc", "__version__"), ("onnx", "__version__")]:
+    try:
+        m = __import__(mod, fromlist=["_"])
+        out[mod] = getattr(m, attr) if attr else None
+    except Exception as exc:
+        problems.append(f"cannot import {mod}: {exc}")
+try:
+    from importlib.metadata import version
+    out["mlagents"] = version("mlagents"); out["mlagents_envs"] = version("mlagents-envs")
+    import mlagents.trainers.learn  # noqa: F401  (the trainer entry point)
+    from mlagents_envs.communicator_objects import unity_message_pb2  # noqa: F401
+except Exception as exc:
+    problems.append(f"ML-Agents trainer does not import: {exc}")
+out["problems"] = problems
+print(json.dumps(out))
+"""
+
+Progress = Callable[[str], None]
+
+
+def lock_path() -> Path:
+    return Path(str(resources.files("mlops_unity_pipeline.trainer") / f"mlagents-{MLAGENTS_VERSION}.lock"))
+
+
+def lock_digest() -> str:
+    h = hashlib.sha256(lock_path().read_bytes())
+    h.update(json.dumps([WHEELS, EXTRA_NO_DEPS, os.environ.get("UNITY_MLOPS_TORCH_SPEC", DEFAULT_TORCH)]).encode())
+    return h.hexdigest()
+
+
+def default_env_path() -> Path:
+    """`$UNITY_MLOPS_TRAINER_ENV`, else a per-lock directory in the user's cache."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("unity-mlops") / f"trainer-mlagents-{MLAGENTS_VERSION}-{lock_digest()[:10]}"
+
+
+def _python_version(exe: str) -> tuple[int, int, int] | None:
+    try:
+        out = subprocess.run(
+            [exe, "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    major, minor, micro = (int(x) for x in out.stdout.split())
+    return major, minor, micro
+
+
+def find_base_python(explicit: str | None = None) -> str:
+    """A CPython 3.10 or 3.11 to build the venv from: explicit, `$UNITY_MLOPS_TRAINER_PYTHON`, or on PATH."""
+    candidates = [explicit] if explicit else []
+    if not candidates and os.environ.get(PYTHON_VAR):
+        candidates = [os.environ[PYTHON_VAR]]
+    if not candidates:
+        candidates = ["python3.11", sys.executable, "python3.10", "python3"]
+    for cand in candidates:
+        exe = shutil.which(cand) or (cand if Path(cand).is_file() else None)
+        if not exe:
+            continue
+        ver = _python_version(exe)
+        if ver and ver[:2] in SUPPORTED_PYTHONS:
+            return exe
+    raise TrainerEnvError(
+        f"no usable Python for the ML-Agents trainer (tried {', '.join(c for c in candidates if c)}); "
+        "ML-Agents 1.1.0 needs CPython 3.10 or 3.11",
+        hint=f"install python3.11, or point {PYTHON_VAR} (or --python) at a 3.10/3.11 interpreter",
+    )
+
+
+@dataclass
+class TrainerEnvironment:
+    path: Path
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER
+
+    def is_ready(self) -> bool:
+        try:
+            data = json.loads(self.marker.read_text())
+        except (OSError, ValueError):
+            return False
+        return data.get("lock_digest") == lock_digest() and self.python.exists()
+
+    def check(self) -> dict:
+        """Import the trainer in the environment; raise `TrainerEnvError` naming what is missing."""
+        fix = "run `unity-mlops trainer setup`"
+        if not self.python.exists():
+            raise TrainerEnvError(f"the ML-Agents trainer environment does not exist at {self.path}", hint=fix)
+        if not self.is_ready():
+            raise TrainerEnvError(
+                f"the trainer environment at {self.path} is incomplete or was built from another lock file",
+                hint=f"{fix} (it rebuilds the environment)",
+            )
+        proc = subprocess.run(
+            [str(self.python), "-c", _CHECK_SCRIPT], capture_output=True, text=True, timeout=300, env=clean_env()
+        )
+        if proc.returncode != 0:
+            raise TrainerEnvError(f"the trainer environment's Python fails to run: {proc.stderr[-500:]}", hint=fix)
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        if info["problems"]:
+            raise TrainerEnvError("; ".join(info["problems"]), hint=f"{fix} --force")
+        if info.get("mlagents") != MLAGENTS_VERSION:
+            raise TrainerEnvError(f"expected mlagents {MLAGENTS_VERSION}, found {info.get('mlagents')}", hint=fix)
+        info["path"] = str(self.path)
+        return info
+
+    def launcher_command(self) -> list[str]:
+        """The command that behaves like `mlagents-learn` (append its arguments)."""
+        launcher = Path(__file__).with_name("launcher.py")
+        return [str(self.python), "-s", str(launcher)]
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The product's environment minus variables that would leak its packages into the trainer's Python."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _run(cmd: list[str], what: str, progress: Progress, log: Path) -> None:
+    t0 = time.monotonic()
+    progress(f"  {what} ...")
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(f"\n$ {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=clean_env())
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise TrainerEnvError(
+            f"trainer environment setup failed while trying to {what} (exit {proc.returncode}); "
+            f"log: {log}\n{tail}",
+            hint="check network access to the package index, then run `unity-mlops trainer setup` again",
+        )
+    progress(f"  {what}: done in {time.monotonic() - t0:.0f} s")
+
+
+def setup(
+    path: Path | None = None, python: str | None = None, force: bool = False, progress: Progress = print
+) -> TrainerEnvironment:
+    """Create (or verify) the trainer environment. Idempotent: a ready environment is only checked."""
+    env = TrainerEnvironment((path or default_env_path()).expanduser().resolve())
+    if env.is_ready() and not force:
+        progress(f"trainer environment ready at {env.path}")
+        env.check()
+        return env
+    base = find_base_python(python)
+    progress(f"creating the ML-Agents {MLAGENTS_VERSION} trainer environment at {env.path} (Python: {base})")
+    shutil.rmtree(env.path, ignore_errors=True)
+    env.path.parent.mkdir(parents=True, exist_ok=True)
+    log = env.path.parent / f"{env.path.name}.setup.log"
+    log.write_text("")
+    pip = [str(env.python), "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    _run([base, "-m", "venv", str(env.path)], "create the virtual environment", progress, log)
+    torch_spec = os.environ.get("UNITY_MLOPS_TORCH_SPEC", DEFAULT_TORCH)
+    torch_cmd = [*pip, "install", torch_spec, "-c", str(lock_path())]
+    if os.environ.get("UNITY_MLOPS_TORCH_INDEX_URL"):
+        torch_cmd += ["--index-url", os.environ["UNITY_MLOPS_TORCH_INDEX_URL"]]
+    _run(torch_cmd, f"install {torch_spec}", progress, log)
+    _run([*pip, "install", "--no-deps", "-r", str(lock_path())], "install the pinned dependencies", progress, log)
+    with tempfile.TemporaryDirectory(prefix="unity-mlops-wheels-") as tmp:
+        _run(
+            [*pip, "download", "--no-deps", "--python-version", "3.10.12", "--only-binary=:all:", "-d", tmp,
+             f"mlagents=={MLAGENTS_VERSION}", f"mlagents-envs=={MLAGENTS_VERSION}"],
+            "download the mlagents wheels", progress, log,
+        )
+        wheels = []
+        for name, digest in WHEELS.items():
+            wheel = Path(tmp) / name
+            if not wheel.exists() or hashlib.sha256(wheel.read_bytes()).hexdigest() != digest:
+                raise TrainerEnvError(f"downloaded {name} is missing or does not match its pinned sha256")
+            wheels.append(str(wheel))
+        _run(
+            [*pip, "install", "--no-deps", "--ignore-requires-python", *wheels, *EXTRA_NO_DEPS],
+            f"install mlagents {MLAGENTS_VERSION}", progress, log,
+        )
+    marker = {"lock_digest": lock_digest(), "base_python": base, "created": time.time()}
+    env.marker.write_text(json.dumps(marker, indent=2))
+    info = env.check()
+    progress(f"trainer environment ready: mlagents {info['mlagents']}, torch {info['torch']}, "
+             f"Python {info['python']}")
+    return env
+
+
+def resolve(path: Path | None = None) -> TrainerEnvironment:
+    """The configured environment, checked to be ready (cheap: no subprocess)."""
+    env = TrainerEnvironment((path or default_env_path()).expanduser().resolve())
+    if not env.is_ready():
+        raise TrainerEnvError(
+            f"the ML-Agents trainer environment is not set up (looked in {env.path})",
+            hint=f"run `unity-mlops trainer setup` (or set {ENV_VAR} to an existing one)",
+        )
+    return env

@@ -1,0 +1,227 @@
+"""Run the real ML-Agents trainer as a subprocess and judge the outcome.
+
+Success is judged as Unity's own CI does, and stricter: exit code 0 AND `<results>/<run-id>/<Behavior>.onnx`
+exists AND the final checkpoint reached `max_steps` (exit 0 alone does not prove completion: Ctrl-C and a closed
+player also exit 0). To stop a run we send SIGINT, on which ML-Agents saves a checkpoint and the ONNX model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .environment import TrainerEnvironment, clean_env
+
+PROGRESS_RE = re.compile(
+    r"\[INFO\] (?P<behavior>[^.\s]+)\. Step: (?P<step>\d+)\. Time Elapsed: (?P<elapsed>[\d.]+) s\."
+    r"(?: Mean Reward: (?P<reward>-?[\d.]+(?:e-?\d+)?)\.)?"
+)
+
+
+@dataclass
+class Progress:
+    step: int
+    max_steps: int
+    elapsed_s: float
+    mean_reward: float | None
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.step <= 0:
+            return None
+        return self.elapsed_s * (self.max_steps - self.step) / self.step
+
+
+@dataclass
+class TrainingOutcome:
+    returncode: int
+    run_dir: Path
+    onnx_path: Path
+    final_step: int | None
+    max_steps: int
+    interrupted: bool
+    timed_out: bool
+    log_path: Path
+    progress: list[Progress] = field(default_factory=list)
+
+    @property
+    def onnx_exists(self) -> bool:
+        return self.onnx_path.is_file()
+
+    @property
+    def completed(self) -> bool:
+        return (
+            self.returncode == 0
+            and self.onnx_exists
+            and self.final_step is not None
+            and self.final_step >= self.max_steps
+        )
+
+    def failure_reason(self) -> str | None:
+        if self.completed:
+            return None
+        if self.timed_out:
+            return f"training stopped after the time limit at step {self.final_step} of {self.max_steps}"
+        if self.interrupted:
+            return f"training was cancelled at step {self.final_step} of {self.max_steps}"
+        if self.returncode != 0:
+            return f"the trainer exited with code {self.returncode}"
+        if not self.onnx_exists:
+            return f"the trainer exited 0 but did not write {self.onnx_path}"
+        return f"the trainer stopped at step {self.final_step}, before max_steps={self.max_steps}"
+
+
+def free_port_range(count: int, start: int = 5005, stop: int = 60000) -> int:
+    """A base port such that `count` consecutive ports are free on localhost (players use base+worker)."""
+    port = start
+    while port + count < stop:
+        ok = True
+        for p in range(port, port + count):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("localhost", p))
+                except OSError:
+                    ok = False
+                    port = p + 1
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no free port range for the trainer")
+
+
+def final_step(run_dir: Path, behavior: str) -> int | None:
+    """The step of the final checkpoint, from `run_logs/training_status.json` (written at the end)."""
+    try:
+        data = json.loads((run_dir / "run_logs" / "training_status.json").read_text())
+        return int(data[behavior]["final_checkpoint"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def has_checkpoint(run_dir: Path, behavior: str) -> bool:
+    return (run_dir / behavior / "checkpoint.pt").is_file()
+
+
+def build_command(
+    trainer: TrainerEnvironment | None,
+    config_path: Path,
+    env_path: Path,
+    run_id: str,
+    results_dir: Path,
+    *,
+    num_envs: int,
+    seed: int,
+    base_port: int,
+    resume: bool,
+    env_args: list[str] | None = None,
+    custom_command: str | None = None,
+) -> list[str]:
+    """`mlagents-learn` flags for this run. A custom command (`MLAGENTS_TRAIN_COMMAND`) gets the same flags
+    appended; its own --run-id/--force are overridden because argparse keeps the last value."""
+    base = shlex.split(custom_command) if custom_command else [*trainer.launcher_command()]  # type: ignore[union-attr]
+    if custom_command:
+        base = [a for a in base if a not in ("--force", "--resume")]
+    args = [
+        *base,
+        str(config_path),
+        "--env", str(env_path),
+        "--run-id", run_id,
+        "--results-dir", str(results_dir),
+        "--num-envs", str(num_envs),
+        "--seed", str(seed),
+        "--base-port", str(base_port),
+        "--no-graphics",
+        "--torch-device", "cpu",
+    ]
+    args.append("--resume" if resume else "--force")
+    if env_args:
+        args += ["--env-args", *env_args]
+    return args
+
+
+def run_trainer(
+    command: list[str],
+    *,
+    run_dir: Path,
+    behavior: str,
+    max_steps: int,
+    log_path: Path,
+    cwd: Path,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    timeout_s: float | None = None,
+    cancel: threading.Event | None = None,
+    grace_s: float = 120.0,
+) -> TrainingOutcome:
+    """Run the trainer to completion, a timeout or cancellation (SIGINT, then SIGKILL after `grace_s`)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    progress: list[Progress] = []
+    interrupted = timed_out = False
+    env = clean_env({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        stop_sent: float | None = None
+
+        def watchdog() -> None:
+            nonlocal interrupted, timed_out, stop_sent
+            while proc.poll() is None:
+                now = time.monotonic()
+                if stop_sent is None:
+                    if cancel is not None and cancel.is_set():
+                        interrupted = True
+                    elif deadline is not None and now > deadline:
+                        timed_out = True
+                    if interrupted or timed_out:
+                        stop_sent = now
+                        proc.send_signal(signal.SIGINT)  # ML-Agents saves a checkpoint and the ONNX on SIGINT
+                elif now - stop_sent > grace_s:
+                    proc.kill()
+                time.sleep(0.2)
+
+        guard = threading.Thread(target=watchdog, daemon=True)
+        guard.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if on_line:
+                on_line(line.rstrip("\n"))
+            m = PROGRESS_RE.search(line)
+            if m and m.group("behavior") == behavior:
+                p = Progress(
+                    int(m.group("step")), max_steps, float(m.group("elapsed")),
+                    float(m.group("reward")) if m.group("reward") else None,
+                )
+                progress.append(p)
+                log.flush()
+                if on_progress:
+                    on_progress(p)
+        returncode = proc.wait()
+        guard.join(timeout=1)
+        log.write(f"[unity-mlops] trainer exited with code {returncode}\n")
+    return TrainingOutcome(
+        returncode=returncode,
+        run_dir=run_dir,
+        onnx_path=run_dir / f"{behavior}.onnx",
+        final_step=final_step(run_dir, behavior),
+        max_steps=max_steps,
+        interrupted=interrupted,
+        timed_out=timed_out,
+        log_path=log_path,
+        progress=progress,
+    )
