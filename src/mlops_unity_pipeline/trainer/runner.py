@@ -162,6 +162,7 @@ def run_trainer(
     timeout_s: float | None = None,
     cancel: threading.Event | None = None,
     grace_s: float = 120.0,
+    pid_file: Path | None = None,
 ) -> TrainingOutcome:
     """Run the trainer to completion, a timeout or cancellation (SIGINT, then SIGKILL after `grace_s`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +176,8 @@ def run_trainer(
             command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
             start_new_session=True,
         )
+        if pid_file is not None:  # lets operators (and the scheduler) find the trainer of a job
+            pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout_s if timeout_s else None
         stop_sent: float | None = None
 
@@ -213,6 +216,8 @@ def run_trainer(
                     on_progress(p)
         returncode = proc.wait()
         guard.join(timeout=1)
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
         log.write(f"[unity-mlops] trainer exited with code {returncode}\n")
     return TrainingOutcome(
         returncode=returncode,

@@ -1,0 +1,122 @@
+"""Environment builders. `UNITY_BUILD_COMMAND` selects a real Unity build; otherwise the built-in headless
+player (a Python simulator that speaks the ML-Agents protocol) is built for the behavior."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..behavior.definition import BehaviorDefinition
+from ..errors import StageError
+from ..generate.base import GeneratedArtifacts
+from ..player.build import build_digest, build_headless_player
+
+DEFAULT_UNITY_BUILD_TIMEOUT_S = 1800.0  # Unity's own CI uses 30 minutes
+
+
+@dataclass
+class BuildArtifact:
+    env_path: Path          # what `mlagents-learn --env` gets
+    kind: str               # "headless-player" | "unity"
+    digest: str
+    has_simulator: bool     # True when the behavior simulator can evaluate policies for this build
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class EnvironmentBuilder(ABC):
+    @abstractmethod
+    def build(
+        self, definition: BehaviorDefinition, generated: GeneratedArtifacts, build_dir: Path, log_path: Path
+    ) -> BuildArtifact: ...
+
+
+class HeadlessPlayerBuilder(EnvironmentBuilder):
+    def __init__(self, python: Path, agents_per_env: int) -> None:
+        self.python = python
+        self.agents = agents_per_env
+
+    def build(
+        self, definition: BehaviorDefinition, generated: GeneratedArtifacts, build_dir: Path, log_path: Path
+    ) -> BuildArtifact:
+        out = build_dir / definition.behavior_name
+        try:
+            exe = build_headless_player(definition, out, self.python, self.agents)
+        except (OSError, ValueError) as exc:
+            raise StageError("build", f"could not build the headless player: {exc}") from None
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"headless player for {definition.behavior_name} built at {exe}\n")
+        return BuildArtifact(exe, "headless-player", build_digest(out), has_simulator=True)
+
+
+class UnityCommandBuilder(EnvironmentBuilder):
+    """Runs `UNITY_BUILD_COMMAND` (no shell) and checks that it produced the player.
+
+    Appended arguments, read by the generated `BuildScript.PerformBuild`: ``-logFile <build log>
+    --mlagents-build-output-path <build>/<Behavior> --mlagents-build-target StandaloneLinux64``. The same
+    values are also in the environment as ``UNITY_MLOPS_BUILD_OUTPUT``, ``UNITY_MLOPS_GENERATED_DIR`` and
+    ``UNITY_MLOPS_BEHAVIOR``.
+    """
+
+    def __init__(self, command: str, timeout_s: float = DEFAULT_UNITY_BUILD_TIMEOUT_S) -> None:
+        self.command = command
+        self.timeout_s = timeout_s
+
+    def build(
+        self, definition: BehaviorDefinition, generated: GeneratedArtifacts, build_dir: Path, log_path: Path
+    ) -> BuildArtifact:
+        try:
+            argv = shlex.split(self.command)
+        except ValueError as exc:
+            raise StageError("build", f"UNITY_BUILD_COMMAND cannot be parsed: {exc}") from None
+        if not argv:
+            raise StageError("build", "UNITY_BUILD_COMMAND is empty")
+        build_dir.mkdir(parents=True, exist_ok=True)
+        output = build_dir / definition.behavior_name
+        argv += ["-logFile", str(log_path.with_suffix(".unity.log")), "--mlagents-build-output-path", str(output),
+                 "--mlagents-build-target", "StandaloneLinux64"]
+        env = dict(os.environ, UNITY_MLOPS_BUILD_OUTPUT=str(output),
+                   UNITY_MLOPS_GENERATED_DIR=str(generated.agent_source.parent),
+                   UNITY_MLOPS_BEHAVIOR=definition.behavior_name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w", encoding="utf-8") as log:
+            log.write(f"$ {shlex.join(argv)}\n")
+            log.flush()
+            try:
+                proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=self.timeout_s)
+            except FileNotFoundError:
+                raise StageError("build", f"UNITY_BUILD_COMMAND program not found: {argv[0]!r}") from None
+            except subprocess.TimeoutExpired:
+                raise StageError("build", f"the Unity build did not finish within {self.timeout_s:.0f} s",
+                                 log_tail=log_tail(log_path)) from None
+        tail = log_tail(log_path) + ("\n" + log_tail(log_path.with_suffix(".unity.log"))).rstrip()
+        if proc.returncode != 0:
+            raise StageError("build", f"the Unity build exited with code {proc.returncode}", log_tail=tail)
+        player = next((p for p in (output, output.with_name(output.name + ".x86_64"),
+                                   output / definition.behavior_name,
+                                   output / f"{definition.behavior_name}.x86_64") if p.is_file()), None)
+        if player is None:
+            raise StageError("build", f"the Unity build exited 0 but no player was found at {output}[.x86_64]",
+                             log_tail=tail)
+        root = player.parent if player.parent != build_dir else player
+        digest = build_digest(root) if root.is_dir() else build_digest(build_dir)
+        return BuildArtifact(player, "unity", digest, has_simulator=False)
+
+
+def select_builder(python: Path | None, agents_per_env: int) -> EnvironmentBuilder:
+    command = os.environ.get("UNITY_BUILD_COMMAND", "").strip()
+    if command:
+        timeout = float(os.environ.get("UNITY_BUILD_TIMEOUT_S", DEFAULT_UNITY_BUILD_TIMEOUT_S))
+        return UnityCommandBuilder(command, timeout)
+    if python is None:
+        raise StageError("build", "the headless player needs the trainer environment")
+    return HeadlessPlayerBuilder(python, agents_per_env)

@@ -1,0 +1,276 @@
+"""`unity-mlops`: the command line. User mistakes print one clear message (no traceback) and exit non-zero.
+
+Heavy imports (onnxruntime, pydantic models, the orchestrator) happen inside the commands, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+EPILOG = """examples:
+  unity-mlops trainer setup                 create the ML-Agents trainer environment (once)
+  unity-mlops train examples/reach_target_job.yaml
+  unity-mlops models list
+  tensorboard --logdir ./runs
+
+environment:
+  UNITY_MLOPS_WORKSPACE    workspace root for jobs (default ./runs)
+  UNITY_MLOPS_REGISTRY     local registry root (default <workspace>/_registry)
+  UNITY_MLOPS_TRAINER_ENV  trainer environment location (default: in the user cache)
+  UNITY_BUILD_COMMAND      build a real Unity player instead of the headless player
+  MLAGENTS_TRAIN_COMMAND   run this instead of the managed mlagents-learn
+"""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline.orchestrator import UnityMLOpsOrchestrator
+    from .specs import load_job
+
+    job = load_job(args.job)
+    if args.job_id:
+        job = job.model_copy(update={"job_id": args.job_id})
+    orch = UnityMLOpsOrchestrator(args.workspace, registry_root=args.registry, evaluation_episodes=args.episodes,
+                                  show_progress=not args.quiet)
+    result = orch.execute_training_job_sync(job)
+    if result.succeeded:
+        ev = result.metrics.get("evaluation", {}).get("model", {})
+        print(f"model version: {result.model_version}")
+        if ev:
+            print(f"evaluation: success {ev['success_rate']:.1%} over {ev['episodes']} held-out episodes, "
+                  f"mean reward {ev['mean_reward']:.3f}")
+        print(f"Training complete: {result.trained_model_path}")
+        return 0
+    print(f"job {result.job_id} {result.status} in stage {result.failed_stage}: {result.error}", file=sys.stderr)
+    if result.log_tail:
+        print("--- log tail ---\n" + result.log_tail, file=sys.stderr)
+    print(f"artifacts kept in {result.artifacts.get('workspace')}", file=sys.stderr)
+    return 1
+
+
+def _cmd_trainer_setup(args: argparse.Namespace) -> int:
+    from .trainer.environment import setup
+
+    env = setup(args.path, python=args.python, force=args.force)
+    print(env.path)
+    return 0
+
+
+def _cmd_trainer_check(args: argparse.Namespace) -> int:
+    from .trainer.environment import TrainerEnvironment, default_env_path
+
+    info = TrainerEnvironment((args.path or default_env_path()).resolve()).check()
+    for k in ("path", "python", "mlagents", "mlagents_envs", "torch", "numpy", "google.protobuf", "grpc", "onnx"):
+        print(f"{k:16} {info.get(k)}")
+    print("ok: the ML-Agents trainer environment is ready")
+    return 0
+
+
+def _definition(spec_path: str):
+    from .behavior.definition import BehaviorError, build_behavior
+    from .specs import load_asset_spec
+
+    spec = load_asset_spec(spec_path)
+    try:
+        return spec, build_behavior(
+            behavior_name=spec.effective_behavior_name, asset_type=spec.asset_type, description=spec.description,
+            observation_space=spec.observation_space, action_space=spec.action_space, archetype=spec.archetype,
+        )
+    except BehaviorError as exc:
+        raise UserError(f"{spec_path}: {exc}") from None
+
+
+def _cmd_behavior_show(args: argparse.Namespace) -> int:
+    _, d = _definition(args.spec)
+    print(d.to_json())
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .generate.base import TemplateGenerator
+    from .specs import RLTrainingConfig, load_document, parse_model
+
+    spec, d = _definition(args.spec)
+    doc = load_document(args.spec)
+    config = parse_model(RLTrainingConfig, doc.get("rl_config", {}), args.spec) if "asset_spec" in doc \
+        else RLTrainingConfig()
+    out = TemplateGenerator().generate(spec, d, config, Path(args.out))
+    for path in out.as_dict().values():
+        print(path)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .player.build import build_headless_player
+    from .trainer.environment import resolve
+
+    out = args.out or args.mlagents_build_output_path
+    if not out:
+        raise UserError("missing --out DIR", hint="say where to write the headless player")
+    _, d = _definition(args.spec)
+    python = Path(args.python) if args.python else resolve().python
+    print(build_headless_player(d, Path(out), python, args.agents))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
+    from .evaluation.onnx_policy import ContractError
+
+    _, d = _definition(args.spec)
+    try:
+        model, baseline = evaluate_onnx(args.model, d, args.episodes, args.seed or HELD_OUT_SEED)
+    except ContractError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps({"model": model.to_dict(), "random_baseline": baseline.to_dict()}, indent=2))
+    return 0
+
+
+def _registry(args: argparse.Namespace):
+    from .pipeline.orchestrator import DEFAULT_WORKSPACE, REGISTRY_DIRNAME
+    from .registry.local import LocalModelRegistry
+
+    root = args.registry or os.environ.get("UNITY_MLOPS_REGISTRY") or (
+        Path(os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)) / REGISTRY_DIRNAME)
+    return LocalModelRegistry(root)
+
+
+def _get_version(args: argparse.Namespace):
+    from .registry.base import VersionNotFound
+
+    try:
+        return _registry(args).get(args.version)
+    except VersionNotFound as exc:
+        raise UserError(str(exc), hint="`unity-mlops models list` shows the registered versions") from None
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    versions = _registry(args).list(args.asset)
+    if not versions:
+        print("no models registered")
+        return 0
+    print(f"{'VERSION':48} {'JOB':24} {'SUCCESS':>8} CREATED")
+    for v in versions:
+        ev = (v.metrics.get("evaluation") or {}).get("model") or {}
+        success = f"{ev['success_rate']:.1%}" if "success_rate" in ev else "-"
+        print(f"{v.version:48} {v.job_id:24} {success:>8} {v.created_at[:19]}")
+    return 0
+
+
+def _cmd_models_show(args: argparse.Namespace) -> int:
+    print(json.dumps(_get_version(args).to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_models_path(args: argparse.Namespace) -> int:
+    print(_get_version(args).model_path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="unity-mlops", description="Train, evaluate and register Unity ML-Agents models from a plain spec.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"unity-mlops {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="run one training job (generate, build, train, evaluate, register)",
+                       description="Run a training job from a YAML/JSON file with keys job_id, asset_spec, "
+                                   "rl_config (as in the Python API). Exits 1 if the job fails.")
+    t.add_argument("job", help="job file (YAML or JSON)")
+    t.add_argument("--job-id", help="override the job_id from the file")
+    t.add_argument("--workspace", help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
+    t.add_argument("--registry", help="local registry root (default: <workspace>/_registry)")
+    t.add_argument("--episodes", type=int, default=500, help="held-out evaluation episodes (default 500)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    tr = sub.add_parser("trainer", help="manage the isolated ML-Agents trainer environment",
+                        description="ML-Agents 1.1.0 runs in its own virtual environment (it pins old protobuf "
+                                    "and numpy). Location: --path, $UNITY_MLOPS_TRAINER_ENV, or the user cache.")
+    trs = tr.add_subparsers(dest="trainer_command", metavar="ACTION", required=True)
+    s = trs.add_parser("setup", help="create the trainer environment (idempotent)",
+                       description="Create the trainer environment from the lock file shipped with the package. "
+                                   "Does nothing if it is already complete.")
+    s.add_argument("--path", type=Path, help="where to create it")
+    s.add_argument("--python", help="a CPython 3.10/3.11 to build it from ($UNITY_MLOPS_TRAINER_PYTHON)")
+    s.add_argument("--force", action="store_true", help="rebuild even if it looks complete")
+    s.set_defaults(func=_cmd_trainer_setup)
+    c = trs.add_parser("check", help="verify the trainer environment and print versions",
+                       description="Import the trainer in its environment; fail with what is missing.")
+    c.add_argument("--path", type=Path, help="environment location")
+    c.set_defaults(func=_cmd_trainer_check)
+
+    b = sub.add_parser("behavior", help="inspect the behavior derived from an asset spec")
+    bs = b.add_subparsers(dest="behavior_command", metavar="ACTION", required=True)
+    show = bs.add_parser("show", help="print the behavior definition (archetype, observations, actions)",
+                         description="Print the behavior definition derived from an asset spec (or job) file.")
+    show.add_argument("spec", help="asset spec or job file")
+    show.set_defaults(func=_cmd_behavior_show)
+
+    g = sub.add_parser("generate", help="write the trainer YAML and the C# Agent for an asset spec",
+                       description="Write trainer_config.yaml, <Behavior>Agent.cs and behavior.json.")
+    g.add_argument("spec", help="asset spec or job file")
+    g.add_argument("--out", required=True, help="output directory")
+    g.set_defaults(func=_cmd_generate)
+
+    bu = sub.add_parser("build", help="build the headless player for an asset spec",
+                        description="Build the headless player (what `mlagents-learn --env` launches).")
+    bu.add_argument("spec", help="asset spec or job file")
+    bu.add_argument("--out", help="output directory")
+    bu.add_argument("--mlagents-build-output-path", help=argparse.SUPPRESS)
+    bu.add_argument("--mlagents-build-target", help=argparse.SUPPRESS)
+    bu.add_argument("-logFile", "--log-file", dest="log_file", help=argparse.SUPPRESS)
+    bu.add_argument("--agents", type=int, default=32, help="agents per player process (default 32)")
+    bu.add_argument("--python", help="Python that runs the player (default: the trainer environment's)")
+    bu.set_defaults(func=_cmd_build)
+
+    ev = sub.add_parser("evaluate", help="evaluate an ONNX policy on held-out simulator episodes",
+                        description="Deterministic actions, batched, on held-out seeds; with a random baseline.")
+    ev.add_argument("model", help="the .onnx file")
+    ev.add_argument("--spec", required=True, help="asset spec or job file the model was trained for")
+    ev.add_argument("--episodes", type=int, default=500)
+    ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the held-out seed)")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    m = sub.add_parser("models", help="the local model registry")
+    m.add_argument("--registry", help="registry root (default: $UNITY_MLOPS_REGISTRY or ./runs/_registry)")
+    ms = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ml = ms.add_parser("list", help="list registered versions")
+    ml.add_argument("--asset", help="only this asset name")
+    ml.set_defaults(func=_cmd_models_list)
+    mshow = ms.add_parser("show", help="print a version's record (metrics, lineage, files)")
+    mshow.add_argument("version")
+    mshow.set_defaults(func=_cmd_models_show)
+    mp = ms.add_parser("path", help="print the path of a version's ONNX model")
+    mp.add_argument("version")
+    mp.set_defaults(func=_cmd_models_path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""`UnityMLOpsOrchestrator`: one training job is generate -> build -> train -> evaluate -> register.
+
+Each stage is a small component behind an interface (generator, environment builder, trainer, evaluator,
+registry). A failing stage raises `StageError`; the job then ends with status "failed", the stage named, its
+log tail quoted, `metrics.json` written and every artifact kept for inspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..behavior.definition import BehaviorDefinition, BehaviorError, build_behavior
+from ..build.builders import BuildArtifact, log_tail, select_builder
+from ..errors import StageError, UserError
+from ..evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
+from ..generate.base import CodeGenerator, GeneratedArtifacts, TemplateGenerator
+from ..registry.base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError
+from ..registry.local import LocalModelRegistry
+from ..specs import TrainingJob, TrainingResult
+from ..trainer import environment as trainer_env
+from ..trainer.config import agents_per_env
+from ..trainer.runner import TrainingOutcome, build_command, free_port_range, has_checkpoint, run_trainer
+from .progress import ConsoleProgress
+from .workspace import JobWorkspace, atomic_write_json
+
+log = logging.getLogger("unity_mlops")
+
+DEFAULT_WORKSPACE = "runs"
+REGISTRY_DIRNAME = "_registry"  # job ids start with a letter or digit, so this cannot collide
+
+
+def _sha256_json(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def git_sha(cwd: Path | None = None) -> tuple[str, bool]:
+    """(7-char sha of HEAD or "nogit", working tree dirty?)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10)
+        if sha.returncode != 0:
+            return "nogit", False
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip()[:7], bool(dirty.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        return "nogit", False
+
+
+@dataclass
+class JobContext:
+    """What the stages hand each other."""
+
+    job: TrainingJob
+    ws: JobWorkspace
+    cancel: threading.Event
+    definition: BehaviorDefinition | None = None
+    generated: GeneratedArtifacts | None = None
+    build: BuildArtifact | None = None
+    training: TrainingOutcome | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    version: ModelVersion | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    resumed_from_step: int | None = None
+
+
+class UnityMLOpsOrchestrator:
+    """Runs training jobs end to end. Defaults need no configuration: workspace `./runs`, the local registry
+    under `./runs/_registry`, the headless player, and the managed ML-Agents trainer environment."""
+
+    def __init__(
+        self,
+        workspace: str | Path | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+        registry_root: str | Path | None = None,
+        vertex_project: str | None = None,
+        vertex_region: str | None = None,
+        trainer_env_path: str | Path | None = None,
+        generator: CodeGenerator | None = None,
+        evaluation_episodes: int = 500,
+        show_progress: bool = True,
+    ) -> None:
+        if vertex_project:
+            raise UserError(
+                f"vertex_project={vertex_project!r} is set, but this version of unity-mlops has no Vertex AI "
+                "registry backend yet, and it will not pretend to register a model there",
+                hint="leave vertex_project unset to use the local registry (a real, embedded registry)",
+            )
+        self.vertex_region = vertex_region
+        self.workspace = Path(workspace or os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)).resolve()
+        root = registry_root or os.environ.get("UNITY_MLOPS_REGISTRY") or self.workspace / REGISTRY_DIRNAME
+        self.registry = registry or LocalModelRegistry(root)
+        self.trainer_env_path = Path(trainer_env_path) if trainer_env_path else None
+        self.generator = generator or TemplateGenerator()
+        self.evaluation_episodes = evaluation_episodes
+        self.show_progress = show_progress
+
+    # ------------------------------------------------------------------ public API
+    async def execute_training_job(self, job: TrainingJob) -> TrainingResult:
+        """Run the job without blocking the event loop. Cancelling the task stops training with SIGINT
+        (ML-Agents saves a checkpoint), waits for the trainer, and returns a "cancelled" result."""
+        cancel = threading.Event()
+        task = asyncio.ensure_future(asyncio.to_thread(self.run_job, job, cancel))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancel.set()
+            return await task
+
+    def execute_training_job_sync(self, job: TrainingJob) -> TrainingResult:
+        """For callers without an event loop."""
+        return self.run_job(job)
+
+    def run_job(self, job: TrainingJob, cancel: threading.Event | None = None) -> TrainingResult:
+        ws = JobWorkspace(self.workspace, job.job_id).acquire()
+        ctx = JobContext(job, ws, cancel or threading.Event())
+        handlers = self._attach_job_log(ws)
+        result = TrainingResult(job_id=job.job_id, status="failed")
+        try:
+            atomic_write_json(ws.dir / "job.json", job.model_dump(mode="json"))
+            log.info("job %s: %s (%s) -> %s", job.job_id, job.asset_spec.name, job.asset_spec.description, ws.dir)
+            self._stage(ctx, "generate", self.generate)
+            self._stage(ctx, "build", self.build)
+            self._stage(ctx, "train", self.train)
+            self._stage(ctx, "evaluate", self.evaluate)
+            self._stage(ctx, "register", self.register)
+            result = self._result(ctx, "completed")
+        except StageError as exc:
+            status = "cancelled" if ctx.cancel.is_set() and exc.stage == "train" else "failed"
+            result = self._result(ctx, status, exc)
+            log.error("job %s %s in stage %s: %s", job.job_id, status, exc.stage, exc.message)
+        finally:
+            atomic_write_json(ws.metrics_path, self._metrics(ctx, result))
+            atomic_write_json(ws.result_path, result.model_dump(mode="json"))
+            for handler in handlers:
+                logging.getLogger("unity_mlops").removeHandler(handler)
+                handler.close()
+            ws.release()
+        return result
+
+    # ------------------------------------------------------------------ stages
+    def generate(self, ctx: JobContext) -> None:
+        spec = ctx.job.asset_spec
+        try:
+            ctx.definition = build_behavior(
+                behavior_name=spec.effective_behavior_name, asset_type=spec.asset_type,
+                description=spec.description, observation_space=spec.observation_space,
+                action_space=spec.action_space, archetype=spec.archetype,
+            )
+        except BehaviorError as exc:
+            raise StageError("generate", str(exc)) from None
+        ctx.generated = self.generator.generate(spec, ctx.definition, ctx.job.rl_config, ctx.ws.generated)
+        d = ctx.definition
+        log.info("generate: behavior %s, archetype %s, %d observations, actions %s", d.behavior_name,
+                 d.archetype, d.observation_size, d.action.to_dict())
+
+    def build(self, ctx: JobContext) -> None:
+        assert ctx.definition and ctx.generated
+        needs_python = not os.environ.get("UNITY_BUILD_COMMAND", "").strip()
+        python = self._trainer_environment().python if needs_python else None
+        builder = select_builder(python, agents_per_env(ctx.job.rl_config))
+        ctx.build = builder.build(ctx.definition, ctx.generated, ctx.ws.build, ctx.ws.logs / "build.log")
+        log.info("build: %s at %s", ctx.build.kind, ctx.build.env_path)
+
+    def train(self, ctx: JobContext) -> None:
+        assert ctx.definition and ctx.generated and ctx.build
+        cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
+        custom = os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip() or None
+        previous = ws.previous_result() or {}
+        resume = has_checkpoint(ws.run_dir, behavior) and previous.get("status") != "completed"
+        if resume:
+            ctx.resumed_from_step = self._checkpoint_step(ws.run_dir, behavior)
+            log.info("train: resuming run %s from its checkpoint (step %s)", ws.job_id, ctx.resumed_from_step)
+        command = build_command(
+            None if custom else self._trainer_environment(), ctx.generated.trainer_config, ctx.build.env_path,
+            ws.job_id, ws.training, num_envs=cfg.num_envs, seed=cfg.seed,
+            base_port=free_port_range(cfg.num_envs), resume=resume, custom_command=custom,
+        )
+        bar = ConsoleProgress(f"train {behavior}", enabled=self.show_progress)
+        outcome = run_trainer(
+            command, run_dir=ws.run_dir, behavior=behavior, max_steps=cfg.max_steps,
+            log_path=ws.logs / "trainer.log", cwd=ws.dir, on_progress=lambda p: (bar.update(p), log.debug(
+                "step %d mean reward %s", p.step, p.mean_reward)),
+            timeout_s=ctx.job.timeout_s, cancel=ctx.cancel, pid_file=ws.trainer_pid_path,
+        )
+        bar.done()
+        ctx.training = outcome
+        if outcome.progress:
+            last = outcome.progress[-1]
+            log.info("train: step %d, mean reward %s, %.0f s", last.step, last.mean_reward, last.elapsed_s)
+        reason = outcome.failure_reason()
+        if reason:
+            raise StageError("train", reason, log_tail=log_tail(outcome.log_path))
+
+    def evaluate(self, ctx: JobContext) -> None:
+        assert ctx.definition and ctx.build and ctx.training
+        if not ctx.build.has_simulator:
+            status = _read_json(ctx.training.run_dir / "run_logs" / "training_status.json")
+            final = (status.get(ctx.definition.behavior_name) or {}).get("final_checkpoint") or {}
+            ctx.evaluation = {
+                "source": "trainer statistics (Unity build: no simulator to evaluate on)",
+                "final_step": final.get("steps"), "mean_reward": final.get("reward"),
+            }
+            return
+        try:
+            model, baseline = evaluate_onnx(str(ctx.training.onnx_path), ctx.definition, self.evaluation_episodes)
+        except ValueError as exc:
+            raise StageError("evaluate", str(exc)) from None
+        ctx.evaluation = {"source": "held-out simulator episodes", "model": model.to_dict(),
+                          "random_baseline": baseline.to_dict()}
+        atomic_write_json(ctx.ws.dir / "evaluation.json", ctx.evaluation)
+        log.info("evaluate: success %.1f%% (random %.1f%%), mean reward %.3f [%.3f, %.3f], collisions %.1f%% "
+                 "over %d held-out episodes", 100 * model.success_rate, 100 * baseline.success_rate,
+                 model.mean_reward, *model.reward_ci95, 100 * model.collision_rate, model.episodes)
+
+    def register(self, ctx: JobContext) -> None:
+        assert ctx.definition and ctx.generated and ctx.build and ctx.training
+        job, ws = ctx.job, ctx.ws
+        sha, dirty = git_sha(Path.cwd())
+        status = _read_json(ctx.training.run_dir / "run_logs" / "training_status.json")
+        files = {
+            "trainer_config.yaml": ctx.generated.trainer_config,
+            ctx.generated.agent_source.name: ctx.generated.agent_source,
+            "behavior.json": ctx.generated.behavior_json,
+        }
+        for name, path in (("training_status.json", ctx.training.run_dir / "run_logs" / "training_status.json"),
+                           ("configuration.yaml", ctx.training.run_dir / "configuration.yaml"),
+                           ("evaluation.json", ws.dir / "evaluation.json")):
+            if path.is_file():
+                files[name] = path
+        lineage = {
+            "job_id": job.job_id,
+            "spec_sha256": _sha256_json(job.asset_spec.model_dump(mode="json")),
+            "rl_config_sha256": _sha256_json(job.rl_config.model_dump(mode="json")),
+            "trainer_config_sha256": hashlib.sha256(ctx.generated.trainer_config.read_bytes()).hexdigest(),
+            "behavior_sha256": hashlib.sha256(ctx.generated.behavior_json.read_bytes()).hexdigest(),
+            "build": {"kind": ctx.build.kind, "digest": ctx.build.digest},
+            "git_sha": sha, "git_dirty": dirty,
+            "seeds": {"training": job.rl_config.seed, "evaluation": HELD_OUT_SEED},
+            "versions": {"unity_mlops": __version__, "python": platform.python_version(),
+                         **{k: v for k, v in (status.get("metadata") or {}).items() if k.endswith("version")}},
+        }
+        request = RegistrationRequest(
+            asset_id=job.asset_spec.asset_id, asset_name=job.asset_spec.name,
+            behavior_name=ctx.definition.behavior_name, job_id=job.job_id, model_path=ctx.training.onnx_path,
+            files=files, metrics=self._summary_metrics(ctx), lineage=lineage, git_sha=sha,
+        )
+        try:
+            ctx.version = self.registry.register(request)
+        except RegistryError as exc:
+            raise StageError("register", str(exc)) from None
+        log.info("register: %s -> %s", ctx.version.version, ctx.version.model_path)
+
+    # ------------------------------------------------------------------ helpers
+    def _stage(self, ctx: JobContext, name: str, fn) -> None:
+        t0 = time.monotonic()
+        log.info("stage %s ...", name)
+        try:
+            fn(ctx)
+        except StageError:
+            raise
+        except UserError as exc:
+            raise StageError(name, str(exc)) from None
+        except Exception as exc:  # an unexpected bug still ends the job cleanly, with the stage named
+            log.exception("unexpected error in stage %s", name)
+            raise StageError(name, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            ctx.timings[name] = round(time.monotonic() - t0, 3)
+
+    def _trainer_environment(self) -> trainer_env.TrainerEnvironment:
+        return trainer_env.resolve(self.trainer_env_path)
+
+    @staticmethod
+    def _checkpoint_step(run_dir: Path, behavior: str) -> int | None:
+        steps = [int(p.stem.rsplit("-", 1)[1]) for p in (run_dir / behavior).glob(f"{behavior}-*.pt")
+                 if p.stem.rsplit("-", 1)[1].isdigit()]
+        return max(steps) if steps else None
+
+    def _attach_job_log(self, ws: JobWorkspace) -> list[logging.Handler]:
+        """The job's own log file, plus the console when nobody configured logging (plain scripts)."""
+        handler = logging.FileHandler(ws.logs / "pipeline.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers: list[logging.Handler] = [handler]
+        if self.show_progress and not logging.getLogger().handlers:
+            console = logging.StreamHandler()
+            console.setFormatter(logging.Formatter("%(message)s"))
+            handlers.append(console)
+        logger = logging.getLogger("unity_mlops")
+        for h in handlers:
+            logger.addHandler(h)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+        return handlers
+
+    def _summary_metrics(self, ctx: JobContext) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        t = ctx.training
+        if t is not None:
+            curve = [[p.step, p.mean_reward] for p in t.progress]
+            out["training"] = {
+                "final_step": t.final_step, "max_steps": t.max_steps, "returncode": t.returncode,
+                "last_mean_reward": t.progress[-1].mean_reward if t.progress else None,
+                "elapsed_s": t.progress[-1].elapsed_s if t.progress else None,
+                "resumed_from_step": ctx.resumed_from_step, "reward_curve": curve,
+            }
+        if ctx.evaluation:
+            out["evaluation"] = ctx.evaluation
+        return out
+
+    def _metrics(self, ctx: JobContext, result: TrainingResult) -> dict[str, Any]:
+        return {
+            "job_id": ctx.job.job_id, "asset_id": ctx.job.asset_spec.asset_id, "status": result.status,
+            "model_version": result.model_version, "failed_stage": result.failed_stage, "error": result.error,
+            "stage_seconds": ctx.timings, **self._summary_metrics(ctx),
+        }
+
+    def _result(self, ctx: JobContext, status: str, exc: StageError | None = None) -> TrainingResult:
+        artifacts = {"workspace": str(ctx.ws.dir), "metrics": str(ctx.ws.metrics_path),
+                     "logs": str(ctx.ws.logs), "tensorboard": str(ctx.ws.training)}
+        if ctx.generated:
+            artifacts.update(ctx.generated.as_dict())
+        if ctx.build:
+            artifacts["build"] = str(ctx.build.env_path)
+        if ctx.training:
+            artifacts["training_run"] = str(ctx.training.run_dir)
+            if ctx.training.onnx_exists:
+                artifacts["trained_onnx"] = str(ctx.training.onnx_path)
+        if ctx.version:
+            artifacts["registry_uri"] = ctx.version.uri
+        return TrainingResult(
+            job_id=ctx.job.job_id, status=status,  # type: ignore[arg-type]
+            model_version=ctx.version.version if ctx.version else None,
+            trained_model_path=str(ctx.version.model_path) if ctx.version else None,
+            metrics=self._summary_metrics(ctx), artifacts=artifacts,
+            failed_stage=exc.stage if exc else None, error=exc.message if exc else None,
+            log_tail=exc.log_tail or None if exc else None,
+            finished_at=datetime.now(timezone.utc),
+        )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,209 @@
+"""Embedded local registry: SQLite index + content-addressed artifact store. No server.
+
+Layout under the registry root::
+
+    registry.db                       versions, numbered per asset inside one IMMEDIATE transaction
+    objects/<ab>/<sha256>             blobs, written once (tmp file + fsync + rename), read-only
+    models/<version>/                 a read-only view of one version: hard links to its blobs + manifest.json
+
+A registration either completes (row committed, version directory in place) or leaves nothing visible:
+the version directory is assembled under a temporary name and renamed after the row is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .base import (
+    ModelRegistry,
+    ModelVersion,
+    RegistrationRequest,
+    RegistryError,
+    VersionNotFound,
+    format_version,
+    registry_asset_name,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    version        TEXT PRIMARY KEY,
+    asset_name     TEXT NOT NULL,
+    asset_id       TEXT NOT NULL,
+    behavior_name  TEXT NOT NULL,
+    run_number     INTEGER NOT NULL,
+    job_id         TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    model_sha256   TEXT NOT NULL,
+    model_file     TEXT NOT NULL,
+    files_json     TEXT NOT NULL,
+    metrics_json   TEXT NOT NULL,
+    lineage_json   TEXT NOT NULL,
+    UNIQUE (asset_name, run_number)
+);
+"""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalModelRegistry(ModelRegistry):
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.db_path = self.root / "registry.db"
+        self.objects = self.root / "objects"
+        self.models = self.root / "models"
+
+    # ------------------------------------------------------------------ storage
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise RegistryError(f"cannot open the model registry at {self.root}: {exc}") from None
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def put_blob(self, src: Path) -> str:
+        """Copy a file into the store once; return its sha256."""
+        digest = sha256_file(src)
+        dest = self.objects / digest[:2] / digest
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{digest}.{os.getpid()}.tmp")
+            with src.open("rb") as fin, tmp.open("wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+                fout.flush()
+                os.fsync(fout.fileno())
+            tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        return digest
+
+    def blob_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest
+
+    # ------------------------------------------------------------------ API
+    def register(self, request: RegistrationRequest) -> ModelVersion:
+        if not request.model_path.is_file():
+            raise RegistryError(f"model file not found: {request.model_path}")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            model_sha = self.put_blob(request.model_path)
+            files = {name: self.put_blob(Path(p)) for name, p in request.files.items()}
+        except OSError as exc:
+            raise RegistryError(f"cannot write artifacts into the registry at {self.root}: {exc}") from None
+        model_file = f"{request.behavior_name}.onnx"
+        asset = registry_asset_name(request.asset_name)
+        now = datetime.now(timezone.utc)
+        version: str | None = None
+        renamed = False
+        with closing(self._connect()) as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute(
+                    "SELECT COALESCE(MAX(run_number), 0) FROM versions WHERE asset_name = ?", (asset,)
+                ).fetchone()
+                run_number = int(row[0]) + 1
+                version = format_version(request.asset_name, now, request.git_sha, run_number)
+                self._assemble(self._staging(version), version, model_file, model_sha, files, request, now)
+                conn.execute(
+                    "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        version, asset, request.asset_id, request.behavior_name, run_number, request.job_id,
+                        now.isoformat(), model_sha, model_file, json.dumps(files, sort_keys=True),
+                        json.dumps(request.metrics, sort_keys=True, default=str),
+                        json.dumps(request.lineage, sort_keys=True, default=str),
+                    ),
+                )
+                os.replace(self._staging(version), self.models / version)
+                renamed = True
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if version is not None:
+                    shutil.rmtree(self._staging(version), ignore_errors=True)
+                    if renamed:
+                        shutil.rmtree(self.models / version, ignore_errors=True)
+                if isinstance(exc, (OSError, sqlite3.Error)):
+                    raise RegistryError(f"registration failed, nothing was registered: {exc}") from None
+                raise
+        _fsync_dir(self.models)
+        return self.get(version)
+
+    def _staging(self, version: str) -> Path:
+        return self.models / f".{version}.tmp"
+
+    def _assemble(
+        self, staging: Path, version: str, model_file: str, model_sha: str, files: dict[str, str],
+        request: RegistrationRequest, now: datetime,
+    ) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        os.link(self.blob_path(model_sha), staging / model_file)
+        for name, digest in files.items():
+            os.link(self.blob_path(digest), staging / name)
+        manifest = {
+            "version": version, "asset_id": request.asset_id, "asset_name": request.asset_name,
+            "behavior_name": request.behavior_name, "job_id": request.job_id, "created_at": now.isoformat(),
+            "model": {"file": model_file, "sha256": model_sha}, "files": files,
+            "metrics": request.metrics, "lineage": request.lineage,
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        (staging / "manifest.json").chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+    def _from_row(self, row: tuple) -> ModelVersion:
+        (version, asset, asset_id, behavior, run_number, job_id, created, sha, model_file, files_json,
+         metrics_json, lineage_json) = row
+        path = self.models / version / model_file
+        return ModelVersion(
+            version=version, asset_id=asset_id, asset_name=asset, behavior_name=behavior, run_number=run_number,
+            job_id=job_id, created_at=created, model_path=path, model_sha256=sha,
+            files=json.loads(files_json), metrics=json.loads(metrics_json), lineage=json.loads(lineage_json),
+            uri=f"file://{self.models / version}",
+        )
+
+    def get(self, version: str) -> ModelVersion:
+        if not self.db_path.exists():
+            raise VersionNotFound(f"model version {version!r} not found (the registry at {self.root} is empty)")
+        with closing(self._connect()) as conn:
+            row = conn.execute("SELECT * FROM versions WHERE version = ?", (version,)).fetchone()
+        if row is None:
+            raise VersionNotFound(f"model version {version!r} not found in {self.root}")
+        return self._from_row(row)
+
+    def list(self, asset_name: str | None = None) -> list[ModelVersion]:
+        if not self.db_path.exists():
+            return []
+        with closing(self._connect()) as conn:
+            if asset_name:
+                rows = conn.execute(
+                    "SELECT * FROM versions WHERE asset_name = ? ORDER BY run_number",
+                    (registry_asset_name(asset_name),),
+                ).fetchall()
+            else:
+                rows = conn.execute("SELECT * FROM versions ORDER BY asset_name, run_number").fetchall()
+        return [self._from_row(r) for r in rows]
