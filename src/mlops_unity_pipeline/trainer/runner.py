@@ -99,6 +99,14 @@ def free_port_range(count: int, start: int = 5005, stop: int = 60000) -> int:
     raise RuntimeError("no free port range for the trainer")
 
 
+def _kill_group(pgid: int) -> None:
+    """Kill whatever is left of the trainer's process group (it runs in its own session)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def final_step(run_dir: Path, behavior: str) -> int | None:
     """The step of the final checkpoint, from `run_logs/training_status.json` (written at the end)."""
     try:
@@ -179,43 +187,45 @@ def run_trainer(
         if pid_file is not None:  # lets operators (and the scheduler) find the trainer of a job
             pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout_s if timeout_s else None
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if on_line:
+                    on_line(line.rstrip("\n"))
+                m = PROGRESS_RE.search(line)
+                if m and m.group("behavior") == behavior:
+                    p = Progress(
+                        int(m.group("step")), max_steps, float(m.group("elapsed")),
+                        float(m.group("reward")) if m.group("reward") else None,
+                    )
+                    progress.append(p)
+                    log.flush()
+                    if on_progress:
+                        on_progress(p)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
         stop_sent: float | None = None
-
-        def watchdog() -> None:
-            nonlocal interrupted, timed_out, stop_sent
-            while proc.poll() is None:
-                now = time.monotonic()
-                if stop_sent is None:
-                    if cancel is not None and cancel.is_set():
-                        interrupted = True
-                    elif deadline is not None and now > deadline:
-                        timed_out = True
-                    if interrupted or timed_out:
-                        stop_sent = now
-                        proc.send_signal(signal.SIGINT)  # ML-Agents saves a checkpoint and the ONNX on SIGINT
-                elif now - stop_sent > grace_s:
-                    proc.kill()
-                time.sleep(0.2)
-
-        guard = threading.Thread(target=watchdog, daemon=True)
-        guard.start()
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if on_line:
-                on_line(line.rstrip("\n"))
-            m = PROGRESS_RE.search(line)
-            if m and m.group("behavior") == behavior:
-                p = Progress(
-                    int(m.group("step")), max_steps, float(m.group("elapsed")),
-                    float(m.group("reward")) if m.group("reward") else None,
-                )
-                progress.append(p)
-                log.flush()
-                if on_progress:
-                    on_progress(p)
-        returncode = proc.wait()
-        guard.join(timeout=1)
+        while proc.poll() is None:
+            now = time.monotonic()
+            if stop_sent is None:
+                if cancel is not None and cancel.is_set():
+                    interrupted = True
+                elif deadline is not None and now > deadline:
+                    timed_out = True
+                if interrupted or timed_out:
+                    stop_sent = now
+                    proc.send_signal(signal.SIGINT)  # ML-Agents saves a checkpoint and the ONNX on SIGINT
+            elif now - stop_sent > grace_s:
+                proc.kill()
+            time.sleep(0.2)
+        returncode = proc.returncode
+        # ML-Agents' env workers inherit our stdout; if the trainer died hard they outlive it and hold the pipe.
+        reader.join(timeout=10)
+        _kill_group(proc.pid)
+        reader.join(timeout=10)
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
         log.write(f"[unity-mlops] trainer exited with code {returncode}\n")

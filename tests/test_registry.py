@@ -1,0 +1,68 @@
+import multiprocessing as mp
+import os
+import stat
+
+import pytest
+
+from mlops_unity_pipeline.registry import (
+    LocalModelRegistry,
+    RegistrationRequest,
+    RegistryError,
+    VersionNotFound,
+)
+from mlops_unity_pipeline.registry.base import VERSION_RE
+
+
+def _request(samples, asset="SimpleAgent", **kw):
+    return RegistrationRequest(asset_id="a-1", asset_name=asset, behavior_name=asset, job_id="job-1",
+                               model_path=samples / "onnx" / "3DBall.onnx", git_sha="abc1234", **kw)
+
+
+def test_versions_are_numbered_per_asset_and_immutable(tmp_path, samples):
+    reg = LocalModelRegistry(tmp_path / "reg")
+    v1 = reg.register(_request(samples, metrics={"x": 1}))
+    v2 = reg.register(_request(samples))
+    w1 = reg.register(_request(samples, asset="Patrol_Bot"))
+    assert v1.version.endswith("-abc1234-v001") and v2.version.endswith("-v002")
+    assert w1.version.startswith("unity-patrol-bot-") and w1.version.endswith("-v001")
+    for v in (v1, v2, w1):
+        assert VERSION_RE.match(v.version), v.version
+        assert v.model_path.is_file() and v.model_path.name == f"{v.behavior_name}.onnx"
+        assert not os.stat(v.model_path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert reg.get(v1.version).metrics == {"x": 1}
+    assert [v.version for v in reg.list("SimpleAgent")] == [v1.version, v2.version]
+    assert v1.model_sha256 == v2.model_sha256  # same blob stored once
+    with pytest.raises(VersionNotFound):
+        reg.get("unity-nope-20260101-nogit-v001")
+
+
+def test_registry_write_error_leaves_nothing(tmp_path, samples):
+    blocker = tmp_path / "reg"
+    blocker.write_text("not a directory")
+    with pytest.raises(RegistryError):
+        LocalModelRegistry(blocker).register(_request(samples))
+    reg = LocalModelRegistry(tmp_path / "ok")
+    with pytest.raises(RegistryError, match="not found"):
+        reg.register(RegistrationRequest("a", "A", "A", "j", tmp_path / "missing.onnx"))
+    assert reg.list() == []
+
+
+def _register_many(root, model, n, q):
+    reg = LocalModelRegistry(root)
+    out = []
+    for _ in range(n):
+        out.append(reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567")).run_number)
+    q.put(out)
+
+
+def test_concurrent_registrations_get_distinct_numbers(tmp_path, samples):
+    q = mp.get_context("fork").Queue()
+    procs = [mp.get_context("fork").Process(target=_register_many,
+                                            args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", 5, q))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    numbers = sorted(n for _ in procs for n in q.get(timeout=60))
+    for p in procs:
+        p.join()
+    assert numbers == list(range(1, 16))
