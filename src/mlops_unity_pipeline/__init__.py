@@ -18,6 +18,7 @@ _EXPORTS = {
     "TrainingSchedule": "specs",
     "TrainingResult": "specs",
     "UnityMLOpsOrchestrator": "pipeline.orchestrator",
+    "TrainingScheduler": "scheduler.scheduler",
     "BehaviorDefinition": "behavior.definition",
     "build_behavior": "behavior.definition",
     "LocalModelRegistry": "registry.local",

@@ -27,6 +27,7 @@ from ..build.builders import BuildArtifact, log_tail, select_builder
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
 from ..generate.base import CodeGenerator, GeneratedArtifacts, TemplateGenerator
+from ..logs import ensure_console_logging
 from ..registry.base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError
 from ..registry.local import LocalModelRegistry
 from ..specs import TrainingJob, TrainingResult
@@ -291,20 +292,16 @@ class UnityMLOpsOrchestrator:
         return max(steps) if steps else None
 
     def _attach_job_log(self, ws: JobWorkspace) -> list[logging.Handler]:
-        """The job's own log file, plus the console when nobody configured logging (plain scripts)."""
+        """The job's own log file (and the console when nobody configured logging: plain scripts)."""
+        if self.show_progress:
+            ensure_console_logging()
         handler = logging.FileHandler(ws.logs / "pipeline.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handlers: list[logging.Handler] = [handler]
-        if self.show_progress and not logging.getLogger().handlers:
-            console = logging.StreamHandler()
-            console.setFormatter(logging.Formatter("%(message)s"))
-            handlers.append(console)
         logger = logging.getLogger("unity_mlops")
-        for h in handlers:
-            logger.addHandler(h)
+        logger.addHandler(handler)
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
-        return handlers
+        return [handler]
 
     def _summary_metrics(self, ctx: JobContext) -> dict[str, Any]:
         out: dict[str, Any] = {}
