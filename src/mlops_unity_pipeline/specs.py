@@ -57,7 +57,7 @@ class _Model(BaseModel):
 
 class UnityAssetSpec(_Model):
     """A plain description of one agent. `observation_space`/`action_space` are optional: the behavior's
-    archetype fills in what the task needs (see docs/behaviors.md)."""
+    archetype fills in what the task needs (README "The behaviors")."""
 
     asset_id: str
     name: str
@@ -140,6 +140,16 @@ class RLTrainingConfig(_Model):
     checkpoint_interval: int | None = None
     keep_checkpoints: int | None = None
     time_horizon: int | None = None
+    reward_signals: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="ML-Agents reward_signals block; default: extrinsic, gamma 0.99."
+    )
+    behavioral_cloning: dict[str, Any] | None = None
+    environment_parameters: dict[str, Any] | None = Field(
+        default=None, description="ML-Agents environment_parameters (samplers, curriculum)."
+    )
+    trainer_settings: dict[str, Any] = Field(
+        default_factory=dict, description="Other ML-Agents behavior keys: init_path, threaded, self_play, ..."
+    )
 
     @field_validator("algorithm")
     @classmethod
@@ -169,6 +179,24 @@ class RLTrainingConfig(_Model):
         if not v > 0:
             raise ValueError(f"time_scale must be > 0, got {v}")
         return v
+
+    @field_validator("trainer_settings")
+    @classmethod
+    def _trainer_settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        allowed = ("init_path", "even_checkpoints", "threaded", "self_play")
+        unknown = sorted(set(v) - set(allowed))
+        if unknown:
+            raise ValueError(f"trainer_settings has unknown keys {unknown}; allowed: {', '.join(allowed)}")
+        return v
+
+    @classmethod
+    def from_mlagents_yaml(cls, path: str | Path, behavior: str | None = None, **overrides: Any) -> RLTrainingConfig:
+        """Import one behavior of an existing ML-Agents trainer config (keeps its tuned settings)."""
+        from .trainer.mlagents_yaml import import_mlagents_yaml
+
+        fields = import_mlagents_yaml(path, behavior)
+        fields.update(overrides)
+        return parse_model(cls, fields, str(path))
 
     @model_validator(mode="after")
     def _offline(self) -> RLTrainingConfig:

@@ -6,7 +6,7 @@ environment (Python 3.10/3.11, numpy 1.23).
 
 All geometry is expressed in the agent's *goal frame*: axis ``u`` points from the agent to its current goal and
 ``v`` is ``u`` turned 90 degrees counter-clockwise. Observations and actions use that frame, which is what makes
-the tasks learnable in about 100k steps (world-axis variants stall; see docs/behaviors.md).
+the tasks learnable in about 100k steps (world-axis variants stall; see shared/reference/rl-measurements.md).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -67,9 +68,28 @@ class UnityCommandBuilder(EnvironmentBuilder):
     ``UNITY_MLOPS_BEHAVIOR``.
     """
 
-    def __init__(self, command: str, timeout_s: float = DEFAULT_UNITY_BUILD_TIMEOUT_S) -> None:
+    def __init__(self, command: str, timeout_s: float = DEFAULT_UNITY_BUILD_TIMEOUT_S,
+                 project_path: Path | None = None, scene: str | None = None) -> None:
         self.command = command
         self.timeout_s = timeout_s
+        self.project_path = project_path
+        self.scene = scene
+
+    def install_scripts(self, generated: GeneratedArtifacts) -> list[Path]:
+        """Copy the generated C# into the project: Assets/UnityMLOps/Generated and .../Editor."""
+        assert self.project_path is not None
+        assets = self.project_path / "Assets"
+        if not assets.is_dir():
+            raise StageError("build", f"UNITY_PROJECT_PATH {self.project_path} is not a Unity project (no Assets/)")
+        copied = []
+        targets = [(generated.agent_source, assets / "UnityMLOps" / "Generated")]
+        if generated.build_script is not None:
+            targets.append((generated.build_script, assets / "UnityMLOps" / "Editor"))
+        for src, dest_dir in targets:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest_dir / src.name)
+            copied.append(dest_dir / src.name)
+        return copied
 
     def build(
         self, definition: BehaviorDefinition, generated: GeneratedArtifacts, build_dir: Path, log_path: Path
@@ -81,7 +101,11 @@ class UnityCommandBuilder(EnvironmentBuilder):
         if not argv:
             raise StageError("build", "UNITY_BUILD_COMMAND is empty")
         build_dir.mkdir(parents=True, exist_ok=True)
+        if self.project_path is not None:
+            self.install_scripts(generated)
         output = build_dir / definition.behavior_name
+        if self.scene:
+            argv += ["--mlagents-build-scene-path", self.scene]
         argv += ["-logFile", str(log_path.with_suffix(".unity.log")), "--mlagents-build-output-path", str(output),
                  "--mlagents-build-target", "StandaloneLinux64"]
         env = dict(os.environ, UNITY_MLOPS_BUILD_OUTPUT=str(output),
@@ -112,11 +136,25 @@ class UnityCommandBuilder(EnvironmentBuilder):
         return BuildArtifact(player, "unity", digest, has_simulator=False)
 
 
+def unity_build_requested() -> bool:
+    return bool(os.environ.get("UNITY_BUILD_COMMAND", "").strip() or os.environ.get("UNITY_EDITOR", "").strip())
+
+
 def select_builder(python: Path | None, agents_per_env: int) -> EnvironmentBuilder:
+    """`UNITY_BUILD_COMMAND`, or `UNITY_EDITOR` + `UNITY_PROJECT_PATH`, selects a Unity build; else the player."""
     command = os.environ.get("UNITY_BUILD_COMMAND", "").strip()
+    editor = os.environ.get("UNITY_EDITOR", "").strip()
+    project = os.environ.get("UNITY_PROJECT_PATH", "").strip()
+    timeout = float(os.environ.get("UNITY_BUILD_TIMEOUT_S", DEFAULT_UNITY_BUILD_TIMEOUT_S))
+    scene = os.environ.get("UNITY_BUILD_SCENE", "").strip() or None
+    if not command and editor:
+        if not project:
+            raise StageError("build", "UNITY_EDITOR is set but UNITY_PROJECT_PATH is not",
+                             log_tail="set UNITY_PROJECT_PATH to the Unity project to build")
+        command = shlex.join([editor, "-batchmode", "-nographics", "-quit", "-projectPath", project,
+                              "-executeMethod", "BuildScript.PerformBuild"])
     if command:
-        timeout = float(os.environ.get("UNITY_BUILD_TIMEOUT_S", DEFAULT_UNITY_BUILD_TIMEOUT_S))
-        return UnityCommandBuilder(command, timeout)
+        return UnityCommandBuilder(command, timeout, Path(project) if project else None, scene)
     if python is None:
         raise StageError("build", "the headless player needs the trainer environment")
     return HeadlessPlayerBuilder(python, agents_per_env)

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .. import __version__
-from ..behavior.definition import ARCHETYPE_DEFAULTS, BehaviorDefinition
+from ..behavior.definition import ARCHETYPE_DEFAULTS, OBSERVATION_KEYS, BehaviorDefinition
 from ..specs import RLTrainingConfig, UnityAssetSpec
 from ..trainer.config import trainer_config
 
@@ -24,10 +24,17 @@ class GeneratedArtifacts:
     trainer_config: Path
     agent_source: Path
     behavior_json: Path
+    build_script: Path | None = None
+    setup_notes: Path | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return {"trainer_config": str(self.trainer_config), "agent_source": str(self.agent_source),
-                "behavior_json": str(self.behavior_json)}
+        out = {"trainer_config": str(self.trainer_config), "agent_source": str(self.agent_source),
+               "behavior_json": str(self.behavior_json)}
+        if self.build_script:
+            out["build_script"] = str(self.build_script)
+        if self.setup_notes:
+            out["setup_notes"] = str(self.setup_notes)
+        return out
 
 
 def csharp_string_literal(text: str) -> str:
@@ -74,16 +81,19 @@ class TemplateGenerator(CodeGenerator):
             keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
         )
 
-    def render_agent(self, asset: UnityAssetSpec, definition: BehaviorDefinition) -> str:
+    def _context(self, asset: UnityAssetSpec, definition: BehaviorDefinition) -> dict:
         a = definition.action
         if a.is_continuous:
             action_summary = f"continuous, {a.continuous} actions (acceleration along u, v)"
             action_setup = f"ActionSpec = ActionSpec.MakeContinuous({a.continuous})"
+            action_setup_text = f"Continuous Actions {a.continuous}, Discrete Branches 0"
         else:
             action_summary = f"discrete, branches {list(a.branches)}"
             action_setup = f"ActionSpec = ActionSpec.MakeDiscrete({', '.join(str(b) for b in a.branches)})"
+            action_setup_text = (f"Continuous Actions 0, Discrete Branches {len(a.branches)} with sizes "
+                                 f"{', '.join(str(b) for b in a.branches)}")
         p = definition.params
-        return self.env.get_template("agent.cs.j2").render(
+        return dict(
             tool_version=__version__,
             asset_id_literal=csharp_string_literal(asset.asset_id),
             behavior_name=definition.behavior_name,
@@ -101,7 +111,13 @@ class TemplateGenerator(CodeGenerator):
             num_goals=max(1, p.num_waypoints),
             num_obstacles=p.num_obstacles,
             p=p,
+            action_setup_text=action_setup_text,
+            observation_rows=[{"key": c.key, "size": c.size, "meaning": OBSERVATION_KEYS[c.key][1]}
+                              for c in definition.observations],
         )
+
+    def render_agent(self, asset: UnityAssetSpec, definition: BehaviorDefinition) -> str:
+        return self.env.get_template("agent.cs.j2").render(**self._context(asset, definition))
 
     def generate(
         self, asset: UnityAssetSpec, definition: BehaviorDefinition, config: RLTrainingConfig, out_dir: Path
@@ -116,7 +132,14 @@ class TemplateGenerator(CodeGenerator):
         cs_path.write_text(self.render_agent(asset, definition))
         behavior_path = out_dir / "behavior.json"
         behavior_path.write_text(definition.to_json())
-        return GeneratedArtifacts(cfg_path, cs_path, behavior_path)
+        ctx = self._context(asset, definition)
+        editor = out_dir / "Editor"
+        editor.mkdir(exist_ok=True)
+        build_script = editor / "BuildScript.cs"
+        build_script.write_text(self.env.get_template("BuildScript.cs.j2").render(**ctx))
+        setup = out_dir / "SETUP.md"
+        setup.write_text(self.env.get_template("SETUP.md.j2").render(**ctx))
+        return GeneratedArtifacts(cfg_path, cs_path, behavior_path, build_script, setup)
 
 
 def agent_class_name(definition: BehaviorDefinition) -> str:

@@ -23,10 +23,11 @@ from typing import Any
 
 from .. import __version__
 from ..behavior.definition import BehaviorDefinition, BehaviorError, build_behavior
-from ..build.builders import BuildArtifact, log_tail, select_builder
+from ..build.builders import BuildArtifact, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
 from ..generate.base import CodeGenerator, GeneratedArtifacts, TemplateGenerator
+from ..generate.validate import validate_generated
 from ..logs import ensure_console_logging
 from ..registry.base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError
 from ..registry.local import LocalModelRegistry
@@ -165,14 +166,18 @@ class UnityMLOpsOrchestrator:
         except BehaviorError as exc:
             raise StageError("generate", str(exc)) from None
         ctx.generated = self.generator.generate(spec, ctx.definition, ctx.job.rl_config, ctx.ws.generated)
+        uses_managed_trainer = not os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip()
+        python = self._trainer_environment().python if uses_managed_trainer else None
+        problems = validate_generated(ctx.generated, ctx.definition, python)
+        if problems:
+            raise StageError("generate", "generated files failed validation: " + "; ".join(problems))
         d = ctx.definition
         log.info("generate: behavior %s, archetype %s, %d observations, actions %s", d.behavior_name,
                  d.archetype, d.observation_size, d.action.to_dict())
 
     def build(self, ctx: JobContext) -> None:
         assert ctx.definition and ctx.generated
-        needs_python = not os.environ.get("UNITY_BUILD_COMMAND", "").strip()
-        python = self._trainer_environment().python if needs_python else None
+        python = None if unity_build_requested() else self._trainer_environment().python
         builder = select_builder(python, agents_per_env(ctx.job.rl_config))
         ctx.build = builder.build(ctx.definition, ctx.generated, ctx.ws.build, ctx.ws.logs / "build.log")
         log.info("build: %s at %s", ctx.build.kind, ctx.build.env_path)

@@ -14,7 +14,7 @@ from ..behavior.definition import BehaviorDefinition
 from ..specs import RLTrainingConfig
 
 # Tuned on this machine class so each archetype is learnable with the default step budgets
-# (see bench/ and docs/behaviors.md for the measurements).
+# (README "The behaviors"; learning figures in README "Performance").
 _PPO_BASE: dict[str, Any] = {
     "batch_size": 256,
     "buffer_size": 2048,
@@ -65,20 +65,39 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
         "trainer_type": trainer_type,
         "hyperparameters": hyper,
         "network_settings": network,
-        "reward_signals": {"extrinsic": {"gamma": 0.99, "strength": 1.0}},
+        "reward_signals": copy.deepcopy(config.reward_signals) or {"extrinsic": {"gamma": 0.99, "strength": 1.0}},
         "max_steps": max_steps,
         "time_horizon": config.time_horizon or arch["time_horizon"],
         "summary_freq": summary,
         "checkpoint_interval": checkpoint,
         "keep_checkpoints": config.keep_checkpoints or 5,
+        **copy.deepcopy(config.trainer_settings),
     }
+    if config.behavioral_cloning:
+        settings["behavioral_cloning"] = copy.deepcopy(config.behavioral_cloning)
     return settings
 
 
 def trainer_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
     """The whole trainer YAML document."""
-    return {
+    doc: dict[str, Any] = {
         "behaviors": {definition.behavior_name: behavior_settings(definition, config)},
         "engine_settings": {"time_scale": config.time_scale, "no_graphics": True},
-        "env_settings": {"num_envs": config.num_envs, "seed": config.seed},
+        # num_envs travels as --num-envs: ML-Agents rejects num_envs > 1 in a YAML that has no env_path
+        "env_settings": {"seed": config.seed},
     }
+    if config.environment_parameters:
+        doc["environment_parameters"] = _retarget_curriculum(config.environment_parameters, definition.behavior_name)
+    return doc
+
+
+def _retarget_curriculum(params: dict[str, Any], behavior: str) -> dict[str, Any]:
+    """Curriculum completion criteria name a behavior; imported configs name theirs, so point them at ours."""
+    out = copy.deepcopy(params)
+    for value in out.values():
+        if isinstance(value, dict):
+            for lesson in value.get("curriculum") or []:
+                criteria = lesson.get("completion_criteria") if isinstance(lesson, dict) else None
+                if isinstance(criteria, dict) and "behavior" in criteria:
+                    criteria["behavior"] = behavior
+    return out

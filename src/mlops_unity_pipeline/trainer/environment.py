@@ -68,7 +68,9 @@ def lock_path() -> Path:
 
 
 def lock_digest() -> str:
-    h = hashlib.sha256(lock_path().read_bytes())
+    """Identifies what gets installed: the pins (not the comments), the wheels and the torch request."""
+    pins = [ln.split("#", 1)[0].strip() for ln in lock_path().read_text().splitlines()]
+    h = hashlib.sha256("\n".join(sorted(p for p in pins if p)).encode())
     h.update(json.dumps([WHEELS, EXTRA_NO_DEPS, os.environ.get("UNITY_MLOPS_TORCH_SPEC", DEFAULT_TORCH)]).encode())
     return h.hexdigest()
 
