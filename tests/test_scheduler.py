@@ -1,25 +1,25 @@
-"""Cron triggers across DST, and the scheduler's loop with an injected clock (no sleeping for real hours)."""
+"""The scheduler with an injected clock: cron across DST, persisted state, missed-run and overlap policies,
+retries, pause/resume, jitter, the single-instance lock and the health endpoints. Jobs here fail fast or take
+a couple of seconds (a stand-in trainer command); real training is exercised in test_scheduler_processes.py."""
+
+from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import signal
-import subprocess
+import socket
 import sys
-import threading
-import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mlops_unity_pipeline import TrainingSchedule, TrainingScheduler, UnityAssetSpec, UnityMLOpsOrchestrator
-from mlops_unity_pipeline.errors import SpecError
+from mlops_unity_pipeline.errors import SpecError, UserError
+from mlops_unity_pipeline.scheduler.scheduler import jitter_for
 from mlops_unity_pipeline.scheduler.triggers import CronTrigger
 
 UTC = timezone.utc
-ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
 
 def fires(expr, tz, start, n):
@@ -45,7 +45,7 @@ def test_dst_non_existent_and_ambiguous_local_times(tz, spring, fall):
     got = fires("30 2 * * *", tz, spring.replace(hour=0, tzinfo=zone), 2)
     assert got[0].astimezone(zone).replace(tzinfo=None) == spring.replace(hour=3)
     assert got[1].astimezone(zone).replace(tzinfo=None) == spring.replace(hour=2, minute=30) + timedelta(days=1)
-    # 01:30 (New York) / 02:30 (Berlin) exists twice on the fall-back day: it fires once, at the first occurrence
+    # the repeated hour on the fall-back day fires once, at its first occurrence
     hour = 1 if tz == "America/New_York" else 2
     got = fires(f"30 {hour} * * *", tz, fall.replace(hour=0, tzinfo=zone), 2)
     first = got[0].astimezone(zone)
@@ -60,7 +60,7 @@ def test_bad_cron_and_timezone_are_clear():
         CronTrigger("0 2 * * *", "Mars/Olympus")
 
 
-class FakeClock:
+class Clock:
     def __init__(self, now):
         self.now = now
 
@@ -68,36 +68,211 @@ class FakeClock:
         return self.now
 
 
-def test_failing_jobs_do_not_stop_the_scheduler(tmp_path, monkeypatch, clean_build_env):
-    monkeypatch.setenv("UNITY_BUILD_COMMAND", "false")  # every build fails, fast
-    clock = FakeClock(datetime(2026, 5, 1, 1, 59, tzinfo=UTC))
+def asset(i=0):
+    return UnityAssetSpec(asset_id=f"a{i}", name=f"Agent{i}", description="reach the target")
+
+
+def schedule(**kw):
+    base = dict(schedule_id="hourly", cron_expression="0 * * * *", asset_specs=[asset()], max_retries=0)
+    return TrainingSchedule(**{**base, **kw})
+
+
+@pytest.fixture
+def fast_jobs(monkeypatch, clean_build_env, trainer_env):
+    """Jobs that take ~1.5 s and then fail in the train stage (the stand-in trainer writes no model)."""
+    monkeypatch.setenv("MLAGENTS_TRAIN_COMMAND", f"{sys.executable} -c 'import time; time.sleep(1.5)'")
+
+
+def make(tmp_path, clock, *specs, **kw):
     orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
-    sched = TrainingScheduler(orch, clock=clock)
-    assets = [UnityAssetSpec(asset_id=f"a{i}", name=f"Agent{i}", description="reach") for i in range(2)]
-    sched.add_schedule(TrainingSchedule(schedule_id="nightly", cron_expression="0 2 * * *", asset_specs=assets))
-    assert asyncio.run(sched.run_due()) == []  # 01:59: nothing due
-    clock.now = datetime(2026, 5, 1, 2, 0, 5, tzinfo=UTC)
-    results = asyncio.run(sched.run_due())
-    assert [r.job_id for r in results] == ["nightly-a0-20260501T0200Z", "nightly-a1-20260501T0200Z"]
-    assert all(r.status == "failed" and r.failed_stage == "build" for r in results)
-    assert asyncio.run(sched.run_due()) == [], "a slot runs once"
-    assert sched.entries["nightly"].next_fire == datetime(2026, 5, 2, 2, tzinfo=UTC)
+    sched = TrainingScheduler(orch, clock=clock, state_dir=tmp_path / "state", **kw)
+    for s in specs:
+        sched.add_schedule(s)
+    return sched
 
 
-def test_seed_scheduler_script_runs_and_stops_on_sigterm(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "scheduler_24x7.py")], cwd=tmp_path,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
-    seen = ""
-    deadline = time.monotonic() + 60
-    while "scheduler running" not in seen and time.monotonic() < deadline:
+def statuses(sched, schedule_id="hourly"):
+    return sorted((r.slot.isoformat(), r.status) for r in sched.store.runs_for(schedule_id, 100))
+
+
+@pytest.mark.parametrize("policy, deadline, expected", [
+    ("skip", None, ["2026-05-01T05:00:00+00:00"]),  # the current slot is on time; the 4 before are dropped
+    ("latest", None, ["2026-05-01T05:00:00+00:00"]),
+    ("all", None, [f"2026-05-01T0{h}:00:00+00:00" for h in (3, 4, 5)]),  # bounded by max_catchup_runs=3
+])
+def test_missed_run_policies_after_downtime(tmp_path, policy, deadline, expected):
+    clock = Clock(T0 + timedelta(minutes=1))
+    sched = make(tmp_path, clock, schedule(missed_run_policy=policy, starting_deadline_s=deadline,
+                                           max_catchup_runs=3))
+    clock.now = T0 + timedelta(hours=5, seconds=20)  # down from 00:01 to 05:00:20: slots 01..05 came due
+    sched.fire_due()
+    pending = sorted(r.slot.isoformat() for r in sched.store.pending_runs())
+    assert pending == expected
+    assert sum(1 for _, s in statuses(sched) if s == "pending") == len(expected)
+
+
+def test_starting_deadline_and_skip_when_late(tmp_path):
+    clock = Clock(T0 + timedelta(minutes=1))
+    late = make(tmp_path, clock, schedule(missed_run_policy="latest", starting_deadline_s=600))
+    clock.now = T0 + timedelta(hours=5, minutes=20)  # the 05:00 slot is 20 min late, past its 10 min deadline
+    late.fire_due()
+    assert late.store.pending_runs() == []
+    skip = make(tmp_path / "b", clock, schedule(schedule_id="s2", missed_run_policy="skip"))
+    clock.now += timedelta(hours=1, minutes=5)  # 06:00 is 25 min old: not on time for `skip`
+    skip.fire_due()
+    assert skip.store.pending_runs() == []
+
+
+def test_state_survives_restarts_and_a_slot_runs_once(tmp_path):
+    clock = Clock(T0 + timedelta(minutes=1))
+    first = make(tmp_path, clock, schedule())
+    clock.now = T0 + timedelta(hours=1, seconds=5)
+    first.fire_due()
+    assert len(first.store.pending_runs()) == 1
+    second = make(tmp_path, clock, schedule())  # a restart: same state store
+    second.fire_due()
+    assert len(second.store.pending_runs()) == 1, "the 01:00 slot is not recorded twice"
+    state = second.store.get_schedule("hourly")
+    assert state["last_fire"] == T0 + timedelta(hours=1) and state["next_fire"] == T0 + timedelta(hours=2)
+
+
+def test_pause_and_resume_without_a_burst(tmp_path):
+    clock = Clock(T0 + timedelta(minutes=1))
+    sched = make(tmp_path, clock, schedule(missed_run_policy="all", max_catchup_runs=10))
+    sched.pause("hourly")
+    clock.now = T0 + timedelta(hours=6, minutes=30)
+    sched.fire_due()
+    assert sched.store.pending_runs() == []
+    sched.resume("hourly")
+    sched.fire_due()
+    assert sched.store.pending_runs() == [], "resume does not replay the paused slots"
+    clock.now = T0 + timedelta(hours=7, seconds=1)
+    sched.fire_due()
+    assert [r.slot for r in sched.store.pending_runs()] == [T0 + timedelta(hours=7)]
+
+
+def test_jitter_is_deterministic_and_bounded():
+    s = schedule(jitter_s=120)
+    slots = [T0 + timedelta(hours=h) for h in range(50)]
+    delays = [jitter_for(s, slot).total_seconds() for slot in slots]
+    assert delays == [jitter_for(s, slot).total_seconds() for slot in slots]
+    assert all(0 <= d < 120 for d in delays) and len(set(delays)) > 40
+    assert jitter_for(schedule(), T0) == timedelta(0)
+
+
+def test_one_active_scheduler_per_state_store(tmp_path):
+    clock = Clock(T0)
+    a = make(tmp_path, clock, schedule())
+    b = make(tmp_path, clock, schedule())
+    a.start()
+    with pytest.raises(UserError, match="already running with the state store"):
+        b.start()
+    a.store.release()
+    b.start()
+    b.store.release()
+
+
+async def _drive(sched, clock, until, step=timedelta(seconds=30)):
+    """Tick with a fast clock until `until`, then until nothing is pending or running."""
+    sched.start()
+    for _ in range(5000):
+        if clock.now >= until and not sched.running and not sched.store.pending_runs():
+            break
+        await sched.tick()
+        await asyncio.sleep(0.02)
+        clock.now += step
+    sched.store.release()
+
+
+def test_failing_jobs_are_retried_then_the_scheduler_carries_on(tmp_path, fast_jobs):
+    clock = Clock(T0 + timedelta(minutes=59))
+    sched = make(tmp_path, clock, schedule(asset_specs=[asset(0), asset(1)], max_retries=1, retry_backoff_s=60))
+    asyncio.run(_drive(sched, clock, T0 + timedelta(hours=1, minutes=10), step=timedelta(seconds=20)))
+    runs = sched.store.runs_for("hourly", 20)
+    first = [r for r in runs if r.slot == T0 + timedelta(hours=1)]
+    assert sorted((r.asset_id, r.status, r.attempts) for r in first) == [("a0", "failed", 2), ("a1", "failed", 2)]
+    # later slots that came due while the 01:00 run was still retrying were skipped (overlap policy forbid)
+    assert {r.status for r in runs if r not in first} <= {"skipped"}
+    assert all(r.failed_stage == "train" for r in sched.history) and len(sched.history) == 4
+
+
+@pytest.mark.parametrize("policy, concurrency, expected", [
+    ("forbid", 2, {("00:01", "failed"), ("00:02", "skipped")}),
+    ("queue", 2, {("00:01", "failed"), ("00:02", "failed")}),
+    ("allow", 2, {("00:01", "failed"), ("00:02", "failed")}),
+])
+def test_overlap_policies(tmp_path, fast_jobs, policy, concurrency, expected):
+    clock = Clock(T0 + timedelta(seconds=30))
+    sched = make(tmp_path, clock, schedule(schedule_id="minutely", cron_expression="* * * * *",
+                                           overlap_policy=policy), max_concurrent_jobs=concurrency)
+
+    async def scenario():
+        sched.start()
+        clock.now = T0 + timedelta(minutes=1, seconds=1)
+        await sched.tick()  # 00:01 starts
+        clock.now = T0 + timedelta(minutes=2, seconds=1)
+        await sched.tick()  # 00:02 comes due while 00:01 runs
+        both_running = len(sched.running) == 2
+        await sched.wait_idle()
+        await sched.tick()  # a queued run starts now
+        await sched.wait_idle()
+        sched.store.release()
+        return both_running
+
+    both = asyncio.run(scenario())
+    got = {(r.slot.strftime("%H:%M"), r.status) for r in sched.store.runs_for("minutely", 10)}
+    assert got == expected
+    assert both == (policy == "allow")
+
+
+def test_global_concurrency_limit(tmp_path, fast_jobs):
+    clock = Clock(T0 + timedelta(minutes=59))
+    sched = make(tmp_path, clock, schedule(asset_specs=[asset(0), asset(1), asset(2)]), max_concurrent_jobs=1)
+
+    async def scenario():
+        sched.start()
+        clock.now = T0 + timedelta(hours=1, seconds=1)
+        await sched.tick()
+        assert len(sched.running) == 1
+        while sched.store.pending_runs() or sched.running:
+            await sched.wait_idle()
+            await sched.tick()
+            assert len(sched.running) <= 1
+        sched.store.release()
+
+    asyncio.run(scenario())
+    assert len(sched.history) == 3
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_health_endpoints(tmp_path):
+    from mlops_unity_pipeline.scheduler.health import start_health_server
+
+    clock = Clock(T0)
+    sched = make(tmp_path, clock, schedule())
+    port = _free_port()
+    server = start_health_server(sched, "127.0.0.1", port)
+
+    def get(path):
         try:
-            seen += lines.get(timeout=1)
-        except queue.Empty:
-            assert proc.poll() is None, seen
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    assert proc.returncode == 0, seen
-    assert "next run at" in seen and "scheduler running" in seen
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    try:
+        assert get("/healthz")[0] == 503 and get("/readyz")[0] == 503  # no loop yet
+        sched.start()
+        asyncio.run(sched.tick())
+        assert get("/healthz") == (200, "ok\n") and get("/readyz") == (200, "ready\n")
+        code, text = get("/metrics")
+        assert code == 200 and "unity_mlops_scheduler_up 1" in text and "unity_mlops_jobs_running 0" in text
+        assert get("/nope")[0] == 404
+    finally:
+        server.shutdown()
+        sched.store.release()

@@ -229,7 +229,21 @@ class TrainingSchedule(_Model):
     asset_specs: list[UnityAssetSpec]
     rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
     enabled: bool = True
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", description="IANA time zone the cron expression is read in.")
+    missed_run_policy: Literal["skip", "latest", "all"] = Field(
+        default="latest", description="After downtime: run nothing missed, only the latest slot, or all (bounded)."
+    )
+    starting_deadline_s: float | None = Field(
+        default=None, description="A slot that cannot start within this many seconds is missed (None: no limit)."
+    )
+    max_catchup_runs: int = Field(default=10, description="Bound for missed_run_policy 'all'.")
+    overlap_policy: Literal["forbid", "queue", "allow"] = Field(
+        default="forbid", description="When a run of this schedule is still going: skip, wait, or run both."
+    )
+    jitter_s: float = Field(default=0.0, description="Deterministic delay in [0, jitter_s) per slot.")
+    job_timeout_s: float | None = Field(default=None, description="Stop a run's training after this long.")
+    max_retries: int = 2
+    retry_backoff_s: float = 60.0
 
     @field_validator("schedule_id")
     @classmethod
@@ -242,6 +256,27 @@ class TrainingSchedule(_Model):
         fields = v.split()
         if not (v.startswith("@") or len(fields) in (5, 6)):
             raise ValueError(f"cron_expression {v!r} must have 5 fields (minute hour day month weekday)")
+        return v
+
+    @field_validator("starting_deadline_s", "job_timeout_s")
+    @classmethod
+    def _positive_seconds(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"{info.field_name} must be > 0 seconds, got {v}")
+        return v
+
+    @field_validator("max_catchup_runs")
+    @classmethod
+    def _catchup(cls, v: int) -> int:
+        if not 1 <= v <= 100:
+            raise ValueError(f"max_catchup_runs must be between 1 and 100, got {v}")
+        return v
+
+    @field_validator("jitter_s", "retry_backoff_s", "max_retries")
+    @classmethod
+    def _non_negative(cls, v: float, info: Any) -> float:
+        if v < 0:
+            raise ValueError(f"{info.field_name} must be >= 0, got {v}")
         return v
 
     @field_validator("asset_specs")

@@ -34,14 +34,23 @@ from ..registry.local import LocalModelRegistry
 from ..specs import TrainingJob, TrainingResult
 from ..trainer import environment as trainer_env
 from ..trainer.config import agents_per_env
-from ..trainer.runner import TrainingOutcome, build_command, free_port_range, has_checkpoint, run_trainer
+from ..trainer.runner import (
+    TrainingOutcome,
+    build_command,
+    free_port_range,
+    has_checkpoint,
+    run_trainer,
+    stop_orphan_trainer,
+)
+from ..webhooks.outbox import WebhookOutbox
 from .progress import ConsoleProgress
 from .workspace import JobWorkspace, atomic_write_json
 
 log = logging.getLogger("unity_mlops")
 
 DEFAULT_WORKSPACE = "runs"
-REGISTRY_DIRNAME = "_registry"  # job ids start with a letter or digit, so this cannot collide
+REGISTRY_DIRNAME = "_registry"  # job ids start with a letter or digit, so these cannot collide
+STATE_DIRNAME = "_state"
 
 
 def _sha256_json(data: Any) -> str:
@@ -95,6 +104,7 @@ class UnityMLOpsOrchestrator:
         generator: CodeGenerator | None = None,
         evaluation_episodes: int = 500,
         show_progress: bool = True,
+        webhooks: WebhookOutbox | None = None,
     ) -> None:
         if vertex_project:
             raise UserError(
@@ -110,6 +120,15 @@ class UnityMLOpsOrchestrator:
         self.generator = generator or TemplateGenerator()
         self.evaluation_episodes = evaluation_episodes
         self.show_progress = show_progress
+        if webhooks is None and os.environ.get("WEBHOOK_URL", "").strip():
+            webhooks = WebhookOutbox.from_environment(self.workspace / STATE_DIRNAME / "webhooks.db")
+        self.webhooks = webhooks
+
+    def notify(self, event_type: str, data: dict[str, Any]) -> None:
+        """Queue a lifecycle event (durably); delivery happens in the background and never fails a job."""
+        if self.webhooks is not None and self.webhooks.endpoints:
+            self.webhooks.start()
+            self.webhooks.emit(event_type, data)
 
     # ------------------------------------------------------------------ public API
     async def execute_training_job(self, job: TrainingJob) -> TrainingResult:
@@ -134,6 +153,8 @@ class UnityMLOpsOrchestrator:
         result = TrainingResult(job_id=job.job_id, status="failed")
         try:
             atomic_write_json(ws.dir / "job.json", job.model_dump(mode="json"))
+            self.notify("job.started", {"job_id": job.job_id, "asset_id": job.asset_spec.asset_id,
+                                        "model_version": None})
             log.info("job %s: %s (%s) -> %s", job.job_id, job.asset_spec.name, job.asset_spec.description, ws.dir)
             self._stage(ctx, "generate", self.generate)
             self._stage(ctx, "build", self.build)
@@ -148,6 +169,7 @@ class UnityMLOpsOrchestrator:
         finally:
             atomic_write_json(ws.metrics_path, self._metrics(ctx, result))
             atomic_write_json(ws.result_path, result.model_dump(mode="json"))
+            self._notify_outcome(ctx, result)
             for handler in handlers:
                 logging.getLogger("unity_mlops").removeHandler(handler)
                 handler.close()
@@ -186,6 +208,7 @@ class UnityMLOpsOrchestrator:
         assert ctx.definition and ctx.generated and ctx.build
         cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
         custom = os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip() or None
+        stop_orphan_trainer(ws.trainer_pid_path)
         previous = ws.previous_result() or {}
         resume = has_checkpoint(ws.run_dir, behavior) and previous.get("status") != "completed"
         if resume:
@@ -272,6 +295,21 @@ class UnityMLOpsOrchestrator:
         log.info("register: %s -> %s", ctx.version.version, ctx.version.model_path)
 
     # ------------------------------------------------------------------ helpers
+    def _notify_outcome(self, ctx: JobContext, result: TrainingResult) -> None:
+        base = {"job_id": result.job_id, "asset_id": ctx.job.asset_spec.asset_id, "model_version": result.model_version}
+        if result.succeeded:
+            model = (ctx.evaluation.get("model") or {}) if ctx.evaluation else {}
+            self.notify("model.registered", {**base, "uri": ctx.version.uri if ctx.version else None})
+            self.notify("job.completed", {**base, "success_rate": model.get("success_rate"),
+                                          "mean_reward": model.get("mean_reward"),
+                                          "trained_model_path": result.trained_model_path})
+        else:
+            self.notify("job.failed", {**base, "status": result.status, "stage": result.failed_stage,
+                                       "message": result.error, "log_tail": (result.log_tail or "")[-2000:]})
+        if self.webhooks is not None:
+            self.webhooks.flush(5.0)
+
+
     def _stage(self, ctx: JobContext, name: str, fn) -> None:
         t0 = time.monotonic()
         log.info("stage %s ...", name)

@@ -107,6 +107,38 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+def stop_orphan_trainer(pid_file: Path, grace_s: float = 120.0) -> bool:
+    """A trainer left running by a killed parent (its pid file survives): stop it with SIGINT so it writes a
+    checkpoint, and wait, before anyone resumes the run. Returns True if there was one."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    if b"launcher.py" not in cmdline and b"mlagents" not in cmdline:
+        pid_file.unlink(missing_ok=True)  # the pid was reused by something else
+        return False
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except (ProcessLookupError, PermissionError):
+        return False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        try:  # reap it if it happens to be our child; otherwise just poll
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    _kill_group(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
 def final_step(run_dir: Path, behavior: str) -> int | None:
     """The step of the final checkpoint, from `run_logs/training_status.json` (written at the end)."""
     try:

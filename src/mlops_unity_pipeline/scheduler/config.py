@@ -1,0 +1,91 @@
+"""The scheduler's configuration file (`unity-mlops schedule run CONFIG.yaml`, `k8s render CONFIG.yaml`).
+
+Secrets are never written in it: a webhook's secret is read from the environment variable named by
+`secret_env` (a Kubernetes Secret mounted as environment in the rendered manifests).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ..errors import SpecError
+from ..specs import TrainingSchedule, _Model, load_document, parse_model
+from ..webhooks.outbox import Endpoint
+
+
+class WebhookConfig(_Model):
+    url: str
+    secret_env: str | None = Field(default=None, description="Environment variable holding the whsec_ secret.")
+    events: list[str] = Field(default_factory=list, description="Event types to send; empty: all.")
+
+    def endpoint(self) -> Endpoint:
+        secret = None
+        if self.secret_env:
+            secret = os.environ.get(self.secret_env)
+            if not secret:
+                raise SpecError(f"webhook secret variable {self.secret_env} is not set",
+                                hint=f"export {self.secret_env}=whsec_... (or remove secret_env)")
+        return Endpoint(self.url, secret, tuple(self.events))
+
+
+class HealthConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
+class KubernetesConfig(_Model):
+    namespace: str = "unity-mlops"
+    image: str = "unity-mlops:latest"
+    storage: str = "20Gi"
+    storage_class: str | None = None
+    cpu: str = "2"
+    memory: str = "8Gi"
+    backoff_limit: int = 2
+    active_deadline_s: int = 6 * 3600
+    kubernetes_version: str = "1.30.0"
+
+
+class SchedulerConfig(_Model):
+    profile: str = "local"
+    workspace: str = "runs"
+    state_dir: str | None = None
+    max_concurrent_jobs: int = 1
+    poll_interval_s: float = 5.0
+    grace_period_s: float = 120.0
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    schedules: list[TrainingSchedule] = Field(default_factory=list)
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique(cls, v: list[TrainingSchedule]) -> list[TrainingSchedule]:
+        ids = [s.schedule_id for s in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate schedule_id values: {ids}")
+        return v
+
+    @field_validator("max_concurrent_jobs")
+    @classmethod
+    def _concurrency(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"max_concurrent_jobs must be >= 1, got {v}")
+        return v
+
+    def endpoints(self) -> list[Endpoint]:
+        return [w.endpoint() for w in self.webhooks]
+
+    def resolved_state_dir(self, base: Path | None = None) -> Path:
+        from ..pipeline.orchestrator import STATE_DIRNAME
+
+        root = Path(self.workspace) if base is None else base / self.workspace
+        return Path(self.state_dir) if self.state_dir else root / STATE_DIRNAME
+
+
+def load_scheduler_config(path: str | Path) -> SchedulerConfig:
+    data: dict[str, Any] = load_document(path)
+    return parse_model(SchedulerConfig, data, str(path))
