@@ -1,0 +1,76 @@
+"""Rendered Kubernetes manifests validate (strict, offline) against the official schemas."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_unity_pipeline.deploy.kubernetes import dns_name, render_manifests, validate_manifests
+from mlops_unity_pipeline.scheduler.config import load_scheduler_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted((ROOT / "deploy" / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("mode", ["deployment", "cronjob"])
+def test_profiles_render_valid_manifests(profile, mode):
+    cfg = load_scheduler_config(profile)
+    docs = render_manifests(cfg, profile, mode)
+    assert validate_manifests(docs, "1.30.0") == []
+    kinds = [d["kind"] for d in docs]
+    assert kinds[:4] == ["Namespace", "PersistentVolumeClaim", "ConfigMap", "Secret"]
+    if mode == "deployment":
+        dep = docs[-1]
+        assert dep["kind"] == "Deployment" and dep["spec"]["replicas"] == 1
+        assert dep["spec"]["strategy"]["type"] == "Recreate"
+        pod = dep["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert pod["terminationGracePeriodSeconds"] >= cfg.grace_period_s + 60
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        embedded = yaml.safe_load(docs[2]["data"]["scheduler.yaml"])
+        assert embedded["health"] == {"host": "0.0.0.0", "port": 8080}
+    else:
+        crons = [d for d in docs if d["kind"] == "CronJob"]
+        assert len(crons) == len(cfg.schedules)
+        for cron, sched in zip(crons, cfg.schedules, strict=True):
+            spec = cron["spec"]
+            assert spec["schedule"] == sched.cron_expression and spec["timeZone"] == sched.timezone
+            assert spec["concurrencyPolicy"] in ("Forbid", "Allow")
+            assert spec["jobTemplate"]["spec"]["backoffLimit"] == cfg.kubernetes.backoff_limit
+            assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+            assert len(cron["metadata"]["name"]) <= 52
+
+
+def test_a_broken_manifest_is_caught():
+    cfg = load_scheduler_config(PROFILES[0])
+    docs = render_manifests(cfg, PROFILES[0])
+    docs[-1]["spec"]["replicas"] = "one"
+    docs[-1]["spec"]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
+    problems = validate_manifests(docs)
+    assert problems and "Deployment/unity-mlops-scheduler" in problems[0]
+
+
+def test_dns_names():
+    assert dns_name("train-Nightly_Navigation.Training") == "train-nightly-navigation-training"
+    assert len(dns_name("x" * 80)) == 52
+
+
+def test_cli_render_writes_nothing_else(tmp_path):
+    out = tmp_path / "k8s.yaml"
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "k8s", "render", str(PROFILES[0]), "--validate",
+                        "--out", str(out), "--mode", "cronjob"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list(yaml.safe_load_all(out.read_text()))) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k8s.yaml"]
+
+
+def test_dockerfile_has_what_operations_need():
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("\nFROM ") == 2 and "AS build" in text, "multi-stage"
+    assert "USER 10001" in text and "HEALTHCHECK" in text and "trainer setup" in text
+    assert (ROOT / ".dockerignore").read_text().startswith(".git")
