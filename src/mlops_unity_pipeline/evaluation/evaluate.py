@@ -63,11 +63,24 @@ def random_policy(definition: BehaviorDefinition, seed: int = 0) -> Policy:
     return act
 
 
-def evaluate_policy(
-    policy: Policy, definition: BehaviorDefinition, episodes: int = 500, seed: int = HELD_OUT_SEED,
-    name: str = "policy",
-) -> EvaluationReport:
-    """Run exactly `episodes` episodes (one per simulated arena) and summarise them."""
+@dataclass
+class EpisodeOutcomes:
+    """Per-episode results, in a fixed order (seed, arena), so two policies can be compared pairwise."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    success: np.ndarray
+    collision: np.ndarray
+    timeout: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list[EpisodeOutcomes]) -> EpisodeOutcomes:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("returns", "lengths", "success", "collision", "timeout")))
+
+
+def run_episodes(policy: Policy, definition: BehaviorDefinition, episodes: int, seed: int) -> EpisodeOutcomes:
+    """Exactly `episodes` episodes, one per simulated arena, stepped together."""
     if episodes <= 0:
         raise ValueError("episodes must be > 0")
     sim = Simulator(definition, episodes, seed)
@@ -90,22 +103,31 @@ def evaluate_policy(
         if not active.any():
             break
         obs = res.obs  # finished arenas keep stepping (not reset) but are no longer counted
-    mean = float(returns.mean())
-    std = float(returns.std(ddof=1)) if episodes > 1 else 0.0
-    half = 1.96 * std / math.sqrt(episodes)
+    return EpisodeOutcomes(returns, lengths, success, collision, timeout)
+
+
+def summarize(outcomes: EpisodeOutcomes, name: str, seed: int) -> EvaluationReport:
+    n = len(outcomes.returns)
+    mean = float(outcomes.returns.mean())
+    std = float(outcomes.returns.std(ddof=1)) if n > 1 else 0.0
+    half = 1.96 * std / math.sqrt(n)
     return EvaluationReport(
-        policy=name,
-        episodes=episodes,
-        seed=seed,
-        success_rate=float(success.mean()),
-        success_ci95=_wilson(int(success.sum()), episodes),
-        mean_reward=mean,
-        reward_ci95=(mean - half, mean + half),
-        reward_std=std,
-        mean_episode_length=float(lengths.mean()),
-        collision_rate=float(collision.mean()),
-        timeout_rate=float(timeout.mean()),
+        policy=name, episodes=n, seed=seed,
+        success_rate=float(outcomes.success.mean()),
+        success_ci95=_wilson(int(outcomes.success.sum()), n),
+        mean_reward=mean, reward_ci95=(mean - half, mean + half), reward_std=std,
+        mean_episode_length=float(outcomes.lengths.mean()),
+        collision_rate=float(outcomes.collision.mean()),
+        timeout_rate=float(outcomes.timeout.mean()),
     )
+
+
+def evaluate_policy(
+    policy: Policy, definition: BehaviorDefinition, episodes: int = 500, seed: int = HELD_OUT_SEED,
+    name: str = "policy",
+) -> EvaluationReport:
+    """Run exactly `episodes` episodes (one per simulated arena) and summarise them."""
+    return summarize(run_episodes(policy, definition, episodes, seed), name, seed)
 
 
 def evaluate_onnx(

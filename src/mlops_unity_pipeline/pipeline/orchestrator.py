@@ -266,7 +266,12 @@ class UnityMLOpsOrchestrator:
             ctx.generated.agent_source.name: ctx.generated.agent_source,
             "behavior.json": ctx.generated.behavior_json,
         }
-        for name, path in (("training_status.json", ctx.training.run_dir / "run_logs" / "training_status.json"),
+        events = sorted((ctx.training.run_dir / ctx.definition.behavior_name).glob("events.out.tfevents.*"),
+                        key=lambda p: p.stat().st_size)
+        if events:
+            files["events.out.tfevents"] = events[-1]
+        for name, path in (("job.json", ws.dir / "job.json"),
+                           ("training_status.json", ctx.training.run_dir / "run_logs" / "training_status.json"),
                            ("configuration.yaml", ctx.training.run_dir / "configuration.yaml"),
                            ("evaluation.json", ws.dir / "evaluation.json")):
             if path.is_file():

@@ -22,6 +22,7 @@ from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..sqlite_store import connect
 from .base import (
     ModelRegistry,
     ModelVersion,
@@ -73,17 +74,16 @@ class LocalModelRegistry(ModelRegistry):
         self.db_path = self.root / "registry.db"
         self.objects = self.root / "objects"
         self.models = self.root / "models"
+        self._schema_ready = False
 
     # ------------------------------------------------------------------ storage
     def _connect(self) -> sqlite3.Connection:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn = connect(self.db_path, None if self._schema_ready else _SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the model registry at {self.root}: {exc}") from None
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
+        self._schema_ready = True
         return conn
 
     def put_blob(self, src: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..sqlite_store import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (
@@ -84,14 +85,10 @@ class StateStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.dir / "scheduler.db"
         self._lock_fd: int | None = None
-        with closing(self._connect()) as conn:
-            conn.executescript(_SCHEMA)
+        connect(self.db_path, _SCHEMA).close()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
+        return connect(self.db_path)
 
     # ------------------------------------------------------------------ single active scheduler
     def acquire(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SpecError
+from ..sqlite_store import connect
 
 log = logging.getLogger("unity_mlops.webhooks")
 
@@ -148,8 +149,7 @@ class WebhookOutbox:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
-            conn.executescript(_SCHEMA)
+        connect(self.path, _SCHEMA).close()
 
     @classmethod
     def from_environment(cls, path: Path, extra: list[Endpoint] | None = None) -> WebhookOutbox:
@@ -161,10 +161,7 @@ class WebhookOutbox:
         return cls(path, endpoints)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
+        return connect(self.path)
 
     # ------------------------------------------------------------------ producing
     def emit(self, event_type: str, data: dict[str, Any]) -> str | None:

@@ -1,0 +1,116 @@
+"""Promotion, rollback and freezes: the seed's governance procedure as operations.
+
+* `promote(v, to="staging")`: the ONNX contract gate only.
+* `promote(v, to="production")`: `v` must hold `staging`; every gate must pass against the current production
+  version; a blocked attempt is recorded in the ledger with the evidence, and nothing moves.
+* `rollback(asset)`: re-point `production` to the last known-good production version, open an incident record
+  (failed version, its metrics, reason, corrective action) and freeze the asset until someone unfreezes it after
+  the root-cause analysis (seed 000, "Rollback procedure").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..registry.base import ModelVersion, registry_asset_name
+from ..registry.local import LocalModelRegistry
+from .gates import GateConfig, GateReport, contract_gate, definition_of, run_gates
+from .ledger import Ledger, LedgerEntry, current_actor
+
+
+class PromotionBlocked(Exception):
+    def __init__(self, report: GateReport) -> None:
+        lines = [f"{r.name}: {r.message}" for r in report.failures()]
+        super().__init__(f"promotion of {report.challenger} blocked (baseline {report.baseline}):\n  "
+                         + "\n  ".join(lines))
+        self.report = report
+
+
+@dataclass
+class PromotionOutcome:
+    entry: LedgerEntry
+    report: GateReport
+
+
+# A hook the control plane installs to gate consequential moves (allow or raise), see the control-plane issue.
+ApprovalHook = Callable[[str, dict[str, Any]], None]
+
+
+class Governance:
+    def __init__(self, registry: LocalModelRegistry, gate_config: GateConfig | None = None,
+                 retrain: Callable[[ModelVersion], Path] | None = None,
+                 approval_hook: ApprovalHook | None = None) -> None:
+        self.registry = registry
+        self.ledger = Ledger(registry)
+        self.gate_config = gate_config or GateConfig()
+        self.retrain = retrain
+        self.approval_hook = approval_hook
+
+    def promote(self, version: str, to: str, *, reason: str = "", actor: str | None = None,
+                gate_config: GateConfig | None = None) -> PromotionOutcome:
+        from .ledger import GovernanceError
+
+        v = self.registry.get(version)
+        asset = v.asset_name
+        aliases = self.ledger.aliases(asset)
+        frozen = self.ledger.frozen(asset)
+        if frozen:
+            raise GovernanceError(f"asset {asset} is frozen since {frozen['since']} ({frozen['reason']}); "
+                                  f"run `unity-mlops models unfreeze {asset}` after the root-cause analysis")
+        if aliases.get(to) == version:
+            raise GovernanceError(f"{version} already holds {to}")
+        if to == "staging":
+            report = GateReport(version, "-", [contract_gate(v, definition_of(v))])
+        elif to == "production":
+            if aliases.get("staging") != version:
+                raise GovernanceError(f"{version} must hold the staging alias before production "
+                                      f"(staging is {aliases.get('staging') or 'empty'}); promote it to staging first")
+            baseline = self.registry.get(aliases["production"]) if aliases.get("production") else None
+            report = run_gates(v, baseline, gate_config or self.gate_config, self.retrain)
+        else:
+            raise GovernanceError(f"--to must be staging or production, got {to!r}")
+        evidence = report.to_dict()
+        if to == "production" and report.passed:  # the seed's criterion: report and changelog linked to the version
+            from .report import report_digest, write_report
+
+            md = write_report(self.registry, version, promotion=report.to_dict())
+            evidence["report"] = {"path": str(md), "sha256": report_digest(md)}
+        if not report.passed:
+            self.ledger.record(asset, "promotion-blocked", to, aliases.get(to), version, evidence,
+                               reason or "gates failed", actor)
+            raise PromotionBlocked(report)
+        if to == "production" and self.approval_hook is not None:
+            self.approval_hook("model.promote", {"version": version, "to": to, "asset": asset})
+        entry = self.ledger.move_alias(asset, to, version, action="promote", reason=reason or f"promote to {to}",
+                                       evidence=evidence, actor=actor)
+        return PromotionOutcome(entry, report)
+
+    def rollback(self, asset_name: str, *, reason: str, corrective_action: str = "",
+                 actor: str | None = None) -> LedgerEntry:
+        from .ledger import GovernanceError
+
+        asset = registry_asset_name(asset_name)
+        current = self.ledger.aliases(asset).get("production")
+        if current is None:
+            raise GovernanceError(f"asset {asset} has no production version to roll back")
+        target = self.ledger.last_known_good(asset)
+        if target is None:
+            raise GovernanceError(f"asset {asset} has no earlier known-good production version to roll back to")
+        if self.approval_hook is not None:
+            self.approval_hook("model.rollback", {"asset": asset, "from": current, "to": target})
+        failed = self.registry.get(current)
+        return self.ledger.move_alias(
+            asset, "production", target, action="rollback", reason=reason, actor=actor or current_actor(),
+            evidence={"failed_version": current}, respect_freeze=False,
+            incident={"failed_version": current, "metrics": failed.metrics.get("evaluation", {}),
+                      "corrective_action": corrective_action},
+        )
+
+    def freeze(self, asset_name: str, reason: str, actor: str | None = None) -> LedgerEntry:
+        return self.ledger.set_frozen(asset_name, True, reason, actor)
+
+    def unfreeze(self, asset_name: str, reason: str, actor: str | None = None) -> LedgerEntry:
+        return self.ledger.set_frozen(asset_name, False, reason, actor)

@@ -1,0 +1,223 @@
+"""Promotion gates, rollback with incidents, freezes, the ledger under concurrency, and the report.
+
+Challengers are small hand-built ONNX policies of known quality on the navigation task (see onnx_policies.py):
+`straight` heads for the goal (86 % success, 14 % collisions), `avoid` also steers away from obstacles seen by the
+side rays (97 %, 3 %), `cautious` avoids but crawls (reward ~0, 9 % collisions)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_unity_pipeline.behavior import build_behavior
+from mlops_unity_pipeline.evaluation.evaluate import evaluate_onnx
+from mlops_unity_pipeline.governance import GateConfig, Governance, GovernanceError, Ledger, PromotionBlocked
+from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from onnx_policies import linear_policy  # noqa: E402
+
+NAV = build_behavior(behavior_name="Nav", archetype="navigation")
+
+
+def _w(entries):
+    w = np.zeros((12, 2), np.float32)
+    for (i, j), v in entries.items():
+        w[i, j] = v
+    return w
+
+
+POLICIES = {  # rays 0..7 (ray 0 towards the goal), velocity 8..9, target 10..11
+    "straight": (None, (1.0, 0.0)),
+    "avoid": (_w({(1, 1): 3, (7, 1): -3, (0, 0): 1}), (0.2, 0.0)),
+    "avoid_b": (_w({(1, 1): 4, (7, 1): -4}), (1.0, 0.0)),
+    "avoid_c": (_w({(1, 1): 3, (7, 1): -3, (2, 1): 2, (6, 1): -2}), (1.0, 0.0)),
+    "cautious": (_w({(1, 1): 4, (7, 1): -4, (2, 1): 2, (6, 1): -2, (0, 0): 0.4}), (-0.3, 0.0)),
+}
+QUICK = GateConfig(seeds=(11, 12), episodes_per_seed=150, bootstrap_samples=1000)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return LocalModelRegistry(tmp_path / "reg")
+
+
+def register(registry, tmp_path, name, asset="Nav", evaluate=True):
+    w, b = POLICIES[name]
+    model = linear_policy(tmp_path / "models" / f"{name}.onnx", 12, w, b)
+    behavior = tmp_path / "behavior.json"
+    behavior.write_text(NAV.to_json())
+    metrics = {}
+    if evaluate:
+        m, base = evaluate_onnx(str(model), NAV, 300)
+        metrics = {"evaluation": {"source": "held-out simulator episodes", "model": m.to_dict(),
+                                  "random_baseline": base.to_dict()}}
+    return registry.register(RegistrationRequest(
+        asset_id="nav-1", asset_name=asset, behavior_name="Nav", job_id=f"job-{name}", model_path=model,
+        files={"behavior.json": behavior}, metrics=metrics, lineage={"seeds": {"training": 1}}, git_sha="abc1234"))
+
+
+def to_production(gov, v, config=QUICK):
+    gov.promote(v.version, "staging", reason="candidate")
+    return gov.promote(v.version, "production", reason="release", gate_config=config)
+
+
+def test_better_challenger_passes_and_worse_one_is_blocked_with_the_reason(registry, tmp_path):
+    gov = Governance(registry)
+    champion = register(registry, tmp_path, "straight")
+    first = to_production(gov, champion)  # no production yet: compared with a random policy
+    assert first.report.baseline == "random policy" and first.report.passed
+    better = register(registry, tmp_path, "avoid")
+    outcome = to_production(gov, better)
+    gates = {g.name: g for g in outcome.report.results}
+    assert set(gates) == {"contract", "reward", "safety", "reproducibility"} and outcome.report.passed
+    assert gates["reward"].numbers["ci95"][0] > 0
+    assert Ledger(registry).aliases("Nav") == {"staging": better.version, "production": better.version}
+
+    worse = register(registry, tmp_path, "straight")
+    gov.promote(worse.version, "staging")
+    with pytest.raises(PromotionBlocked) as blocked:
+        gov.promote(worse.version, "production", gate_config=QUICK)
+    failed = {g.name: g for g in blocked.value.report.failures()}
+    assert "reward" in failed and "lower bound" in failed["reward"].message
+    assert "short by" in failed["reward"].message and "collision_rate" in failed["safety"].message
+    assert Ledger(registry).aliases("Nav")["production"] == better.version, "a blocked move changes nothing"
+    assert Ledger(registry).history("Nav")[-1].action == "promotion-blocked"
+
+
+def test_a_challenger_that_is_not_clearly_better_fails(registry, tmp_path):
+    gov = Governance(registry)
+    to_production(gov, register(registry, tmp_path, "avoid_b"))
+    noisy = register(registry, tmp_path, "avoid_c")  # about as good: the interval straddles zero
+    gov.promote(noisy.version, "staging")
+    with pytest.raises(PromotionBlocked, match="not clearly above the threshold"):
+        gov.promote(noisy.version, "production", gate_config=GateConfig(seeds=(5,), episodes_per_seed=100,
+                                                                         bootstrap_samples=1000))
+
+
+def test_safety_regression_blocks_even_when_reward_improved(registry, tmp_path):
+    gov = Governance(registry)
+    lenient = GateConfig(seeds=(11,), episodes_per_seed=100, min_reward_improvement=-10, safety_margin=1.0,
+                         max_length_increase=10)
+    to_production(gov, register(registry, tmp_path, "cautious"), lenient)  # set-up: a safe but slow champion
+    fast = register(registry, tmp_path, "straight")
+    gov.promote(fast.version, "staging")
+    with pytest.raises(PromotionBlocked) as blocked:
+        gov.promote(fast.version, "production", gate_config=QUICK)
+    results = {g.name: g for g in blocked.value.report.results}
+    assert results["reward"].passed, "the reward did improve"
+    assert not results["safety"].passed and "collision_rate" in results["safety"].message
+    assert "exceeds the margin" in results["safety"].message
+
+
+def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, tmp_path):
+    gov = Governance(registry)
+    good = register(registry, tmp_path, "straight")
+    to_production(gov, good)
+    newer = register(registry, tmp_path, "avoid")
+    to_production(gov, newer)
+    entry = gov.rollback("Nav", reason="players report agents stuck on walls", corrective_action="add wall rays")
+    ledger = Ledger(registry)
+    assert entry.from_version == newer.version and entry.to_version == good.version
+    assert ledger.aliases("Nav")["production"] == good.version
+    [incident] = ledger.incidents("Nav")
+    assert incident["failed_version"] == newer.version and incident["corrective_action"] == "add wall rays"
+    assert incident["metrics"]["model"]["success_rate"] > 0.9
+    assert ledger.frozen("Nav") is not None
+    with pytest.raises(GovernanceError, match="frozen"):
+        gov.promote(newer.version, "staging")
+    gov.unfreeze("Nav", "root cause fixed")
+    assert gov.promote(good.version, "staging").entry.to_version == good.version
+    with pytest.raises(GovernanceError, match="no production version"):
+        Governance(LocalModelRegistry(tmp_path / "empty")).rollback("Nav", reason="x")
+    single = Governance(LocalModelRegistry(tmp_path / "single"))
+    only = register(single.registry, tmp_path, "straight")
+    to_production(single, only)
+    with pytest.raises(GovernanceError, match="no earlier known-good"):
+        single.rollback("Nav", reason="x")
+
+
+def test_freeze_blocks_promotion_and_the_ledger_is_append_only(registry, tmp_path):
+    gov = Governance(registry)
+    v = register(registry, tmp_path, "avoid")
+    gov.freeze("Nav", "release freeze")
+    with pytest.raises(GovernanceError, match="frozen"):
+        gov.promote(v.version, "staging")
+    gov.unfreeze("Nav", "ok")
+    with pytest.raises(GovernanceError, match="must hold the staging alias"):
+        gov.promote(v.version, "production")
+    conn = registry._connect()
+    with pytest.raises(Exception, match="append-only"):
+        conn.execute("UPDATE ledger SET reason='edited'")
+    with pytest.raises(Exception, match="append-only"):
+        conn.execute("DELETE FROM ledger")
+    conn.close()
+
+
+def test_contract_gate_rejects_a_model_for_another_spec(registry, tmp_path, samples):
+    behavior = tmp_path / "behavior.json"
+    behavior.write_text(NAV.to_json())
+    v = registry.register(RegistrationRequest("nav-1", "Nav", "Nav", "j", samples / "onnx" / "3DBall.onnx",
+                                              files={"behavior.json": behavior}))
+    with pytest.raises(PromotionBlocked, match="observation shapes"):
+        Governance(registry).promote(v.version, "staging")
+
+
+def _promote_many(root, versions, n, q):
+    ledger = Ledger(LocalModelRegistry(root))
+    for i in range(n):
+        ledger.move_alias("Nav", "staging", versions[i % len(versions)], action="promote", reason=f"p{i}",
+                          respect_freeze=False)
+    q.put(n)
+
+
+def test_concurrent_promotions_lose_no_ledger_entry(registry, tmp_path):
+    versions = [register(registry, tmp_path, name, evaluate=False).version for name in ("straight", "avoid")]
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_promote_many, args=(registry.root, versions[::k], 25, q)) for k in (1, -1)]
+    for p in procs:
+        p.start()
+    assert sum(q.get(timeout=120) for _ in procs) == 50
+    for p in procs:
+        p.join()
+    history = Ledger(registry).history("Nav")
+    assert len(history) == 50 and [e.seq for e in history] == sorted({e.seq for e in history})
+    for prev, cur in zip(history, history[1:], strict=False):
+        assert cur.from_version == prev.to_version, "every move saw the previous one: atomic"
+    assert Ledger(registry).aliases("Nav")["staging"] == history[-1].to_version
+
+
+def test_report_and_cli(registry, tmp_path):
+    gov = Governance(registry)
+    champion = register(registry, tmp_path, "straight")
+    to_production(gov, champion)
+    challenger = register(registry, tmp_path, "avoid")
+    outcome = to_production(gov, challenger)
+    report = Path(outcome.entry.evidence["report"]["path"])
+    assert report.is_file() and (report.parent / "outcomes.png").is_file()
+    text = report.read_text()
+    assert challenger.version in text and "| success rate |" in text and "PASS reward" in text
+    data = json.loads((report.parent / "report.json").read_text())
+    assert data["baseline"] == champion.version and data["fingerprint"]["seeds"] == {"training": 1}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", "--registry",
+                               str(registry.root), *args], capture_output=True, text=True, timeout=300)
+
+    r = cli("history", "Nav")
+    assert r.returncode == 0 and f"production: {challenger.version}" in r.stdout and "promote" in r.stdout
+    r = cli("rollback", "Nav", "--reason", "regression in playtest", "--corrective-action", "retrain")
+    assert r.returncode == 0 and "frozen" in r.stdout
+    r = cli("promote", challenger.version, "--to", "staging")
+    assert r.returncode == 2 and "frozen" in r.stderr and "Traceback" not in r.stderr
+    r = cli("unfreeze", "Nav", "--reason", "fixed")
+    assert r.returncode == 0
+    r = cli("report", champion.version, "--out", str(tmp_path / "rep"))
+    assert r.returncode == 0 and (tmp_path / "rep" / "report.md").is_file()
