@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
-from mlops_unity_pipeline.errors import UserError
 from mlops_unity_pipeline.evaluation.onnx_policy import OnnxPolicy
 from mlops_unity_pipeline.registry.base import VERSION_RE
 
@@ -119,11 +118,6 @@ def test_registry_write_error_fails_the_register_stage(tmp_path, trainer_env):
     r = orch.execute_training_job_sync(_job("reg-fail", max_steps=3000))
     _assert_failed(r, tmp_path / "runs" / "reg-fail", "register")
     assert (tmp_path / "runs" / "reg-fail" / "training" / "reg-fail" / "SimpleAgent.onnx").is_file()
-
-
-def test_vertex_project_fails_clearly_instead_of_faking(tmp_path):
-    with pytest.raises(UserError, match="no Vertex AI registry backend"):
-        UnityMLOpsOrchestrator(tmp_path, vertex_project="my-gcp-project", vertex_region="us-central1")
 
 
 def test_resume_after_the_trainer_is_killed(tmp_path, trainer_env):

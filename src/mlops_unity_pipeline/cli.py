@@ -182,7 +182,13 @@ def _governance(args: argparse.Namespace):
             raise UserError(f"{args.gates}: {exc}") from None
     if getattr(args, "reproducibility", None):
         gates.reproducibility = args.reproducibility
-    return Governance(_registry(args), gates)
+    registry = _registry(args)
+    mirror = None
+    if os.environ.get("UNITY_MLOPS_VERTEX_PROJECT"):
+        from .pipeline.orchestrator import vertex_registry
+
+        mirror = vertex_registry(registry, os.environ["UNITY_MLOPS_VERTEX_PROJECT"])
+    return Governance(registry, gates, mirror=mirror)
 
 
 def _governance_call(fn):
@@ -238,6 +244,19 @@ def _cmd_models_history(args: argparse.Namespace) -> int:
         print(f"incident #{i['id']} {i['opened_at'][:19]}: {i['failed_version']} rolled back to "
               f"{i['restored_version']}: {i['reason']}; corrective action: {i['corrective_action'] or '-'}")
     return 0
+
+
+def _cmd_models_sync(args: argparse.Namespace) -> int:
+    from .governance import Ledger
+    from .pipeline.orchestrator import vertex_registry
+
+    project = os.environ.get("UNITY_MLOPS_VERTEX_PROJECT")
+    if not project:
+        raise UserError("models sync compares the local ledger with Vertex AI: set UNITY_MLOPS_VERTEX_PROJECT")
+    registry = _registry(args)
+    report = vertex_registry(registry, project).sync_report(args.asset, Ledger(registry).aliases(args.asset))
+    print(json.dumps(report, indent=2))
+    return 1 if report["drift"] else 0
 
 
 def _cmd_models_report(args: argparse.Namespace) -> int:
@@ -489,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     mh = ms.add_parser("history", help="aliases, the promotion ledger and incidents of an asset")
     mh.add_argument("asset")
     mh.set_defaults(func=_cmd_models_history)
+    msy = ms.add_parser("sync", help="report drift between the local ledger and Vertex AI aliases",
+                        description="Exit 1 when an alias differs. Needs UNITY_MLOPS_VERTEX_PROJECT.")
+    msy.add_argument("asset")
+    msy.set_defaults(func=_cmd_models_sync)
     mre = ms.add_parser("report", help="write the evaluation report and changelog of a version")
     mre.add_argument("version")
     mre.add_argument("--out", help="directory (default <registry>/reports/<version>)")

@@ -299,6 +299,7 @@ class TrainingResult(_Model):
     status: Literal["completed", "failed", "cancelled"]
     model_version: str | None = None
     trained_model_path: str | None = None
+    model_uri: str | None = Field(default=None, description="file://... or the Vertex AI model resource name@version")
     metrics: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict)
     failed_stage: str | None = None

@@ -42,8 +42,9 @@ ApprovalHook = Callable[[str, dict[str, Any]], None]
 class Governance:
     def __init__(self, registry: LocalModelRegistry, gate_config: GateConfig | None = None,
                  retrain: Callable[[ModelVersion], Path] | None = None,
-                 approval_hook: ApprovalHook | None = None) -> None:
+                 approval_hook: ApprovalHook | None = None, mirror: Any = None) -> None:
         self.registry = registry
+        self.mirror = mirror  # e.g. a VertexModelRegistry whose aliases follow the ledger
         self.ledger = Ledger(registry)
         self.gate_config = gate_config or GateConfig()
         self.retrain = retrain
@@ -86,7 +87,19 @@ class Governance:
             self.approval_hook("model.promote", {"version": version, "to": to, "asset": asset})
         entry = self.ledger.move_alias(asset, to, version, action="promote", reason=reason or f"promote to {to}",
                                        evidence=evidence, actor=actor)
+        self._mirror(version, to)
         return PromotionOutcome(entry, report)
+
+    def _mirror(self, version: str, alias: str) -> None:
+        from .ledger import GovernanceError
+
+        if self.mirror is None:
+            return
+        try:
+            self.mirror.set_alias(version, alias)
+        except Exception as exc:  # the ledger already moved: say so, and how to see the drift
+            raise GovernanceError(f"{alias} moved to {version} in the local ledger, but the Vertex AI alias could not "
+                                  f"be moved ({exc}); `unity-mlops models sync` shows the drift") from None
 
     def rollback(self, asset_name: str, *, reason: str, corrective_action: str = "",
                  actor: str | None = None) -> LedgerEntry:
@@ -102,12 +115,14 @@ class Governance:
         if self.approval_hook is not None:
             self.approval_hook("model.rollback", {"asset": asset, "from": current, "to": target})
         failed = self.registry.get(current)
-        return self.ledger.move_alias(
+        entry = self.ledger.move_alias(
             asset, "production", target, action="rollback", reason=reason, actor=actor or current_actor(),
             evidence={"failed_version": current}, respect_freeze=False,
             incident={"failed_version": current, "metrics": failed.metrics.get("evaluation", {}),
                       "corrective_action": corrective_action},
         )
+        self._mirror(target, "production")
+        return entry
 
     def freeze(self, asset_name: str, reason: str, actor: str | None = None) -> LedgerEntry:
         return self.ledger.set_frozen(asset_name, True, reason, actor)

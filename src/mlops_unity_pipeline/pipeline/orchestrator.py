@@ -88,6 +88,27 @@ class JobContext:
     resumed_from_step: int | None = None
 
 
+def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None,
+                    bucket: str | None = None) -> ModelRegistry:
+    """The Vertex AI backend over the local registry. `UNITY_MLOPS_VERTEX_ENDPOINT` points the SDK at another
+    endpoint (a regional or private one; an http:// one, such as a local test server, uses anonymous credentials)."""
+    from ..registry.vertex import VertexModelRegistry, default_bucket
+
+    endpoint = os.environ.get("UNITY_MLOPS_VERTEX_ENDPOINT") or None
+    credentials = None
+    if endpoint and endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    try:
+        return VertexModelRegistry(
+            project, region or os.environ.get("VERTEX_REGION", "us-central1"),
+            bucket or os.environ.get("UNITY_MLOPS_VERTEX_BUCKET") or default_bucket(project), local,
+            api_endpoint=endpoint, credentials=credentials)
+    except RegistryError as exc:
+        raise UserError(str(exc)) from None
+
+
 class UnityMLOpsOrchestrator:
     """Runs training jobs end to end. Defaults need no configuration: workspace `./runs`, the local registry
     under `./runs/_registry`, the headless player, and the managed ML-Agents trainer environment."""
@@ -100,21 +121,17 @@ class UnityMLOpsOrchestrator:
         registry_root: str | Path | None = None,
         vertex_project: str | None = None,
         vertex_region: str | None = None,
+        vertex_bucket: str | None = None,
         trainer_env_path: str | Path | None = None,
         generator: CodeGenerator | None = None,
         evaluation_episodes: int = 500,
         show_progress: bool = True,
         webhooks: WebhookOutbox | None = None,
     ) -> None:
-        if vertex_project:
-            raise UserError(
-                f"vertex_project={vertex_project!r} is set, but this version of unity-mlops has no Vertex AI "
-                "registry backend yet, and it will not pretend to register a model there",
-                hint="leave vertex_project unset to use the local registry (a real, embedded registry)",
-            )
-        self.vertex_region = vertex_region
         self.workspace = Path(workspace or os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)).resolve()
         root = registry_root or os.environ.get("UNITY_MLOPS_REGISTRY") or self.workspace / REGISTRY_DIRNAME
+        if registry is None and vertex_project:
+            registry = vertex_registry(LocalModelRegistry(root), vertex_project, vertex_region, vertex_bucket)
         self.registry = registry or LocalModelRegistry(root)
         self.trainer_env_path = Path(trainer_env_path) if trainer_env_path else None
         self.generator = generator or TemplateGenerator()
@@ -390,6 +407,7 @@ class UnityMLOpsOrchestrator:
             job_id=ctx.job.job_id, status=status,  # type: ignore[arg-type]
             model_version=ctx.version.version if ctx.version else None,
             trained_model_path=str(ctx.version.model_path) if ctx.version else None,
+            model_uri=ctx.version.uri if ctx.version else None,
             metrics=self._summary_metrics(ctx), artifacts=artifacts,
             failed_stage=exc.stage if exc else None, error=exc.message if exc else None,
             log_tail=exc.log_tail or None if exc else None,

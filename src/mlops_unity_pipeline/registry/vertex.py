@@ -1,0 +1,175 @@
+"""Vertex AI Model Registry backend (optional extra: `pip install 'unity-mlops[vertex]'`).
+
+Every version is registered locally first (numbering, files, lineage, ledger stay the history of record), then:
+artifacts are uploaded to GCS under `gs://<bucket>/unity-mlops/<asset>/<version>/`, and `Model.upload` creates the
+asset's Vertex model (first version) or a new version of it (`parent_model`), with `is_default_version=False` so
+that only the governance ledger moves what serves. The version string is both a version alias and a label (Vertex
+assigns its own numeric version ids). Promotion and rollback move the `staging`/`production` aliases through
+`MergeVersionAliases` (which moves an alias held by another version atomically). `sync` reports drift between the
+local ledger and Vertex.
+
+IAM for the runtime's service account (seed 000): `roles/aiplatform.user`, `roles/storage.objectAdmin` (or a
+bucket-scoped role) and `roles/logging.logWriter`.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import closing
+from typing import Any
+
+from .base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError, registry_asset_name
+from .local import LocalModelRegistry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vertex_models (asset_name TEXT PRIMARY KEY, resource_name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vertex_versions (
+    version TEXT PRIMARY KEY, resource_name TEXT NOT NULL, version_id TEXT NOT NULL, artifact_uri TEXT NOT NULL
+);
+"""
+DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-0:latest"  # placeholder: ONNX needs a
+# custom serving image; the registry entry is what matters for Unity clients that download the .onnx
+
+
+def _label(value: str) -> str:
+    """Vertex labels: <= 63 chars of lower-case letters, digits, '_' and '-'."""
+    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+
+
+class VertexModelRegistry(ModelRegistry):
+    def __init__(self, project: str, region: str, bucket: str, local: LocalModelRegistry, *,
+                 api_endpoint: str | None = None, credentials: Any = None, storage_client: Any = None,
+                 serving_image: str = DEFAULT_SERVING_IMAGE) -> None:
+        try:
+            from google.cloud import aiplatform, storage  # noqa: F401
+        except ImportError:
+            raise RegistryError(
+                "vertex_project is set but google-cloud-aiplatform is not installed; "
+                "install it with: pip install 'unity-mlops[vertex]'") from None
+        self.project, self.region, self.bucket = project, region, bucket.removeprefix("gs://").rstrip("/")
+        self.local = local
+        self.api_endpoint = api_endpoint
+        self.credentials = credentials
+        self.serving_image = serving_image
+        self._storage = storage_client
+        with closing(local._connect()) as conn:
+            conn.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------ SDK plumbing
+    def _init(self) -> None:
+        from google.cloud import aiplatform
+
+        kwargs: dict[str, Any] = {"project": self.project, "location": self.region}
+        if self.credentials is not None:
+            kwargs["credentials"] = self.credentials
+        if self.api_endpoint:
+            kwargs.update(api_endpoint=self.api_endpoint, api_transport="rest")
+        aiplatform.init(**kwargs)
+
+    def _storage_client(self):
+        if self._storage is None:
+            from google.cloud import storage
+
+            self._storage = storage.Client(project=self.project, credentials=self.credentials)
+        return self._storage
+
+    def _upload_artifacts(self, version: ModelVersion) -> str:
+        prefix = f"unity-mlops/{version.asset_name}/{version.version}"
+        bucket = self._storage_client().bucket(self.bucket)
+        directory = version.model_path.parent
+        for path in sorted(directory.iterdir()):
+            if path.is_file():
+                bucket.blob(f"{prefix}/{path.name}").upload_from_filename(str(path))
+        return f"gs://{self.bucket}/{prefix}"
+
+    def _parent(self, asset: str) -> str | None:
+        with closing(self.local._connect()) as conn:
+            row = conn.execute("SELECT resource_name FROM vertex_models WHERE asset_name=?", (asset,)).fetchone()
+        return row[0] if row else None
+
+    def vertex_version(self, version: str) -> tuple[str, str] | None:
+        with closing(self.local._connect()) as conn:
+            row = conn.execute("SELECT resource_name, version_id FROM vertex_versions WHERE version=?",
+                               (version,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    # ------------------------------------------------------------------ ModelRegistry
+    def register(self, request: RegistrationRequest) -> ModelVersion:
+        from google.api_core import exceptions as gexc
+        from google.cloud import aiplatform
+
+        version = self.local.register(request)
+        asset = registry_asset_name(request.asset_name)
+        try:
+            artifact_uri = self._upload_artifacts(version)
+            self._init()
+            parent = self._parent(asset)
+            labels = {"unity_mlops_asset": _label(asset), "unity_mlops_job": _label(request.job_id),
+                      "unity_mlops_version": _label(version.version), "unity_mlops_git_sha": _label(request.git_sha)}
+            model = aiplatform.Model.upload(
+                display_name=f"unity-{asset}", artifact_uri=artifact_uri,
+                serving_container_image_uri=self.serving_image,
+                parent_model=parent, is_default_version=False, version_aliases=[version.version],
+                version_description=version.version, labels=labels, sync=True,
+            )
+        except (gexc.GoogleAPIError, OSError, ValueError) as exc:
+            raise RegistryError(f"{version.version} is registered locally, but the Vertex AI registration failed: "
+                                f"{exc}") from None
+        with closing(self.local._connect()) as conn:
+            conn.execute("INSERT OR IGNORE INTO vertex_models VALUES (?,?)", (asset, model.resource_name))
+            conn.execute("INSERT OR REPLACE INTO vertex_versions VALUES (?,?,?,?)",
+                         (version.version, model.resource_name, model.version_id, artifact_uri))
+        version.uri = f"{model.resource_name}@{model.version_id}"
+        return version
+
+    def get(self, version: str) -> ModelVersion:
+        v = self.local.get(version)
+        link = self.vertex_version(version)
+        if link:
+            v.uri = f"{link[0]}@{link[1]}"
+        return v
+
+    def list(self, asset_name: str | None = None) -> list[ModelVersion]:
+        return [self.get(v.version) for v in self.local.list(asset_name)]
+
+    # ------------------------------------------------------------------ aliases
+    def set_alias(self, version: str, alias: str) -> None:
+        """Point `alias` at `version` in Vertex (moving it off whichever version holds it)."""
+        from google.cloud import aiplatform
+
+        link = self.vertex_version(version)
+        if link is None:
+            raise RegistryError(f"{version} was not registered in Vertex AI")
+        self._init()
+        aiplatform.models.ModelRegistry(link[0]).add_version_aliases([alias], version=link[1])
+
+    def remote_aliases(self, asset_name: str, aliases: tuple[str, ...] = ("staging", "production")) -> dict[str, str]:
+        """{alias: our version string} as Vertex sees it."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import aiplatform
+
+        parent = self._parent(registry_asset_name(asset_name))
+        if parent is None:
+            return {}
+        self._init()
+        registry = aiplatform.models.ModelRegistry(parent)
+        out = {}
+        for alias in aliases:
+            try:
+                info = registry.get_version_info(alias)
+            except gexc.NotFound:
+                continue
+            ours = [a for a in info.version_aliases if a.startswith("unity-")]
+            out[alias] = ours[0] if ours else f"vertex-version-{info.version_id}"
+        return out
+
+    def sync_report(self, asset_name: str, local_aliases: dict[str, str]) -> dict[str, Any]:
+        remote = self.remote_aliases(asset_name)
+        drift = {a: {"local": local_aliases.get(a), "vertex": remote.get(a)}
+                 for a in sorted(set(local_aliases) | set(remote)) if local_aliases.get(a) != remote.get(a)}
+        return {"asset": registry_asset_name(asset_name), "local": local_aliases, "vertex": remote, "drift": drift}
+
+
+def default_bucket(project: str) -> str:
+    """The seed's example bucket name."""
+    return f"{project}-mlops-unity-models"
