@@ -19,6 +19,7 @@ _EXPORTS = {
     "TrainingResult": "specs",
     "UnityMLOpsOrchestrator": "pipeline.orchestrator",
     "TrainingScheduler": "scheduler.scheduler",
+    "ControlPlaneRuntime": "controlplane.runtime",
     "BehaviorDefinition": "behavior.definition",
     "build_behavior": "behavior.definition",
     "LocalModelRegistry": "registry.local",

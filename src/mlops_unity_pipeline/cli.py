@@ -188,7 +188,83 @@ def _governance(args: argparse.Namespace):
         from .pipeline.orchestrator import vertex_registry
 
         mirror = vertex_registry(registry, os.environ["UNITY_MLOPS_VERTEX_PROJECT"])
-    return Governance(registry, gates, mirror=mirror)
+    hook = None
+    if os.environ.get("UNITY_MLOPS_CONTROL_PLANE_BUNDLE"):  # consequential moves go through the control plane
+        from .governance.service import ApprovalHook
+
+        hook = ApprovalHook(_control_plane(args))
+    return Governance(registry, gates, mirror=mirror, approval_hook=hook)
+
+
+def _control_plane(args: argparse.Namespace):
+    from .controlplane.runtime import DEFAULT_BUNDLE, BundleError, ControlPlaneRuntime
+    from .pipeline.orchestrator import DEFAULT_WORKSPACE, STATE_DIRNAME
+
+    bundle = getattr(args, "bundle", None) or os.environ.get("UNITY_MLOPS_CONTROL_PLANE_BUNDLE") or DEFAULT_BUNDLE
+    events = getattr(args, "events", None) or os.environ.get("UNITY_MLOPS_CONTROL_PLANE_EVENTS") or (
+        Path(os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)) / STATE_DIRNAME / "control-plane.jsonl")
+    rt = ControlPlaneRuntime(bundle, getattr(args, "schemas", None), events)
+    try:
+        rt.load_bundle()
+        rt.compile_schemas()
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    return rt
+
+
+def _cmd_cp_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .controlplane.mcp_server import PipelineActions, serve_stdio
+
+    rt = _control_plane(args)
+    workspace = args.workspace or os.environ.get("UNITY_MLOPS_WORKSPACE", "runs")
+    asyncio.run(serve_stdio(rt, PipelineActions(rt, workspace)))
+    return 0
+
+
+def _cmd_cp_verify(args: argparse.Namespace) -> int:
+    from .controlplane.eventlog import IntegrityError
+
+    rt = _control_plane(args)
+    try:
+        info = rt.events.verify()
+    except IntegrityError as exc:
+        print(f"TAMPERED OR CORRUPT: {exc}", file=sys.stderr)
+        return 1
+    print(f"ok: {info['events']} events, hash chain intact, head {info['head']}")
+    return 0
+
+
+def _cmd_cp_check(args: argparse.Namespace) -> int:
+    rt = _control_plane(args)
+    print(f"ok: bundle {rt.bundle_path} ({len(rt.actions)} actions, digest {rt.bundle_digest[:16]})")
+    return 0
+
+
+def _cmd_cp_approve(args: argparse.Namespace) -> int:
+    from .controlplane.runtime import UnknownAction
+
+    rt = _control_plane(args)
+    try:
+        payload = json.loads(args.payload)
+        ev = rt.grant_approval(args.action_id, payload, args.ttl, args.reason or "")
+    except (ValueError, UnknownAction) as exc:
+        raise UserError(str(exc)) from None
+    p = ev["payload"]
+    print(f"approved {args.action_id} as {p['approver']}: {p['approval_id']} "
+          f"(expires {p['expires_at']}, seq {ev['seq']})")
+    return 0
+
+
+def _cmd_cp_assert(args: argparse.Namespace) -> int:
+    rt = _control_plane(args)
+    try:
+        ev = rt.assert_fact(args.fact, not args.false, args.subject, args.ttl, args.reason or "")
+    except KeyError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{args.fact}={not args.false} for {args.subject} (seq {ev['seq']})")
+    return 0
 
 
 def _governance_call(fn):
@@ -551,6 +627,37 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--id", help="only this webhook-id")
             cmd.add_argument("--send", action="store_true", help="attempt delivery now")
         cmd.set_defaults(func=_cmd_webhooks)
+
+    cp = sub.add_parser("control-plane", help="the fail-closed control plane (MCP tools, event log, approvals)",
+                        description="Bundle: --bundle, $UNITY_MLOPS_CONTROL_PLANE_BUNDLE, or the shipped default. "
+                                    "Events: --events, $UNITY_MLOPS_CONTROL_PLANE_EVENTS, or "
+                                    "<workspace>/_state/control-plane.jsonl. "
+                                    "Identity: $UNITY_MLOPS_ACTOR or the OS user.")
+    cps = cp.add_subparsers(dest="cp_command", metavar="ACTION", required=True)
+    for name, helptext in (("serve", "serve the actions as MCP tools over stdio"),
+                           ("verify", "verify the event log's hash chain (exit 1 on any edit)"),
+                           ("check", "load the bundle and compile its schemas (fail closed)"),
+                           ("approve", "approve one exact action and payload, as this identity"),
+                           ("assert", "record a fact (for example guardrails_ok) as this identity")):
+        c = cps.add_parser(name, help=helptext, description=helptext)
+        c.add_argument("--bundle", help="bundle YAML")
+        c.add_argument("--schemas", help="schemas directory (default: next to the bundle)")
+        c.add_argument("--events", help="event log (JSONL)")
+        if name == "serve":
+            c.add_argument("--workspace", help="workspace root for training jobs")
+        if name == "approve":
+            c.add_argument("action_id")
+            c.add_argument("--payload", required=True, help="the exact JSON arguments being approved")
+            c.add_argument("--ttl", type=float, help="seconds until the approval expires")
+            c.add_argument("--reason")
+        if name == "assert":
+            c.add_argument("fact")
+            c.add_argument("--subject", default="*", help="what the fact is about (default: global)")
+            c.add_argument("--ttl", type=float, help="seconds until the fact expires")
+            c.add_argument("--false", action="store_true", help="record the fact as false")
+            c.add_argument("--reason")
+        c.set_defaults(func={"serve": _cmd_cp_serve, "verify": _cmd_cp_verify, "check": _cmd_cp_check,
+                             "approve": _cmd_cp_approve, "assert": _cmd_cp_assert}[name])
 
     k8 = sub.add_parser("k8s", help="Kubernetes deployment")
     k8s = k8.add_subparsers(dest="k8s_command", metavar="ACTION", required=True)

@@ -35,8 +35,26 @@ class PromotionOutcome:
     report: GateReport
 
 
-# A hook the control plane installs to gate consequential moves (allow or raise), see the control-plane issue.
-ApprovalHook = Callable[[str, dict[str, Any]], None]
+class ApprovalHook:
+    """Gates consequential moves (production promotions, rollbacks) through the control plane."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def check(self, action_id: str, payload: dict[str, Any]) -> Any:
+        from .ledger import GovernanceError
+
+        decision = self.runtime.gate(action_id, payload)
+        if not decision.allowed:
+            raise GovernanceError(f"control plane HALT for {action_id} (decision #{decision.seq}): "
+                                  + "; ".join(decision.reasons))
+        return decision
+
+    def done(self, decision: Any, payload: dict[str, Any], detail: dict[str, Any]) -> None:
+        if payload.get("to") == "staging":
+            self.runtime.append_sync({"event_type": "model.staged", "fact": "model_in_staging",
+                                      "subject": payload["version"], "value": True})
+        self.runtime.record_outcome(decision, payload, True, detail)
 
 
 class Governance:
@@ -83,10 +101,14 @@ class Governance:
             self.ledger.record(asset, "promotion-blocked", to, aliases.get(to), version, evidence,
                                reason or "gates failed", actor)
             raise PromotionBlocked(report)
-        if to == "production" and self.approval_hook is not None:
-            self.approval_hook("model.promote", {"version": version, "to": to, "asset": asset})
+        ticket = None
+        if self.approval_hook is not None:  # the bundle says which moves need which facts and approvals
+            ticket = self.approval_hook.check("model.promote", {"version": version, "to": to})
+            evidence["control_plane_decision_seq"] = ticket.seq
         entry = self.ledger.move_alias(asset, to, version, action="promote", reason=reason or f"promote to {to}",
                                        evidence=evidence, actor=actor)
+        if ticket is not None:
+            self.approval_hook.done(ticket, {"version": version, "to": to}, {"ledger_seq": entry.seq})
         self._mirror(version, to)
         return PromotionOutcome(entry, report)
 
@@ -112,8 +134,9 @@ class Governance:
         target = self.ledger.last_known_good(asset)
         if target is None:
             raise GovernanceError(f"asset {asset} has no earlier known-good production version to roll back to")
+        ticket, hook_payload = None, {"asset": asset, "version": current, "reason": reason}
         if self.approval_hook is not None:
-            self.approval_hook("model.rollback", {"asset": asset, "from": current, "to": target})
+            ticket = self.approval_hook.check("model.rollback", hook_payload)
         failed = self.registry.get(current)
         entry = self.ledger.move_alias(
             asset, "production", target, action="rollback", reason=reason, actor=actor or current_actor(),
@@ -121,6 +144,8 @@ class Governance:
             incident={"failed_version": current, "metrics": failed.metrics.get("evaluation", {}),
                       "corrective_action": corrective_action},
         )
+        if ticket is not None:
+            self.approval_hook.done(ticket, hook_payload, {"ledger_seq": entry.seq, "to": target})
         self._mirror(target, "production")
         return entry
 

@@ -1,0 +1,201 @@
+"""Append-only, hash-chained JSONL event log, safe across processes.
+
+Each line is one event: ``{"seq", "ts", "type", "payload", "idempotency_key", "bundle_digest", "prev_hash",
+"hash"}`` where ``hash = sha256(prev_hash || canonical JSON of the event without its hash)``. An append takes an
+exclusive lock (a `.lock` file beside the log), catches up with what other processes appended since (only the new
+bytes are read), checks the optional expected `seq` (optimistic concurrency) and the idempotency key (a repeated
+append returns the original event), writes the line with one `write` on an O_APPEND descriptor and fsyncs it (and
+the directory when the file is created). An fsync error is fatal: nothing is acknowledged.
+
+A torn last line (a crash mid-write) is detected when the log is opened for appending: the tail is truncated to the
+last complete record and a `log.recovered_tail` event records how many bytes were dropped and their sha256, so a
+recovery is never silent. Any other inconsistency (an edited or missing line) is an `IntegrityError`: the log is
+not trusted, and `verify` names the first bad line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+class IntegrityError(Exception):
+    """The log was edited, reordered or corrupted before its tail."""
+
+
+class ConcurrencyError(Exception):
+    """The caller's expected seq is not the log's current seq."""
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(record["prev_hash"].encode() + canonical(body)).hexdigest()
+
+
+class EventLog:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        # cache of what we have read (valid across processes because we always catch up under the lock)
+        self._offset = 0
+        self._seq = 0
+        self._head = GENESIS
+        self._keys: dict[str, dict[str, Any]] = {}
+        self.recovered: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ reading
+    def _parse_from(self, data: bytes, base_offset: int, seq: int, head: str, strict_tail: bool):
+        """Yield (record, end_offset) for complete, chained lines; stop at a torn tail (or raise if strict)."""
+        pos = 0
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                if strict_tail:
+                    raise IntegrityError(f"{self.path}: incomplete last line at byte {base_offset + pos}")
+                return
+            line = data[pos:nl]
+            try:
+                rec = json.loads(line)
+                ok = (isinstance(rec, dict) and rec.get("seq") == seq + 1 and rec.get("prev_hash") == head
+                      and rec.get("hash") == record_hash(rec))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                ok, rec = False, None
+            if not ok:
+                raise IntegrityError(f"{self.path}: line {seq + 1} (byte {base_offset + pos}) breaks the hash chain "
+                                     "or the sequence: the log was edited or corrupted")
+            seq, head = rec["seq"], rec["hash"]
+            pos = nl + 1
+            yield rec, base_offset + pos
+
+    def _catch_up(self, fd: int) -> None:
+        size = os.fstat(fd).st_size
+        if size < self._offset:
+            raise IntegrityError(f"{self.path} shrank from {self._offset} to {size} bytes")
+        if size == self._offset:
+            return
+        os.lseek(fd, self._offset, os.SEEK_SET)
+        data = b""
+        while len(data) < size - self._offset:
+            chunk = os.read(fd, size - self._offset - len(data))
+            if not chunk:
+                break
+            data += chunk
+        for rec, end in self._parse_from(data, self._offset, self._seq, self._head, strict_tail=False):
+            self._seq, self._head, self._offset = rec["seq"], rec["hash"], end
+            if rec.get("idempotency_key"):
+                self._keys.setdefault(rec["idempotency_key"], rec)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.read()
+
+    def read(self) -> Iterator[dict[str, Any]]:
+        """Every event, verified link by link (an incomplete last line is not returned)."""
+        if not self.path.exists():
+            return
+        seq, head, offset = 0, GENESIS, 0
+        with self.path.open("rb") as fh:
+            buf = b""
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+                cut = buf.rfind(b"\n") + 1
+                for rec, _ in self._parse_from(buf[:cut], offset, seq, head, strict_tail=True):
+                    seq, head = rec["seq"], rec["hash"]
+                    yield rec
+                offset += cut
+                buf = buf[cut:]
+
+    def verify(self) -> dict[str, Any]:
+        """Walk the whole chain. Returns {events, head}; raises IntegrityError naming the first bad line."""
+        n, head = 0, GENESIS
+        for rec in self.read():
+            n, head = rec["seq"], rec["hash"]
+        if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
+            raise IntegrityError(f"{self.path}: torn last line after seq {n} (an append will recover it)")
+        return {"events": n, "head": head}
+
+    # ------------------------------------------------------------------ writing
+    @contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if created:
+                    os.fsync(fd)
+                    dfd = os.open(self.path.parent, os.O_RDONLY)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
+                yield fd
+            finally:
+                os.close(fd)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+
+    def _recover_tail(self, fd: int) -> dict[str, Any] | None:
+        size = os.fstat(fd).st_size
+        if size == self._offset:
+            return None
+        os.lseek(fd, self._offset, os.SEEK_SET)
+        torn = os.read(fd, size - self._offset)
+        os.ftruncate(fd, self._offset)
+        os.fsync(fd)
+        info = {"bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest(), "after_seq": self._seq}
+        self.recovered.append(info)
+        return info
+
+    def _write(self, fd: int, event_type: str, payload: dict[str, Any], key: str | None,
+               bundle_digest: str | None) -> dict[str, Any]:
+        rec = {"seq": self._seq + 1, "ts": datetime.now(timezone.utc).isoformat(), "type": event_type,
+               "payload": payload, "idempotency_key": key, "bundle_digest": bundle_digest, "prev_hash": self._head}
+        rec["hash"] = record_hash(rec)
+        line = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"
+        view = memoryview(line)
+        while view:  # a full write loop: O_APPEND puts each write at the end, under our lock nobody interleaves
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)  # an exception here propagates: the event is not acknowledged
+        self._seq, self._head, self._offset = rec["seq"], rec["hash"], self._offset + len(line)
+        if key:
+            self._keys[key] = rec
+        return rec
+
+    def append(self, event_type: str, payload: dict[str, Any], *, idempotency_key: str | None = None,
+               expected_seq: int | None = None, bundle_digest: str | None = None) -> dict[str, Any]:
+        """Append durably and return the stored event (or, for a repeated idempotency key, the original one)."""
+        with self._locked() as fd:
+            self._catch_up(fd)
+            recovered = self._recover_tail(fd)
+            if recovered is not None:
+                self._write(fd, "log.recovered_tail", recovered, None, bundle_digest)
+            if idempotency_key and idempotency_key in self._keys:
+                return self._keys[idempotency_key]
+            if expected_seq is not None and expected_seq != self._seq:
+                raise ConcurrencyError(f"expected seq {expected_seq}, the log is at {self._seq}")
+            return self._write(fd, event_type, payload, idempotency_key, bundle_digest)
+
+    def head(self) -> tuple[int, str]:
+        with self._locked() as fd:
+            self._catch_up(fd)
+            return self._seq, self._head

@@ -1,0 +1,531 @@
+"""`ControlPlaneRuntime`: a fail-closed control plane over the pipeline's actions.
+
+Load time refuses (naming the bundle and the fix): an action without a schema, an invalid schema, a `$ref` that
+does not resolve locally (nothing is fetched), an unknown `$schema` dialect, a root that is not an object, an
+unknown requirement name, a destructive action without a human-approval requirement, and a transition that is
+unguarded or unreachable.
+
+At call time: inputs are validated (JSON Schema 2020-12, format checking on); facts come only from events (a missing
+fact is false, facts can expire); a transition is allowed only when all its requirements and every guardrail hold
+and, where required, a valid approval exists: approver != requester, approver allowed by the policy, bound to the
+exact action, payload hash and bundle digest, not expired, not used before. Identities come from the process
+environment (`UNITY_MLOPS_ACTOR`, else the OS user), never from tool arguments. Every decision, ALLOW or HALT, is
+appended to the event log with the facts it used and their `seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource, Unresolvable
+
+from .eventlog import EventLog, canonical
+
+APPROVAL = "human_approval"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+DEFAULT_BUNDLE = Path(__file__).with_name("bundle") / "bundle.yaml"
+
+
+class BundleError(Exception):
+    """The bundle is not safe to run; the message names the file and the fix."""
+
+
+class UnknownAction(KeyError):
+    def __str__(self) -> str:
+        return f"unknown action id {self.args[0]!r}"
+
+
+def identity() -> str:
+    """Who this process acts for: configuration or environment, never a tool argument."""
+    return os.environ.get("UNITY_MLOPS_ACTOR") or getpass.getuser()
+
+
+def payload_sha256(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(payload)).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Fact:
+    name: str
+    value: bool
+    seq: int
+    subject: str
+    expires_at: datetime | None = None
+
+    def live(self, now: datetime) -> bool:
+        return self.value and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass
+class State:
+    """What the events establish. `facts[(name, subject)]`; subject "*" is global."""
+
+    facts: dict[tuple[str, str], Fact] = field(default_factory=dict)
+    subject_states: dict[str, str] = field(default_factory=dict)
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    used_approvals: set[str] = field(default_factory=set)
+    head_seq: int = 0
+
+    def fact(self, name: str, subject: str = "*", now: datetime | None = None) -> Fact | None:
+        now = now or _now()
+        for key in ((name, subject), (name, "*")):
+            f = self.facts.get(key)
+            if f is not None and f.live(now):
+                return f
+        return None
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    action_id: str | None = None
+    subject: str = "*"
+    transition: str | None = None
+    requires: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    facts_used: dict[str, int] = field(default_factory=dict)
+    approval_id: str | None = None
+    needs_approval: bool = False
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        why = "; ".join(self.reasons) if self.reasons else "all requirements hold"
+        return f"{self.verdict} {self.action_id or '(no action)'} [{self.subject}]: {why}"
+
+    @property
+    def verdict(self) -> str:
+        return "ALLOW" if self.allowed else "HALT"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "action_id": self.action_id, "subject": self.subject,
+                "transition": self.transition, "requires": self.requires, "missing": self.missing,
+                "reasons": self.reasons, "facts_used": self.facts_used, "approval_id": self.approval_id,
+                "seq": self.seq}
+
+
+def _refs(node: Any):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                yield v
+            else:
+                yield from _refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _refs(v)
+
+
+def _formats(node: Any):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "format" and isinstance(v, str):
+                yield v
+            else:
+                yield from _formats(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _formats(v)
+
+
+def _refuse(uri: str) -> Resource:
+    raise NoSuchResource(uri)
+
+
+class ControlPlaneRuntime:
+    def __init__(self, bundle_path: str | Path, schemas_dir: str | Path | None = None,
+                 events_path: str | Path = "runtime/events.jsonl") -> None:
+        self.bundle_path = Path(bundle_path)
+        self.schemas_dir = Path(schemas_dir) if schemas_dir else self.bundle_path.parent / "schemas"
+        self.events = EventLog(events_path)
+        self.bundle: dict[str, Any] = {}
+        self.actions: dict[str, dict[str, Any]] = {}
+        self.schemas: dict[str, dict[str, Any]] = {}
+        self.validators: dict[str, Draft202012Validator] = {}
+        self.bundle_digest = ""
+
+    # ------------------------------------------------------------------ loading (fail closed)
+    def _fail(self, problem: str, fix: str) -> None:
+        raise BundleError(f"{self.bundle_path}: {problem}\n  fix: {fix}")
+
+    def load_bundle(self) -> dict[str, Any]:
+        try:
+            bundle = yaml.safe_load(self.bundle_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise BundleError(f"{self.bundle_path}: cannot read the bundle: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise BundleError(f"{self.bundle_path}: not valid YAML: {exc}") from None
+        if not isinstance(bundle, dict):
+            self._fail("the bundle must be a mapping", "see the shipped default bundle")
+        self.bundle = bundle
+        self.actions = {}
+        for tool in (bundle.get("api_surface") or {}).get("tools") or []:
+            for action in tool.get("actions") or []:
+                aid = action.get("id")
+                if not aid or not isinstance(aid, str):
+                    self._fail(f"an action of tool {tool.get('name')!r} has no id", "give every action an `id`")
+                if aid in self.actions:
+                    self._fail(f"duplicate action id {aid!r}", "action ids must be unique")
+                self.actions[aid] = {**action, "tool": tool.get("name")}
+        if not self.actions:
+            self._fail("no actions under api_surface.tools[].actions[]", "declare the actions the plane exposes")
+        self._lint_workflow()
+        return bundle
+
+    def enumerate_action_ids(self, bundle: dict[str, Any] | None = None) -> list[str]:
+        if bundle is not None and bundle is not self.bundle:
+            self.bundle = bundle
+        return sorted(self.actions)
+
+    def _facts_declared(self) -> dict[str, dict[str, Any]]:
+        return {f["name"]: f for f in self.bundle.get("facts") or []}
+
+    def _transitions(self) -> list[dict[str, Any]]:
+        return list((self.bundle.get("workflow") or {}).get("transitions") or [])
+
+    def _lint_workflow(self) -> None:
+        facts = self._facts_declared()
+        for f in facts.values():
+            if not f.get("established_by"):
+                self._fail(f"fact {f['name']!r} has no `established_by` event types", "name the events that set it")
+        workflow = self.bundle.get("workflow") or {}
+        states = set(workflow.get("states") or [])
+        initial = workflow.get("initial")
+        transitions = self._transitions()
+        if transitions and initial not in states:
+            self._fail(f"workflow.initial {initial!r} is not one of workflow.states", "set `initial` to a state")
+        for g in self.bundle.get("guardrails") or []:
+            if g.get("fact") not in facts:
+                self._fail(f"guardrail {g.get('id')!r} uses unknown fact {g.get('fact')!r}",
+                           f"declare it under `facts` (known: {', '.join(sorted(facts)) or 'none'})")
+        reachable, frontier = {initial}, [initial]
+        while frontier:
+            state = frontier.pop()
+            for t in transitions:
+                sources = t.get("from") if isinstance(t.get("from"), list) else [t.get("from")]
+                if state in sources and t.get("to") not in reachable:
+                    reachable.add(t.get("to"))
+                    frontier.append(t.get("to"))
+        for t in transitions:
+            tid = t.get("id")
+            requires = t.get("requires") or []
+            if not requires:
+                self._fail(f"transition {tid!r} is unguarded (empty `requires`)",
+                           "list the facts (or human_approval) it needs")
+            for r in requires:
+                if r != APPROVAL and r not in facts:
+                    self._fail(f"transition {tid!r} requires unknown {r!r}",
+                               f"use a declared fact or {APPROVAL} (declared: {', '.join(sorted(facts)) or 'none'})")
+            if t.get("action") not in self.actions:
+                self._fail(f"transition {tid!r} names unknown action {t.get('action')!r}", "use an action id")
+            sources = t.get("from") if isinstance(t.get("from"), list) else [t.get("from")]
+            if t.get("to") not in states or any(s not in states for s in sources):
+                self._fail(f"transition {tid!r} uses states outside workflow.states", "declare them")
+            if not any(s in reachable for s in sources):
+                self._fail(f"transition {tid!r} is unreachable from {initial!r}", "connect it or remove it")
+        for aid, action in self.actions.items():
+            ann = action.get("annotations") or {}
+            destructive = not ann.get("readOnlyHint", False) and ann.get("destructiveHint", True)
+            if destructive:
+                mine = [t for t in transitions if t.get("action") == aid]
+                if not mine or any(APPROVAL not in (t.get("requires") or []) for t in mine):
+                    self._fail(f"destructive action {aid!r} can run without human approval",
+                               f"give every transition of {aid!r} `requires: [{APPROVAL}, ...]`, or mark it "
+                               "`destructiveHint: false` / `readOnlyHint: true` if it is not destructive")
+
+    def compile_schemas(self) -> None:
+        if not self.actions:
+            self.load_bundle()
+        docs: dict[str, dict[str, Any]] = {}
+        if not self.schemas_dir.is_dir():
+            self._fail(f"schemas directory {self.schemas_dir} does not exist", "create schemas/<action_id>.json")
+        for path in sorted(self.schemas_dir.glob("*.json")):
+            try:
+                docs[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                self._fail(f"schema {path.name} is not valid JSON: {exc}", f"fix {path}")
+        for aid in self.actions:
+            if aid not in docs:
+                self._fail(f"action {aid!r} has no schema", f"add {self.schemas_dir / (aid + '.json')}")
+        resources = [(d["$id"], Resource.from_contents(d, default_specification=_spec())) for d in docs.values()
+                     if isinstance(d, dict) and "$id" in d]
+        registry = Registry(retrieve=_refuse).with_resources(resources)
+        self.schemas, self.validators = {}, {}
+        for aid in self.actions:
+            schema = docs[aid]
+            dialect = schema.get("$schema", DIALECT)
+            if dialect != DIALECT:
+                self._fail(f"schema for {aid!r} uses dialect {dialect!r}", f"use {DIALECT}")
+            if schema.get("type") != "object":
+                self._fail(f"schema for {aid!r} must have `type: object` at its root", "tool inputs are objects")
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                self._fail(f"schema for {aid!r} is invalid: {exc.message}", f"fix {aid}.json")
+            checkable = Draft202012Validator.FORMAT_CHECKER.checkers
+            for fmt in _formats(schema):
+                if fmt not in checkable:  # jsonschema silently skips formats it cannot check: refuse instead
+                    self._fail(f"schema for {aid!r} uses format {fmt!r}, which cannot be checked here",
+                               "install jsonschema[format-nongpl], or drop the format")
+            base = schema.get("$id", f"urn:unity-mlops:action:{aid}")
+            local = registry.with_resource(base, Resource.from_contents(schema, default_specification=_spec()))
+            resolver = local.resolver(base_uri=base)
+            for ref in _refs(schema):
+                try:
+                    resolver.lookup(ref)
+                except (Unresolvable, NoSuchResource):
+                    self._fail(f"schema for {aid!r} has a $ref {ref!r} that does not resolve locally (nothing is "
+                               "fetched from the network)", "define it under $defs or in a local schema with that $id")
+            self.schemas[aid] = schema
+            self.validators[aid] = Draft202012Validator(schema, registry=local,
+                                                        format_checker=Draft202012Validator.FORMAT_CHECKER)
+        digest = hashlib.sha256(canonical(self.bundle))
+        for aid in sorted(self.schemas):
+            digest.update(canonical(self.schemas[aid]))
+        self.bundle_digest = digest.hexdigest()
+
+    def generate_mcp_stub_tools(self, action_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """MCP tool descriptors with the real input schemas (referenced schemas bundled into `$defs`)."""
+        if not self.schemas:
+            self.compile_schemas()
+        tools = []
+        for aid in action_ids or self.enumerate_action_ids():
+            if aid not in self.actions:
+                raise UnknownAction(aid)
+            action = self.actions[aid]
+            ann = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True,
+                   **(action.get("annotations") or {})}
+            tools.append({"name": aid, "description": action.get("description", f"Control-plane action {aid}"),
+                          "inputSchema": self.published_schema(aid), "annotations": ann})
+        return tools
+
+    def published_schema(self, aid: str) -> dict[str, Any]:
+        schema = dict(self.schemas[aid])
+        defs = dict(schema.get("$defs") or {})
+        wanted = {ref.split("#", 1)[0] for ref in _refs(schema) if not ref.startswith("#")}
+        for uri in sorted(wanted):  # 2020-12 bundling: embedded resources keep their $id, so clients resolve them
+            doc = next((d for d in self._resource_docs() if d.get("$id") == uri), None)
+            if doc is not None:
+                defs.setdefault(uri.rsplit(":", 1)[-1], doc)
+        if defs:
+            schema["$defs"] = defs
+        return schema
+
+    def _resource_docs(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.schemas_dir.glob("*.json"))]
+
+    # ------------------------------------------------------------------ validation
+    def validate_tool_input(self, action_id: str, payload: Any) -> list[str]:
+        """Errors as 'JSON path: message' (empty when valid). Unknown ids raise `UnknownAction`."""
+        if not self.validators:
+            self.compile_schemas()
+        if action_id not in self.validators:
+            raise UnknownAction(action_id)
+        return [f"{e.json_path}: {e.message}" for e in
+                sorted(self.validators[action_id].iter_errors(payload), key=lambda e: list(e.path))]
+
+    # ------------------------------------------------------------------ events
+    def append_sync(self, event: dict[str, Any], *, idempotency_key: str | None = None,
+                    expected_seq: int | None = None) -> dict[str, Any]:
+        event = dict(event)
+        etype = event.pop("event_type", None) or event.pop("type", None) or "event"
+        return self.events.append(etype, event, idempotency_key=idempotency_key, expected_seq=expected_seq,
+                                  bundle_digest=self.bundle_digest or None)
+
+    async def append_event(self, event: dict[str, Any], *, idempotency_key: str | None = None,
+                           expected_seq: int | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.append_sync, event, idempotency_key=idempotency_key,
+                                       expected_seq=expected_seq)
+
+    def replay_events(self) -> State:
+        facts = self._facts_declared() if self.bundle else {}
+        producers: dict[str, list[str]] = {}
+        for name, spec in facts.items():
+            for etype in spec.get("established_by") or []:
+                producers.setdefault(etype, []).append(name)
+        state = State()
+        for ev in self.events.read():
+            state.head_seq = ev["seq"]
+            p = ev.get("payload") or {}
+            ts = datetime.fromisoformat(ev["ts"])
+            subject = str(p.get("subject") or "*")
+            for name in producers.get(ev["type"], []):
+                if "fact" in p and p["fact"] != name:
+                    continue
+                ttl = p.get("ttl_s", facts[name].get("ttl_s"))
+                expires = ts + timedelta(seconds=float(ttl)) if ttl else None
+                state.facts[(name, subject)] = Fact(name, bool(p.get("value", True)), ev["seq"], subject, expires)
+            if ev["type"] == "approval.granted":
+                state.approvals[p["approval_id"]] = {**p, "seq": ev["seq"]}
+            elif ev["type"] == "approval.used":
+                state.used_approvals.add(p["approval_id"])
+            elif ev["type"] == "transition.executed":
+                state.subject_states[subject] = p["to"]
+        return state
+
+    # ------------------------------------------------------------------ decisions
+    def evaluate_transition_requirements(self, requires: list[str], state: State, subject: str = "*",
+                                         action_id: str | None = None, transition: str | None = None) -> Decision:
+        d = Decision(allowed=True, action_id=action_id, subject=subject, transition=transition,
+                     requires=list(requires))
+        now = _now()
+        for r in requires:
+            if r == APPROVAL:
+                d.needs_approval = True
+                continue
+            f = state.fact(r, subject, now)
+            if f is None:
+                d.allowed = False
+                d.missing.append(r)
+                d.reasons.append(f"fact {r!r} is not established (or expired)")
+            else:
+                d.facts_used[r] = f.seq
+        return d
+
+    def enforce_guardrails_and_hitl(self, decision: Decision, state: State, payload: dict[str, Any] | None = None,
+                                    approval_id: str | None = None) -> Decision:
+        now = _now()
+        for g in self.bundle.get("guardrails") or []:
+            f = state.fact(g["fact"], decision.subject, now)
+            if f is None:
+                decision.allowed = False
+                if g["fact"] not in decision.missing:
+                    decision.missing.append(g["fact"])
+                decision.reasons.append(f"guardrail {g['id']!r}: fact {g['fact']!r} is not established")
+            else:
+                decision.facts_used[g["fact"]] = f.seq
+        if decision.needs_approval:
+            reason = self._check_approval(decision, state, payload or {}, approval_id, now)
+            if reason:
+                decision.allowed = False
+                decision.missing.append(APPROVAL)
+                decision.reasons.append(reason)
+        ev = self.append_sync({"event_type": "decision", **decision.to_dict()})
+        decision.seq = ev["seq"]
+        if decision.allowed and decision.approval_id:
+            # consume the approval before anything runs; the idempotency key makes the first consumer win a race
+            used = self.append_sync({"event_type": "approval.used", "approval_id": decision.approval_id,
+                                     "decision_seq": decision.seq}, idempotency_key=f"use:{decision.approval_id}")
+            if used["payload"]["decision_seq"] != decision.seq:
+                decision.allowed = False
+                decision.reasons.append(f"approval {decision.approval_id} was already used by decision "
+                                        f"#{used['payload']['decision_seq']}")
+                decision.seq = self.append_sync({"event_type": "decision", **decision.to_dict()})["seq"]
+        return decision
+
+    def _check_approval(self, d: Decision, state: State, payload: dict[str, Any], approval_id: str | None,
+                        now: datetime) -> str | None:
+        requester = identity()
+        wanted = {"action_id": d.action_id, "payload_sha256": payload_sha256(payload),
+                  "bundle_digest": self.bundle_digest}
+        policy = self.bundle.get("approval_policy") or {}
+        allowed = set(policy.get("approvers") or [])
+        candidates = [a for a in state.approvals.values() if a["subject"].get("action_id") == d.action_id]
+        if approval_id:
+            candidates = [a for a in candidates if a["approval_id"] == approval_id]
+        if not candidates:
+            return f"no approval recorded for {d.action_id} (`unity-mlops control-plane approve {d.action_id} ...`)"
+        problems = []
+        for a in sorted(candidates, key=lambda a: -a["seq"]):
+            if a["subject"] != wanted:
+                problems.append(f"approval {a['approval_id']} is for another payload or bundle")
+            elif datetime.fromisoformat(a["expires_at"]) <= now:
+                problems.append(f"approval {a['approval_id']} expired at {a['expires_at']}")
+            elif a["approval_id"] in state.used_approvals:
+                problems.append(f"approval {a['approval_id']} was already used")
+            elif a["approver"] == requester:
+                problems.append(f"approval {a['approval_id']} is a self-approval by {requester}")
+            elif allowed and a["approver"] not in allowed:
+                problems.append(f"approver {a['approver']} is not in the approval policy")
+            else:
+                d.approval_id = a["approval_id"]
+                return None
+        return "; ".join(problems)
+
+    def grant_approval(self, action_id: str, payload: dict[str, Any], ttl_s: float | None = None,
+                       reason: str = "") -> dict[str, Any]:
+        """Record an approval by this process's identity for exactly this action, payload and bundle."""
+        if action_id not in self.actions:
+            raise UnknownAction(action_id)
+        errors = self.validate_tool_input(action_id, payload)
+        if errors:
+            raise ValueError("the payload to approve is invalid: " + "; ".join(errors))
+        ttl = ttl_s or float((self.bundle.get("approval_policy") or {}).get("ttl_s", 3600))
+        rec = {"event_type": "approval.granted", "approval_id": f"apr_{uuid.uuid4().hex}", "approver": identity(),
+               "subject": {"action_id": action_id, "payload_sha256": payload_sha256(payload),
+                           "bundle_digest": self.bundle_digest},
+               "expires_at": (_now() + timedelta(seconds=ttl)).isoformat(), "reason": reason}
+        return self.append_sync(rec)
+
+    def assert_fact(self, fact: str, value: bool = True, subject: str = "*", ttl_s: float | None = None,
+                    reason: str = "") -> dict[str, Any]:
+        spec = self._facts_declared().get(fact)
+        if spec is None:
+            raise KeyError(f"unknown fact {fact!r}")
+        etype = spec["established_by"][0]
+        payload = {"event_type": etype, "fact": fact, "value": value, "subject": subject, "actor": identity(),
+                   "reason": reason}
+        if ttl_s:
+            payload["ttl_s"] = ttl_s
+        return self.append_sync(payload)
+
+    # ------------------------------------------------------------------ the gate for one call
+    def transition_for(self, action_id: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        for t in self._transitions():
+            if t.get("action") == action_id and all(payload.get(k) == v for k, v in (t.get("match") or {}).items()):
+                return t
+        return None
+
+    def gate(self, action_id: str, payload: dict[str, Any], approval_id: str | None = None) -> Decision:
+        """Validate-then-decide for one invocation (validation errors are a HALT too)."""
+        errors = self.validate_tool_input(action_id, payload)
+        if errors:
+            d = Decision(False, action_id, reasons=[f"invalid input: {e}" for e in errors])
+            d.seq = self.append_sync({"event_type": "decision", **d.to_dict()})["seq"]
+            return d
+        state = self.replay_events()
+        t = self.transition_for(action_id, payload)
+        subject_field = (t or {}).get("subject_field") or "version"
+        subject = str(payload.get(subject_field) or payload.get("asset") or "*")
+        if t is None:
+            d = self.evaluate_transition_requirements([], state, subject, action_id)
+        else:
+            d = self.evaluate_transition_requirements(t["requires"], state, subject, action_id, t["id"])
+            sources = t["from"] if isinstance(t["from"], list) else [t["from"]]
+            current = state.subject_states.get(subject, (self.bundle.get("workflow") or {}).get("initial"))
+            if current not in sources:
+                d.allowed = False
+                d.reasons.append(f"{subject} is in state {current!r}; transition {t['id']!r} starts from {sources}")
+        return self.enforce_guardrails_and_hitl(d, state, payload, approval_id)
+
+    def record_outcome(self, decision: Decision, payload: dict[str, Any], ok: bool, detail: dict[str, Any]) -> None:
+        """After an allowed action ran: move the workflow state and record the outcome."""
+        if ok and decision.transition:
+            t = next(t for t in self._transitions() if t.get("id") == decision.transition)
+            self.append_sync({"event_type": "transition.executed", "transition": t["id"], "subject": decision.subject,
+                              "to": t["to"], "decision_seq": decision.seq})
+        self.append_sync({"event_type": "action.completed" if ok else "action.failed",
+                          "action_id": decision.action_id, "decision_seq": decision.seq, "detail": detail})
+
+
+def _spec():
+    from referencing.jsonschema import DRAFT202012
+
+    return DRAFT202012
