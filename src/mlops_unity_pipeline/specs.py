@@ -134,6 +134,9 @@ class RLTrainingConfig(_Model):
     trainer: Literal["mlagents"] = "mlagents"
     use_offline_rl: bool = False
     demonstrations_path: str | None = None
+    offline_mode: Literal["hybrid", "offline_only"] = Field(
+        default="hybrid", description="With use_offline_rl: behavior cloning only, or BC then online fine-tuning.")
+    bc_updates: int = Field(default=100, description="Offline behavior-cloning updates (epochs over the demos).")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     network_settings: dict[str, Any] = Field(default_factory=dict)
     summary_freq: int | None = None
@@ -166,7 +169,8 @@ class RLTrainingConfig(_Model):
             raise ValueError(f"{info.field_name} must be > 0, got {v}")
         return v
 
-    @field_validator("agents_per_env", "summary_freq", "checkpoint_interval", "keep_checkpoints", "time_horizon")
+    @field_validator("bc_updates", "agents_per_env", "summary_freq", "checkpoint_interval", "keep_checkpoints",
+                     "time_horizon")
     @classmethod
     def _positive_opt(cls, v: int | None, info: Any) -> int | None:
         if v is not None and v <= 0:

@@ -86,6 +86,7 @@ class JobContext:
     version: ModelVersion | None = None
     timings: dict[str, float] = field(default_factory=dict)
     resumed_from_step: int | None = None
+    pretrain: dict[str, Any] | None = None
 
 
 def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None,
@@ -226,6 +227,11 @@ class UnityMLOpsOrchestrator:
         cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
         custom = os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip() or None
         stop_orphan_trainer(ws.trainer_pid_path)
+        init_from = None
+        if cfg.use_offline_rl:
+            init_from = self._pretrain(ctx)
+            if cfg.offline_mode == "offline_only":
+                return
         previous = ws.previous_result() or {}
         resume = has_checkpoint(ws.run_dir, behavior) and previous.get("status") != "completed"
         if resume:
@@ -236,6 +242,8 @@ class UnityMLOpsOrchestrator:
             ws.job_id, ws.training, num_envs=cfg.num_envs, seed=cfg.seed,
             base_port=free_port_range(cfg.num_envs), resume=resume, custom_command=custom,
         )
+        if init_from and not resume:
+            command[command.index("--force"):command.index("--force")] = ["--initialize-from", init_from]
         bar = ConsoleProgress(f"train {behavior}", enabled=self.show_progress)
         outcome = run_trainer(
             command, run_dir=ws.run_dir, behavior=behavior, max_steps=cfg.max_steps,
@@ -251,6 +259,43 @@ class UnityMLOpsOrchestrator:
         reason = outcome.failure_reason()
         if reason:
             raise StageError("train", reason, log_tail=log_tail(outcome.log_path))
+
+    def _pretrain(self, ctx: JobContext) -> str:
+        """Offline behavior cloning from the demonstrations (no environment interaction); returns the run id the
+        online run continues from (`--initialize-from`)."""
+        from ..demos.demofile import DemoError, read_demos
+        from ..demos.record import check_compatible
+
+        cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
+        assert cfg.demonstrations_path and ctx.generated
+        demo_path = Path(cfg.demonstrations_path).resolve()
+        try:
+            problems = check_compatible(read_demos(demo_path), ctx.definition)
+        except DemoError as exc:
+            raise StageError("train", f"demonstrations unusable: {exc}") from None
+        if problems:
+            raise StageError("train", "demonstrations do not match the behavior: " + "; ".join(problems))
+        run_id = f"{ws.job_id}-bc"
+        out = ws.training / run_id
+        env = self._trainer_environment()
+        script = Path(__file__).resolve().parent.parent / "trainer" / "pretrain_bc.py"
+        log_path = ws.logs / "pretrain.log"
+        cmd = [str(env.python), "-s", "-W", "ignore", str(script), "--config", str(ctx.generated.trainer_config),
+               "--behavior", behavior, "--demo", str(demo_path), "--out", str(out), "--updates", str(cfg.bc_updates),
+               "--seed", str(cfg.seed)]
+        log.info("train: offline behavior cloning from %s (%d updates)", demo_path, cfg.bc_updates)
+        with log_path.open("w") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=trainer_env.clean_env(),
+                                  cwd=ws.dir)
+        onnx = out / f"{behavior}.onnx"
+        if proc.returncode != 0 or not onnx.is_file():
+            raise StageError("train", f"offline pretraining failed (exit {proc.returncode})",
+                             log_tail=log_tail(log_path))
+        ctx.pretrain = {"run_id": run_id, "onnx": str(onnx), **_read_json(out / "pretrain_bc.json")}
+        if cfg.offline_mode == "offline_only":
+            ctx.training = TrainingOutcome(returncode=0, run_dir=out, onnx_path=onnx, final_step=0, max_steps=0,
+                                           interrupted=False, timed_out=False, log_path=log_path)
+        return run_id
 
     def evaluate(self, ctx: JobContext) -> None:
         assert ctx.definition and ctx.build and ctx.training
@@ -302,6 +347,7 @@ class UnityMLOpsOrchestrator:
             "build": {"kind": ctx.build.kind, "digest": ctx.build.digest},
             "git_sha": sha, "git_dirty": dirty,
             "seeds": {"training": job.rl_config.seed, "evaluation": HELD_OUT_SEED},
+            "demonstrations": demo_lineage(job.rl_config),
             "versions": {"unity_mlops": __version__, "python": platform.python_version(),
                          **{k: v for k, v in (status.get("metadata") or {}).items() if k.endswith("version")}},
         }
@@ -379,6 +425,8 @@ class UnityMLOpsOrchestrator:
                 "elapsed_s": t.progress[-1].elapsed_s if t.progress else None,
                 "resumed_from_step": ctx.resumed_from_step, "reward_curve": curve,
             }
+        if ctx.pretrain:
+            out["pretrain"] = ctx.pretrain
         if ctx.evaluation:
             out["evaluation"] = ctx.evaluation
         return out
@@ -413,6 +461,14 @@ class UnityMLOpsOrchestrator:
             log_tail=exc.log_tail or None if exc else None,
             finished_at=datetime.now(timezone.utc),
         )
+
+
+def demo_lineage(config) -> list[dict[str, str]]:
+    if not (config.use_offline_rl and config.demonstrations_path):
+        return []
+    from ..demos.demofile import demo_sha256
+
+    return demo_sha256(config.demonstrations_path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ hard-coded `resume:` in a YAML is a known trap.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from ..behavior.definition import BehaviorDefinition
@@ -75,6 +76,10 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
     }
     if config.behavioral_cloning:
         settings["behavioral_cloning"] = copy.deepcopy(config.behavioral_cloning)
+    elif config.use_offline_rl and config.demonstrations_path and config.offline_mode == "hybrid":
+        # keep imitating the demonstrations while PPO fine-tunes, fading out over the first half of the run
+        settings["behavioral_cloning"] = {"demo_path": str(Path(config.demonstrations_path).resolve()),
+                                          "strength": 0.5, "steps": max(1, max_steps // 2)}
     return settings
 
 

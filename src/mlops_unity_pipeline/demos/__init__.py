@@ -1,0 +1,1 @@
+"""Demonstrations: the .demo format, recording from the simulator, offline pretraining."""
