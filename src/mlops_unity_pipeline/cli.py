@@ -133,6 +133,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demos_record(args: argparse.Namespace) -> int:
+    from .demos.record import record_demonstrations
+
+    _, d = _definition(args.spec)
+    s = record_demonstrations(d, args.episodes, Path(args.out), seed=args.seed)
+    print(f"wrote {s.path}: behavior {d.behavior_name}, {s.episodes} episodes, {s.steps} steps, "
+          f"mean reward {s.mean_reward:.3f}, expert success {s.success_rate:.1%}")
+    return 0
+
+
+def _cmd_demos_show(args: argparse.Namespace) -> int:
+    from .demos.demofile import DemoError, read_demos
+
+    try:
+        demos = read_demos(args.path)
+    except DemoError as exc:
+        raise UserError(str(exc)) from None
+    for d in demos:
+        actions = f"continuous {d.continuous_size}" if d.continuous_size else f"discrete {list(d.branches)}"
+        print(f"{d.path}: behavior {d.behavior_name!r}, {d.number_steps} steps, {d.number_episodes} episodes, "
+              f"mean reward {d.mean_reward:.4f}, observations {d.observation_shapes}, actions {actions}")
+    return 0
+
+
 def _registry(args: argparse.Namespace):
     from .pipeline.orchestrator import DEFAULT_WORKSPACE, REGISTRY_DIRNAME
     from .registry.local import LocalModelRegistry
@@ -547,6 +571,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=500)
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the held-out seed)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    dm = sub.add_parser("demos", help="demonstrations (.demo files): record from the simulator, inspect")
+    dms = dm.add_subparsers(dest="demos_command", metavar="ACTION", required=True)
+    dr = dms.add_parser("record", help="record a scripted expert in the simulator as a Unity-style .demo",
+                        description="The expert heads for the goal and steers away from obstacles seen by the rays.")
+    dr.add_argument("spec", help="asset spec or job file")
+    dr.add_argument("--episodes", type=int, default=200)
+    dr.add_argument("--out", required=True, help="the .demo file to write")
+    dr.add_argument("--seed", type=int, default=7)
+    dr.set_defaults(func=_cmd_demos_record)
+    dsh = dms.add_parser("show", help="print what a .demo file (or a directory of them) holds")
+    dsh.add_argument("path")
+    dsh.set_defaults(func=_cmd_demos_show)
 
     m = sub.add_parser("models", help="the local model registry")
     m.add_argument("--registry", help="registry root (default: $UNITY_MLOPS_REGISTRY or ./runs/_registry)")

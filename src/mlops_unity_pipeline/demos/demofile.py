@@ -69,10 +69,15 @@ class Demonstration:
         if any(o.data is None for s in self.steps for o in s.observations):
             raise DemoError("visual (compressed) observations cannot be turned into arrays; use vector demos")
         obs = np.stack([np.concatenate([o.data for o in s.observations]) for s in self.steps]).astype(np.float32)
+        width = self.continuous_size or len(self.branches)
+
+        def fit(a: np.ndarray) -> np.ndarray:  # a record may carry no action (e.g. some terminal records)
+            return a[:width] if a.size >= width else np.concatenate([a, np.zeros(width - a.size, a.dtype)])
+
         if self.continuous_size:
-            act = np.stack([s.continuous for s in self.steps]).astype(np.float32)
+            act = np.stack([fit(s.continuous) for s in self.steps]).astype(np.float32)
         else:
-            act = np.stack([s.discrete for s in self.steps]).astype(np.int64)
+            act = np.stack([fit(s.discrete) for s in self.steps]).astype(np.int64)
         rew = np.array([s.reward for s in self.steps], np.float32)
         done = np.array([s.done for s in self.steps], bool)
         return obs, act, rew, done
