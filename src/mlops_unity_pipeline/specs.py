@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import SpecError
 
 ALGORITHMS = ("PPO", "SAC")
-TRAINERS = ("mlagents",)
+TRAINERS = ("mlagents", "fast")
 
 _CSHARP_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -131,7 +131,8 @@ class RLTrainingConfig(_Model):
     agents_per_env: int | None = Field(
         default=None, description="Agents simulated per headless player; default per archetype."
     )
-    trainer: Literal["mlagents"] = "mlagents"
+    trainer: Literal["mlagents", "fast"] = Field(
+        default="mlagents", description="mlagents: the real ML-Agents trainer; fast: in-process PPO on the simulator.")
     use_offline_rl: bool = False
     demonstrations_path: str | None = None
     offline_mode: Literal["hybrid", "offline_only"] = Field(

@@ -35,6 +35,7 @@ from ..specs import TrainingJob, TrainingResult
 from ..trainer import environment as trainer_env
 from ..trainer.config import agents_per_env
 from ..trainer.runner import (
+    Progress,
     TrainingOutcome,
     build_command,
     free_port_range,
@@ -207,7 +208,13 @@ class UnityMLOpsOrchestrator:
             raise StageError("generate", str(exc)) from None
         ctx.generated = self.generator.generate(spec, ctx.definition, ctx.job.rl_config, ctx.ws.generated)
         uses_managed_trainer = not os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip()
-        python = self._trainer_environment().python if uses_managed_trainer else None
+        python = None
+        if ctx.job.rl_config.trainer == "fast":  # ML-Agents' parser checks the config if its environment exists
+            env = trainer_env.TrainerEnvironment(trainer_env.default_env_path()) if not self.trainer_env_path \
+                else trainer_env.TrainerEnvironment(self.trainer_env_path)
+            python = env.python if env.is_ready() else None
+        elif uses_managed_trainer:
+            python = self._trainer_environment().python
         problems = validate_generated(ctx.generated, ctx.definition, python)
         if problems:
             raise StageError("generate", "generated files failed validation: " + "; ".join(problems))
@@ -217,6 +224,11 @@ class UnityMLOpsOrchestrator:
 
     def build(self, ctx: JobContext) -> None:
         assert ctx.definition and ctx.generated
+        if ctx.job.rl_config.trainer == "fast" and not unity_build_requested():
+            digest = hashlib.sha256(ctx.definition.to_json().encode()).hexdigest()
+            ctx.build = BuildArtifact(Path("simulator"), "simulator", digest, has_simulator=True)
+            log.info("build: trainer 'fast' steps the behavior simulator in-process (no player process)")
+            return
         python = None if unity_build_requested() else self._trainer_environment().python
         builder = select_builder(python, agents_per_env(ctx.job.rl_config))
         ctx.build = builder.build(ctx.definition, ctx.generated, ctx.ws.build, ctx.ws.logs / "build.log")
@@ -227,6 +239,8 @@ class UnityMLOpsOrchestrator:
         cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
         custom = os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip() or None
         stop_orphan_trainer(ws.trainer_pid_path)
+        if cfg.trainer == "fast":
+            return self._train_fast(ctx)
         init_from = None
         if cfg.use_offline_rl:
             init_from = self._pretrain(ctx)
@@ -259,6 +273,55 @@ class UnityMLOpsOrchestrator:
         reason = outcome.failure_reason()
         if reason:
             raise StageError("train", reason, log_tail=log_tail(outcome.log_path))
+
+    def _train_fast(self, ctx: JobContext) -> None:
+        """PPO in-process on the vectorized simulator, with the same trainer YAML semantics and outputs."""
+        assert ctx.definition and ctx.generated and ctx.build
+        if not ctx.build.has_simulator:
+            raise StageError("train", "trainer 'fast' trains on the built-in simulator; a Unity build needs "
+                                      "trainer 'mlagents'")
+        if ctx.job.rl_config.use_offline_rl:
+            raise StageError("train", "trainer 'fast' has no offline/hybrid mode; use trainer 'mlagents'")
+        try:
+            from ..fast.ppo import FastPPOTrainer, UnsupportedOption
+        except ImportError:
+            raise StageError("train", "trainer 'fast' needs torch: pip install 'unity-mlops[fast]'") from None
+        import yaml
+
+        cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
+        settings = yaml.safe_load(ctx.generated.trainer_config.read_text())["behaviors"][behavior]
+        previous = ws.previous_result() or {}
+        resume = (ws.run_dir / behavior / "checkpoint.pt").is_file() and previous.get("status") != "completed"
+        bar = ConsoleProgress(f"train {behavior} (fast)", enabled=self.show_progress)
+        log_path = ws.logs / "trainer.log"
+        progress: list[Progress] = []
+
+        def on_progress(p) -> None:
+            progress.append(Progress(p.step, p.max_steps, p.elapsed_s, p.mean_reward))
+            bar.update(progress[-1])
+
+        with log_path.open("a", encoding="utf-8") as fh:
+            def log_line(line: str) -> None:
+                fh.write(line + "\n")
+                fh.flush()
+
+            try:
+                trainer = FastPPOTrainer(ctx.definition, settings, ws.run_dir,
+                                         num_agents=cfg.num_envs * agents_per_env(cfg), seed=cfg.seed,
+                                         on_progress=on_progress, log=log_line)
+            except UnsupportedOption as exc:
+                raise StageError("train", str(exc)) from None
+            deadline = time.monotonic() + ctx.job.timeout_s if ctx.job.timeout_s else None
+            out = trainer.train(resume=resume, cancel=ctx.cancel, deadline=deadline)
+        bar.done()
+        ctx.training = TrainingOutcome(returncode=0, run_dir=ws.run_dir, onnx_path=Path(out["onnx"]),
+                                       final_step=out["final_step"], max_steps=cfg.max_steps,
+                                       interrupted=out["interrupted"] and ctx.cancel.is_set(),
+                                       timed_out=out["interrupted"] and not ctx.cancel.is_set(), log_path=log_path,
+                                       progress=progress)
+        reason = ctx.training.failure_reason()
+        if reason:
+            raise StageError("train", reason, log_tail=log_tail(log_path))
 
     def _pretrain(self, ctx: JobContext) -> str:
         """Offline behavior cloning from the demonstrations (no environment interaction); returns the run id the
