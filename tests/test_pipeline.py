@@ -21,11 +21,11 @@ pytestmark = [pytest.mark.trainer, pytest.mark.usefixtures("clean_build_env")]
 QUICK = dict(hyperparameters={"buffer_size": 1024, "batch_size": 256}, summary_freq=2000, agents_per_env=16)
 
 
-def _job(job_id: str, max_steps: int = 12000, **asset_kw) -> TrainingJob:
+def _job(job_id: str, max_steps: int = 12000, num_envs: int = 1, **asset_kw) -> TrainingJob:
     asset = dict(asset_id="test-001", name="SimpleAgent", description="Reach target position")
     asset.update(asset_kw)
     return TrainingJob(job_id=job_id, asset_spec=UnityAssetSpec(**asset),
-                       rl_config=RLTrainingConfig(max_steps=max_steps, **QUICK))
+                       rl_config=RLTrainingConfig(max_steps=max_steps, num_envs=num_envs, **QUICK))
 
 
 @pytest.fixture
@@ -65,13 +65,15 @@ def test_full_job_trains_evaluates_and_registers(orch, tmp_path):
 
 
 def test_seed_001_discrete_spec_and_versions_count_up(orch):
-    job = _job("discrete-job", max_steps=6000, description="Reach target position while avoiding obstacles",
+    job = _job("discrete-job", max_steps=6000, num_envs=2, description="Reach target position while avoiding obstacles",
                observation_space={"raycast": 8, "velocity": 2}, action_space={"type": "discrete", "size": 5})
     r1 = orch.execute_training_job_sync(job)
     assert r1.succeeded, (r1.failed_stage, r1.error, r1.log_tail)
     c = OnnxPolicy(r1.trained_model_path).contract
     assert (c.observation_shapes, c.continuous, c.branches) == ([(12,)], 0, (5,))
     assert "action_masks" in c.inputs and c.outputs["discrete_actions"][0] == "tensor(int64)"
+    logs = Path(r1.artifacts["training_run"]) / "run_logs"
+    assert (logs / "Player-0.log").is_file() and (logs / "Player-1.log").is_file(), "--num-envs 2: two players"
     r2 = orch.execute_training_job_sync(job)  # a completed job re-run trains anew and gets the next number
     assert r2.succeeded and r1.model_version.endswith("-v001") and r2.model_version.endswith("-v002")
     assert r2.metrics["training"]["resumed_from_step"] is None

@@ -64,8 +64,16 @@ class Simulator:
             self._spawn(idx)
         return self.observe()
 
-    def reset_done(self, done: np.ndarray) -> np.ndarray:
-        return self.reset(done)
+    def reset_done(self, done: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+        """New episodes for the `done` agents. With `obs` (the observations `step` just returned), only the reset
+        rows are recomputed: with many agents an episode ends on almost every step."""
+        idx = np.flatnonzero(done)
+        if obs is None or not idx.size:
+            return self.reset(done)
+        self._spawn(idx)
+        out = obs.copy()
+        out[idx] = self.observe(idx)
+        return out
 
     def _uniform(self, k: int, margin: float) -> np.ndarray:
         lim = self.p.arena_half_size - margin
@@ -111,16 +119,18 @@ class Simulator:
         self.prev_dist[idx] = np.linalg.norm(goals[:, 0] - pos, axis=1)
 
     # ------------------------------------------------------------------ geometry
-    def _frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        goal = self.goals[np.arange(self.n), self.goal_idx]
-        delta = goal - self.pos
+    def _frame(self, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.arange(self.n) if idx is None else idx
+        goal = self.goals[rows, self.goal_idx[rows]]
+        delta = goal - self.pos[rows]
         dist = np.linalg.norm(delta, axis=1)
         u = delta / np.maximum(dist, 1e-6)[:, None]
         v = np.stack([-u[:, 1], u[:, 0]], axis=1)
         return u, v, dist
 
-    def _rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def _rays(self, u: np.ndarray, v: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         p = self.p
+        pos = self.pos if idx is None else self.pos[idx]
         d = self._ray_cos[None, :, None] * u[:, None, :] + self._ray_sin[None, :, None] * v[:, None, :]  # [N,R,2]
         t = np.full(d.shape[:2], p.ray_length, np.float32)
         # walls of the square arena
@@ -128,13 +138,15 @@ class Simulator:
         with np.errstate(divide="ignore", invalid="ignore"):
             for axis in (0, 1):
                 comp = d[:, :, axis]
-                origin = self.pos[:, axis][:, None]
+                origin = pos[:, axis][:, None]
                 tw = np.where(comp > 0, (half - origin) / comp, np.where(comp < 0, (-half - origin) / comp, np.inf))
                 t = np.minimum(t, tw)
         if p.num_obstacles:
-            m = self.pos[:, None, :] - self.obstacles  # [N,K,2]
+            obstacles = self.obstacles if idx is None else self.obstacles[idx]
+            radii = self.obstacle_r if idx is None else self.obstacle_r[idx]
+            m = pos[:, None, :] - obstacles  # [N,K,2]
             b = np.einsum("nrc,nkc->nrk", d, m)
-            c = (m * m).sum(-1) - self.obstacle_r**2  # [N,K]
+            c = (m * m).sum(-1) - radii**2  # [N,K]
             disc = b * b - c[:, None, :]
             with np.errstate(invalid="ignore"):
                 th = -b - np.sqrt(np.maximum(disc, 0.0))
@@ -142,23 +154,27 @@ class Simulator:
             t = np.minimum(t, th.min(axis=2))
         return (np.clip(t, 0.0, p.ray_length) / p.ray_length).astype(np.float32)
 
-    def observe(self) -> np.ndarray:
+    def observe(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Observations of all agents, or of the agents `idx`."""
         p = self.p
-        u, v, dist = self._frame()
-        out = np.empty((self.n, self.definition.observation_size), np.float32)
+        u, v, dist = self._frame(idx)
+        vel = self.vel if idx is None else self.vel[idx]
+        pos = self.pos if idx is None else self.pos[idx]
+        goal_idx = self.goal_idx if idx is None else self.goal_idx[idx]
+        out = np.empty((len(u), self.definition.observation_size), np.float32)
         for key, sl in self._slices.items():
             if key == "raycast":
-                out[:, sl] = self._rays(u, v)
+                out[:, sl] = self._rays(u, v, idx)
             elif key == "velocity":
-                out[:, sl.start] = (self.vel * u).sum(1) / p.max_speed
-                out[:, sl.start + 1] = (self.vel * v).sum(1) / p.max_speed
+                out[:, sl.start] = (vel * u).sum(1) / p.max_speed
+                out[:, sl.start + 1] = (vel * v).sum(1) / p.max_speed
             elif key == "target":
                 out[:, sl.start] = dist / (2.0 * np.sqrt(2.0) * p.arena_half_size)
                 out[:, sl.start + 1] = np.exp(-dist)
             elif key == "position":
-                out[:, sl] = self.pos / p.arena_half_size
+                out[:, sl] = pos / p.arena_half_size
             elif key == "waypoint_progress":
-                out[:, sl.start] = self.goal_idx / self.n_way
+                out[:, sl.start] = goal_idx / self.n_way
         return out
 
     # ------------------------------------------------------------------ dynamics
@@ -230,7 +246,7 @@ class NullSimulator:
         self.steps[mask] = 0
         return self._obs
 
-    def reset_done(self, done: np.ndarray) -> np.ndarray:
+    def reset_done(self, done: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
         return self.reset(done)
 
     def step(self, actions: np.ndarray) -> StepResult:

@@ -85,7 +85,7 @@ def record_demonstrations(definition: BehaviorDefinition, episodes: int, path: s
             pending[i] = []
             done_eps += 1
         rewards_in[res.done] = 0.0
-        obs = sim.reset_done(res.done)
+        obs = sim.reset_done(res.done, res.obs)
     o = np.stack([r[0] for r in rows])
     a = np.stack([r[1] for r in rows])
     write_demo(path, definition.behavior_name, o, a, np.array([r[2] for r in rows], np.float32),

@@ -200,6 +200,45 @@ def export_onnx(actor, definition: BehaviorDefinition, path: Path) -> None:
                           dynamic_axes=dynamic, dynamo=False)
 
 
+class _Adam:
+    """Adam (Kingma & Ba) with torch's foreach kernels. `torch.optim.Adam` imports torch._dynamo on construction,
+    which costs ~2.8 s per job on this machine class; this update is the same arithmetic without that import."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        torch = _torch()
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.b1, self.b2, self.eps, self.t = lr, betas[0], betas[1], eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        torch = _torch()
+        self.t += 1
+        grads = [p.grad for p in self.params]
+        with torch.no_grad():
+            torch._foreach_mul_(self.m, self.b1)
+            torch._foreach_add_(self.m, grads, alpha=1 - self.b1)
+            torch._foreach_mul_(self.v, self.b2)
+            torch._foreach_addcmul_(self.v, grads, grads, value=1 - self.b2)
+            bias1, bias2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+            denom = torch._foreach_sqrt(self.v)
+            torch._foreach_div_(denom, math.sqrt(bias2))
+            torch._foreach_add_(denom, self.eps)
+            torch._foreach_addcdiv_(self.params, self.m, denom, value=-self.lr / bias1)
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "m": self.m, "v": self.v, "lr": self.lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = state["t"]
+        for dst, src in zip(self.m + self.v, state["m"] + state["v"], strict=True):
+            dst.copy_(src)
+
+
 def _log_prob(actor, obs, actions, branches, with_entropy: bool = False):
     """log pi(a|s) (and the entropy) for a batch, for the Gaussian or the categorical branches."""
     torch = _torch()
@@ -279,6 +318,7 @@ class FastPPOTrainer:
         self.seed = seed
         self.on_progress = on_progress
         self.log = log
+        self.timings = {"rollout": 0.0, "prepare": 0.0, "update": 0.0}
 
     # ------------------------------------------------------------------ schedules (as ML-Agents' DecayedValue)
     def _decay(self, initial: float, final: float, schedule: str, step: int) -> float:
@@ -306,7 +346,7 @@ class FastPPOTrainer:
         actor, critic = build_modules(d, int(self.net.get("hidden_units", 128)), int(self.net.get("num_layers", 2)),
                                       bool(self.net.get("normalize", False)))
         params = list(actor.parameters()) + list(critic.parameters())
-        opt = torch.optim.Adam(params, lr=lr0)
+        opt = _Adam(params, lr=lr0)
         step, checkpoints = 0, []
         self.model_dir.mkdir(parents=True, exist_ok=True)
         ckpt_file = self.model_dir / "checkpoint.pt"
@@ -368,6 +408,7 @@ class FastPPOTrainer:
             boot_buf = np.zeros((T, self.n), bool)
             # rollout: the actor runs in NumPy (a few small matmuls per step beat torch's per-call overhead);
             # values and old log-probabilities are computed afterwards in one batched torch call
+            t_phase = time.perf_counter()
             policy = _numpy_actor(actor)
             next_obs = np.zeros((T, self.n, d.observation_size), np.float32)
             for t in range(T):
@@ -394,9 +435,11 @@ class FastPPOTrainer:
                     finished_returns.extend(ep_returns[idx].tolist())
                     finished_lengths.extend(ep_lengths[idx].tolist())
                     ep_returns[idx], ep_lengths[idx] = 0.0, 0
-                    obs = sim.reset_done(res.done)
+                    obs = sim.reset_done(res.done, res.obs)
                 else:
                     obs = res.obs
+            self.timings["rollout"] += time.perf_counter() - t_phase
+            t_phase = time.perf_counter()
             torch.set_num_threads(2)
             with torch.inference_mode():
                 flat = torch.from_numpy(obs_buf.reshape(-1, d.observation_size))
@@ -416,13 +459,14 @@ class FastPPOTrainer:
                 last = delta + self.gamma * lam * np.where(done_buf[t], 0.0, last)
                 adv[t] = last
             returns = adv + val_buf
+            self.timings["prepare"] += time.perf_counter() - t_phase
+            t_phase = time.perf_counter()
             # update
             torch.set_num_threads(2)
             lr = max(self._decay(lr0, 1e-10, h.get("learning_rate_schedule", "linear"), step), 1e-10)
             beta = self._decay(beta0, 1e-5, h.get("beta_schedule", h.get("learning_rate_schedule", "linear")), step)
             eps = self._decay(eps0, 0.1, h.get("epsilon_schedule", h.get("learning_rate_schedule", "linear")), step)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            opt.lr = lr
             obs_t = torch.from_numpy(obs_buf.reshape(-1, d.observation_size))
             actor.normalizer.update(obs_t)
             A = torch.from_numpy(act_buf.reshape(T * self.n, -1))
@@ -443,12 +487,13 @@ class FastPPOTrainer:
                     v_clip = V_OLD[mb] + torch.clamp(v - V_OLD[mb], -eps, eps)
                     value_loss = torch.max((RET[mb] - v) ** 2, (RET[mb] - v_clip) ** 2).mean()
                     loss = policy_loss + 0.5 * value_loss - beta * entropy.mean()
-                    opt.zero_grad(set_to_none=True)
+                    opt.zero_grad()
                     loss.backward()
                     opt.step()
                     pl_hist.append(policy_loss.item())
                     vl_hist.append(value_loss.item())
                     ent_hist.append(entropy.mean().item())
+            self.timings["update"] += time.perf_counter() - t_phase
             for k, v in (("Losses/Policy Loss", np.mean(pl_hist)), ("Losses/Value Loss", np.mean(vl_hist)),
                          ("Policy/Entropy", np.mean(ent_hist)), ("Policy/Learning Rate", lr), ("Policy/Beta", beta),
                          ("Policy/Epsilon", eps), ("Policy/Extrinsic Value Estimate", float(val_buf.mean()))):

@@ -179,7 +179,7 @@ class Player:
                         raw[i * stride : (i + 1) * stride],
                     )
                 )
-            obs = self.sim.reset_done(res.done)
+            obs = self.sim.reset_done(res.done, res.obs)
             self._new_ids(res.done)
             rewards = np.where(res.done, 0.0, rewards)
         else:

@@ -1,0 +1,181 @@
+"""The `fast` trainer against Stable-Baselines3 PPO and the real ML-Agents trainer, in one run.
+
+Same task (navigation, seed 001's layout: 8 rays + velocity + target = 12 floats, 2 continuous actions), same
+hyperparameters (PPO, batch 1024, buffer 10240, 3 epochs, lr 3e-4 linear, beta 5e-3, epsilon 0.2, lambda 0.95,
+gamma 0.99, 2 x 128 Swish, observation normalization), same seed, 64 simulated agents. Every trainer is evaluated
+(deterministic actions, the same held-out episodes) every `--eval-every` steps; time-to-X counts training wall time
+only. Needs the bench extra: pip install 'unity-mlops[bench]'.
+
+    python bench/fast_bench.py [--steps 300000] [--eval-every 20000] [--episodes 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
+from mlops_unity_pipeline.behavior import build_behavior
+from mlops_unity_pipeline.behavior.simulator import Simulator
+from mlops_unity_pipeline.evaluation.evaluate import evaluate_onnx, evaluate_policy
+
+ASSET = UnityAssetSpec(asset_id="nav", name="Nav", description="Reach target position while avoiding obstacles",
+                       observation_space={"raycast": 8, "velocity": 2})
+HYPER = {"batch_size": 1024, "buffer_size": 10240, "num_epoch": 3, "learning_rate": 3e-4, "beta": 5e-3,
+         "epsilon": 0.2, "lambd": 0.95, "learning_rate_schedule": "linear"}
+AGENTS, SEED = 64, 1
+
+
+def definition():
+    return build_behavior(behavior_name="Nav", description=ASSET.description,
+                          observation_space=ASSET.observation_space)
+
+
+def time_to(points: list[tuple[int, float, float]], bar: float) -> float | None:
+    return next((t for _, t, s in points if s >= bar), None)
+
+
+def run_pipeline(trainer: str, root: Path, steps: int, every: int, episodes: int):
+    orch = UnityMLOpsOrchestrator(root / trainer, evaluation_episodes=episodes, show_progress=False)
+    cfg = RLTrainingConfig(trainer=trainer, max_steps=steps, seed=SEED, agents_per_env=AGENTS, hyperparameters=HYPER,
+                           checkpoint_interval=every, keep_checkpoints=1000, summary_freq=every)
+    t0 = time.time()
+    r = orch.execute_training_job_sync(TrainingJob(job_id=trainer, asset_spec=ASSET, rl_config=cfg))
+    assert r.succeeded, (trainer, r.failed_stage, r.error)
+    job_dir = root / trainer / trainer
+    run = job_dir / "training" / trainer
+    status = json.loads((run / "run_logs" / "training_status.json").read_text())["Nav"]["checkpoints"]
+    stages = json.loads((job_dir / "metrics.json").read_text())["stage_seconds"]
+    train_start = t0 + stages["generate"] + stages["build"]  # the training clock starts with the train stage
+    d = definition()
+    points = []
+    for c in sorted(status, key=lambda c: c["steps"]):
+        success = evaluate_onnx(c["file_path"], d, episodes)[0].success_rate
+        points.append((c["steps"], c["creation_time"] - train_start, success))
+    rate = r.metrics["training"]["final_step"] / stages["train"]
+    return rate, points
+
+
+class SimVecEnv:
+    """Our batched simulator as an SB3 VecEnv (auto-reset, terminal_observation, TimeLimit.truncated)."""
+
+    def __init__(self, d, n, seed):
+        import gymnasium as gym
+        from stable_baselines3.common.vec_env import VecEnv
+
+        class _Env(VecEnv):
+            def __init__(self):
+                self.sim = Simulator(d, n, seed)
+                obs_space = gym.spaces.Box(-np.inf, np.inf, (d.observation_size,), np.float32)
+                act_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+                super().__init__(n, obs_space, act_space)
+                self._actions = None
+
+            def reset(self):
+                return self.sim.observe()
+
+            def step_async(self, actions):
+                self._actions = actions
+
+            def step_wait(self):
+                res = self.sim.step(np.clip(self._actions, -1, 1))
+                infos = [{} for _ in range(self.num_envs)]
+                obs = res.obs
+                if res.done.any():
+                    for i in np.flatnonzero(res.done):
+                        infos[i]["terminal_observation"] = res.obs[i].copy()
+                        infos[i]["TimeLimit.truncated"] = bool(res.interrupted[i])
+                    obs = self.sim.reset_done(res.done, res.obs)
+                return obs.copy(), res.reward.copy(), res.done.copy(), infos
+
+            def close(self):
+                pass
+
+            def get_attr(self, name, indices=None):
+                return [None] * self.num_envs
+
+            def set_attr(self, name, value, indices=None):
+                pass
+
+            def env_method(self, name, *args, indices=None, **kwargs):
+                return [None] * self.num_envs
+
+            def env_is_wrapped(self, wrapper_class, indices=None):
+                return [False] * self.num_envs
+
+            def seed(self, seed=None):
+                return [None] * self.num_envs
+
+        self.env = _Env()
+
+
+def run_sb3(steps: int, every: int, episodes: int):
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    d = definition()
+    venv = VecNormalize(SimVecEnv(d, AGENTS, SEED).env, norm_obs=True, norm_reward=False, clip_obs=5.0)
+    points, train_time = [], [0.0]
+
+    class Eval(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next, self.t = every, time.time()
+
+        def _on_step(self):
+            if self.num_timesteps >= self.next:
+                train_time[0] += time.time() - self.t
+                policy = lambda o: self.model.predict(venv.normalize_obs(o), deterministic=True)[0]  # noqa: E731
+                points.append((self.num_timesteps, train_time[0], evaluate_policy(policy, d, episodes).success_rate))
+                self.next += every
+                self.t = time.time()
+            return True
+
+    model = PPO("MlpPolicy", venv, n_steps=HYPER["buffer_size"] // AGENTS, batch_size=HYPER["batch_size"],
+                n_epochs=HYPER["num_epoch"], learning_rate=lambda f: HYPER["learning_rate"] * f, ent_coef=HYPER["beta"],
+                clip_range=HYPER["epsilon"], gae_lambda=HYPER["lambd"], gamma=0.99, seed=SEED, verbose=0,
+                policy_kwargs={"net_arch": [128, 128], "activation_fn": torch.nn.SiLU})
+    cb = Eval()
+    model.learn(steps, callback=cb)
+    train_time[0] += time.time() - cb.t
+    return steps / train_time[0], points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300_000)
+    ap.add_argument("--eval-every", type=int, default=20_000)
+    ap.add_argument("--episodes", type=int, default=300)
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="unity-mlops-fast-") as tmp:
+        results["fast"] = run_pipeline("fast", Path(tmp), args.steps, args.eval_every, args.episodes)
+        print("fast done", flush=True)
+        results["sb3"] = run_sb3(args.steps, args.eval_every, args.episodes)
+        print("sb3 done", flush=True)
+        results["mlagents"] = run_pipeline("mlagents", Path(tmp), args.steps, args.eval_every, args.episodes)
+        print("mlagents done", flush=True)
+    fmt = lambda t: f"{t:.1f} s" if t is not None else "not reached"  # noqa: E731
+    print("\n| trainer | steps/s | time to 70 % | time to 90 % | success at the end |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (rate, points) in results.items():
+        label = {"fast": "unity-mlops fast", "sb3": "Stable-Baselines3 PPO", "mlagents": "ML-Agents (real trainer)"}
+        print(f"| {label[name]} | {rate:,.0f} | {fmt(time_to(points, 0.7))} | {fmt(time_to(points, 0.9))} | "
+              f"{points[-1][2]:.1%} |")
+    f, s, m = results["fast"], results["sb3"], results["mlagents"]
+    print(f"\nsteps/s: fast/SB3 = {f[0] / s[0]:.2f}x (target >= 1.3), fast/ML-Agents = {f[0] / m[0]:.1f}x "
+          f"(target >= 20); success at the end: fast {f[1][-1][2]:.1%} vs ML-Agents {m[1][-1][2]:.1%} "
+          f"(target: within 5 points)")
+    for name, (_, points) in results.items():
+        print(f"{name}: " + ", ".join(f"{st // 1000}k:{sc:.0%}" for st, _, sc in points))
+
+
+if __name__ == "__main__":
+    main()
