@@ -121,28 +121,25 @@ class Decision:
                 "seq": self.seq}
 
 
-def _refs(node: Any):
+def _values_of(node: Any, keyword: str):
+    """Every string value of `keyword` anywhere in a schema ($ref, format ...)."""
     if isinstance(node, dict):
         for k, v in node.items():
-            if k == "$ref" and isinstance(v, str):
+            if k == keyword and isinstance(v, str):
                 yield v
             else:
-                yield from _refs(v)
+                yield from _values_of(v, keyword)
     elif isinstance(node, list):
         for v in node:
-            yield from _refs(v)
+            yield from _values_of(v, keyword)
+
+
+def _refs(node: Any):
+    return _values_of(node, "$ref")
 
 
 def _formats(node: Any):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "format" and isinstance(v, str):
-                yield v
-            else:
-                yield from _formats(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _formats(v)
+    return _values_of(node, "format")
 
 
 def _refuse(uri: str) -> Resource:

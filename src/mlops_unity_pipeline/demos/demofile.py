@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..player import wire
+from ..player.protocol import decode_action
 from ..player.wire import FIXED32, LEN, VARINT, WireError, iter_fields, read_varint, signed32, unpack_varints
 
 META_SIZE = 32
@@ -146,13 +147,7 @@ def _parse_pair(buf: memoryview, continuous: int, branches: tuple[int, ...]) -> 
                 elif af == 13:
                     observations.append(_parse_observation(av))
         elif f == 2:  # action_info
-            for af, awt, av, _ in iter_fields(v):
-                if af == 6:
-                    cont.extend(_floats(av, awt))
-                elif af == 7:
-                    disc.extend(signed32(x) for x in unpack_varints(av, awt))
-                elif af == 1:
-                    legacy.extend(_floats(av, awt))
+            cont, disc, legacy = decode_action(v)
     if not cont and not disc and legacy:  # every example demo only fills the deprecated field
         if continuous:
             cont = legacy[:continuous]

@@ -132,7 +132,8 @@ def _floats(value, wt) -> list[float]:
     return list(np.frombuffer(value, dtype="<f4"))
 
 
-def _parse_actions(buf: memoryview, out: TrainerInput) -> None:
+def decode_action(buf: memoryview) -> tuple[list[float], list[int], list[float]]:
+    """An `AgentActionProto`: (continuous_actions, discrete_actions, the deprecated vector_actions)."""
     cont: list[float] = []
     disc: list[int] = []
     legacy: list[float] = []
@@ -143,6 +144,11 @@ def _parse_actions(buf: memoryview, out: TrainerInput) -> None:
             disc.extend(signed32(x) for x in unpack_varints(v, wt))
         elif f == 1:
             legacy.extend(_floats(v, wt))
+    return cont, disc, legacy
+
+
+def _parse_actions(buf: memoryview, out: TrainerInput) -> None:
+    cont, disc, legacy = decode_action(buf)
     if not cont and not disc and legacy:  # very old trainers only fill the deprecated field
         cont = legacy
     out.continuous.append(cont)
