@@ -100,10 +100,6 @@ def test_asset_names_that_are_not_identifiers_are_rejected():
             UnityAssetSpec(asset_id="a", name=bad)
 
 
-SAMPLES_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "shared" / "mlagents-samples" / "config").rglob(
-    "*.yaml"))
-
-
 def _sample_behaviors(samples):
     for path in sorted((samples / "config").rglob("*.yaml")):
         for name in yaml.safe_load(path.read_text())["behaviors"]:
