@@ -137,14 +137,14 @@ def test_resume_after_the_trainer_is_killed(tmp_path, trainer_env):
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     ckpt = ws / "training" / "resume-job" / "SimpleAgent"
     deadline = time.monotonic() + 240
-    while not list(ckpt.glob("SimpleAgent-*.pt")):
+    while not list(ckpt.glob("SimpleAgent-*.onnx")):  # a complete checkpoint: .pt, checkpoint.pt, then .onnx
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read() if first.stdout else ""
         time.sleep(0.2)
     pid = int((ws / "training" / "trainer.pid").read_text())
     os.kill(pid, signal.SIGKILL)  # a crash: no final save, no training_status.json
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 1, out
-    killed_at = max(int(p.stem.rsplit("-", 1)[1]) for p in ckpt.glob("SimpleAgent-*.pt"))
+    killed_at = max(int(p.stem.rsplit("-", 1)[1]) for p in ckpt.glob("SimpleAgent-*.onnx"))
     assert 0 < killed_at < 30000
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)

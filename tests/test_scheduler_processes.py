@@ -56,7 +56,8 @@ def runs(state: Path):
 
 
 def checkpoints(ws: Path) -> list[int]:
-    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in ws.glob("*/training/*/SimpleAgent/SimpleAgent-*.pt"))
+    """Complete checkpoints: ML-Agents exports the step's ONNX last."""
+    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in ws.glob("*/training/*/SimpleAgent/SimpleAgent-*.onnx"))
 
 
 def test_sigterm_then_kill9_then_restart_resumes_and_runs_the_slot_once(tmp_path, trainer_env):

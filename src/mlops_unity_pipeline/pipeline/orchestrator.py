@@ -461,8 +461,10 @@ class UnityMLOpsOrchestrator:
 
     @staticmethod
     def _checkpoint_step(run_dir: Path, behavior: str) -> int | None:
-        steps = [int(p.stem.rsplit("-", 1)[1]) for p in (run_dir / behavior).glob(f"{behavior}-*.pt")
-                 if p.stem.rsplit("-", 1)[1].isdigit()]
+        """The step of the last complete checkpoint: ML-Agents writes `<B>-<step>.pt`, then `checkpoint.pt`, then
+        exports `<B>-<step>.onnx`, so a step whose ONNX exists is fully saved."""
+        steps = [int(p.stem.rsplit("-", 1)[1]) for p in (run_dir / behavior).glob(f"{behavior}-*.onnx")
+                 if p.stem.rsplit("-", 1)[1].isdigit() and p.with_suffix(".pt").is_file()]
         return max(steps) if steps else None
 
     def _attach_job_log(self, ws: JobWorkspace) -> list[logging.Handler]:
