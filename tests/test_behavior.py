@@ -107,6 +107,7 @@ def test_collision_ends_episode_with_penalty():
     sim = Simulator(d, 1, seed=0)
     sim.pos[0] = sim.obstacles[0, 0] + np.array([sim.obstacle_r[0, 0] + 0.3, 0], np.float32)
     sim.vel[0] = 0
+    sim.observe()  # actions apply in the goal frame of the last observation
     hit = False
     for _ in range(20):  # push the agent into the obstacle (world -x) through its goal-frame actions
         u, v, _ = sim._frame()

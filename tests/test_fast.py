@@ -13,7 +13,10 @@ from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, 
 from mlops_unity_pipeline.behavior import ActionSpec, BehaviorDefinition, ObservationComponent  # noqa: E402
 from mlops_unity_pipeline.evaluation.onnx_policy import OnnxPolicy  # noqa: E402
 from mlops_unity_pipeline.evaluation.tfevents import read_scalars  # noqa: E402
-from mlops_unity_pipeline.fast.ppo import build_modules, export_onnx, unsupported_options  # noqa: E402
+from mlops_unity_pipeline.fast.export import export_onnx  # noqa: E402
+from mlops_unity_pipeline.fast.loss import Minibatch, continuous_grads, discrete_grads  # noqa: E402
+from mlops_unity_pipeline.fast.network import ActorCritic  # noqa: E402
+from mlops_unity_pipeline.fast.ppo import unsupported_options  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("clean_build_env")
 ASSET = UnityAssetSpec(asset_id="test-001", name="SimpleAgent", description="Reach target position")
@@ -36,6 +39,69 @@ def test_reach_target_learns_within_150k_steps(tmp_path):
     assert (run / "SimpleAgent" / "checkpoint.pt").is_file()
 
 
+def _autograd_loss(net: ActorCritic, x, mb: Minibatch, branches, eps: float, beta: float):
+    """The same PPO loss written the plain way, on a separate-parameter copy of the network, for autograd."""
+    import torch
+    import torch.nn.functional as F
+
+    flat = net.flat.clone().requires_grad_()
+    p, offset = {}, 0
+    for name, t in net.params.items():
+        p[name] = flat[offset:offset + t.numel()].view(t.shape)
+        offset += t.numel()
+    h = x.expand(2, *x.shape)
+    for i in range(net.layers):
+        h = F.silu(torch.baddbmm(p[f"body.{i}.bias"], h, p[f"body.{i}.weight"]))
+    out = h[0] @ p["policy.weight"] + p["policy.bias"]
+    value = (h[1] @ p["value.weight"] + p["value.bias"]).squeeze(-1)
+    if branches is None:
+        dist = torch.distributions.Normal(out, torch.exp(p["log_std"]).expand_as(out))
+        logp, entropy = dist.log_prob(mb.actions).sum(1), dist.entropy().sum(1)
+    else:
+        logp = entropy = 0
+        for i, logits in enumerate(out.split(list(branches), 1)):
+            dist = torch.distributions.Categorical(logits=logits)
+            logp, entropy = logp + dist.log_prob(mb.actions[:, i]), entropy + dist.entropy()
+    ratio = torch.exp(logp - mb.old_logp)
+    policy_loss = -torch.min(ratio * mb.advantages, torch.clamp(ratio, 1 - eps, 1 + eps) * mb.advantages).mean()
+    clipped = mb.old_values + torch.clamp(value - mb.old_values, -eps, eps)
+    value_loss = torch.max((mb.returns - value) ** 2, (mb.returns - clipped) ** 2).mean()
+    loss = policy_loss + 0.5 * value_loss - beta * entropy.mean()
+    return torch.autograd.grad(loss, flat)[0], torch.stack([policy_loss, value_loss, entropy.mean()]), logp.detach()
+
+
+@pytest.mark.parametrize("branches", [None, (3, 2)])
+def test_written_out_gradients_equal_autograd(branches):
+    import torch
+
+    torch.manual_seed(0)
+    n_out = 2 if branches is None else sum(branches)
+    net = ActorCritic(6, n_out, 16, 2, continuous=branches is None, normalize=False)
+    B = 256
+    x = torch.randn(B, 6)
+    if branches is None:
+        actions = torch.randn(B, 2)
+    else:
+        actions = torch.stack([torch.randint(0, b, (B,)) for b in branches], 1)
+    _, value = net.forward(x)
+    zeros = torch.zeros(B)
+    logp = _autograd_loss(net, x, Minibatch(actions, zeros, zeros, zeros, zeros), branches, 0.2, 0.01)[2]
+    # old log-probs and values near the current ones: some ratios and values are clipped, some are not
+    mb = Minibatch(actions, logp + 0.3 * torch.randn(B), torch.randn(B), value + torch.randn(B),
+                   value + 0.3 * torch.randn(B))
+    ratio = torch.exp(logp - mb.old_logp)
+    assert ((ratio - 1).abs() > 0.2).any() and ((ratio - 1).abs() < 0.2).any()
+    expected, expected_stats, _ = _autograd_loss(net, x, mb, branches, eps=0.2, beta=0.01)
+    out, value = net.forward(x)
+    if branches is None:
+        g = continuous_grads(out, value, net.params["log_std"], mb, 0.2, 0.01)
+    else:
+        g = discrete_grads(out, value, branches, mb, 0.2, 0.01)
+    net.backward(g.out, g.value, g.log_std)
+    torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(g.stats, expected_stats, rtol=1e-5, atol=1e-6)
+
+
 def _io(policy: OnnxPolicy):
     static = lambda shape: [d if isinstance(d, int) else "dyn" for d in shape]  # noqa: E731
     return ({k: (t, static(s)) for k, (t, s) in policy.contract.inputs.items()},
@@ -48,8 +114,7 @@ def _io(policy: OnnxPolicy):
 ])
 def test_onnx_contract_matches_mlagents_exports(tmp_path, samples, sample, obs, action):
     d = BehaviorDefinition("X", "reach_target", (ObservationComponent("raycast", obs),), action)
-    actor, _ = build_modules(d, 32, 2, normalize=True)
-    export_onnx(actor, d, tmp_path / "fast.onnx")
+    export_onnx(ActorCritic.for_behavior(d, 32, 2, normalize=True).torch_actor(), d, tmp_path / "fast.onnx")
     ours, theirs = OnnxPolicy(tmp_path / "fast.onnx"), OnnxPolicy(samples / "onnx" / sample)
     assert _io(ours) == _io(theirs), "same input/output names, dtypes and static shapes"
     c, t = ours.contract, theirs.contract
@@ -67,8 +132,7 @@ def test_export_is_opset9_and_self_contained(tmp_path):
 
     d = BehaviorDefinition("X", "reach_target", (ObservationComponent("velocity", 2), ObservationComponent("target", 2),
                                                  ObservationComponent("position", 2)), ActionSpec(continuous=2))
-    actor, _ = build_modules(d, 128, 2, normalize=True)
-    export_onnx(actor, d, tmp_path / "fast.onnx")
+    export_onnx(ActorCritic.for_behavior(d, 128, 2, normalize=True).torch_actor(), d, tmp_path / "fast.onnx")
     model = onnx.load(str(tmp_path / "fast.onnx"))
     assert model.opset_import[0].version == 9, "the opset ML-Agents exports and Unity's inference engine loads"
     assert not any(f.name.endswith(".data") for f in tmp_path.iterdir()), "self-contained (legacy exporter)"

@@ -54,6 +54,10 @@ class Simulator:
         angles = 2.0 * np.pi * np.arange(self.n_rays) / max(1, self.n_rays)
         self._ray_cos = np.cos(angles).astype(np.float32)
         self._ray_sin = np.sin(angles).astype(np.float32)
+        self._all = np.arange(n)
+        self._no = np.zeros(n, bool)  # read-only "nobody" mask
+        self._no.flags.writeable = False
+        self._u = self._v = np.zeros((n, 2), np.float32)
         self.reset(np.ones(n, bool))
 
     # ------------------------------------------------------------------ episodes
@@ -120,61 +124,65 @@ class Simulator:
 
     # ------------------------------------------------------------------ geometry
     def _frame(self, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = np.arange(self.n) if idx is None else idx
-        goal = self.goals[rows, self.goal_idx[rows]]
-        delta = goal - self.pos[rows]
-        dist = np.linalg.norm(delta, axis=1)
+        """The goal frame of the agents (all, or `idx`): u points at the current goal, v is u turned left."""
+        rows = self._all if idx is None else idx
+        delta = self.goals[rows, self.goal_idx[rows]] - self.pos[rows]
+        dist = np.hypot(delta[:, 0], delta[:, 1])
         u = delta / np.maximum(dist, 1e-6)[:, None]
-        v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+        v = np.empty_like(u)
+        v[:, 0], v[:, 1] = -u[:, 1], u[:, 0]
         return u, v, dist
 
     def _rays(self, u: np.ndarray, v: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+        """Distance along each ray to the first wall or obstacle, over ray_length, [N, R]. Arrays are laid out
+        with the short axes (x/y, obstacles) first: NumPy reduces over a short last axis slowly."""
         p = self.p
         pos = self.pos if idx is None else self.pos[idx]
-        d = self._ray_cos[None, :, None] * u[:, None, :] + self._ray_sin[None, :, None] * v[:, None, :]  # [N,R,2]
-        t = np.full(d.shape[:2], p.ray_length, np.float32)
-        # walls of the square arena
-        half = p.arena_half_size
+        px, py = pos[:, 0:1], pos[:, 1:2]
+        dx = u[:, 0:1] * self._ray_cos + v[:, 0:1] * self._ray_sin  # [N, R] ray directions
+        dy = u[:, 1:2] * self._ray_cos + v[:, 1:2] * self._ray_sin
         with np.errstate(divide="ignore", invalid="ignore"):
-            for axis in (0, 1):
-                comp = d[:, :, axis]
-                origin = pos[:, axis][:, None]
-                tw = np.where(comp > 0, (half - origin) / comp, np.where(comp < 0, (-half - origin) / comp, np.inf))
-                t = np.minimum(t, tw)
+            # each axis' distance to the wall the ray heads for (a zero component gives +inf)
+            half = p.arena_half_size
+            t = np.minimum((np.copysign(half, dx) - px) / dx, (np.copysign(half, dy) - py) / dy)
         if p.num_obstacles:
             obstacles = self.obstacles if idx is None else self.obstacles[idx]
             radii = self.obstacle_r if idx is None else self.obstacle_r[idx]
-            m = pos[:, None, :] - obstacles  # [N,K,2]
-            b = np.einsum("nrc,nkc->nrk", d, m)
-            c = (m * m).sum(-1) - radii**2  # [N,K]
-            disc = b * b - c[:, None, :]
+            mx = (pos[:, 0] - obstacles[:, :, 0].T)[:, :, None]  # [K, N, 1]: origin - centre
+            my = (pos[:, 1] - obstacles[:, :, 1].T)[:, :, None]
+            b = dx * mx + dy * my  # [K, N, R]
+            c = mx * mx + my * my - (radii.T**2)[:, :, None]  # inside the obstacle when < 0
+            disc = b * b - c
             with np.errstate(invalid="ignore"):
                 th = -b - np.sqrt(np.maximum(disc, 0.0))
-            th = np.where((disc >= 0) & (th >= -1e-6) | (c[:, None, :] < 0), np.maximum(th, 0.0), np.inf)
-            t = np.minimum(t, th.min(axis=2))
-        return (np.clip(t, 0.0, p.ray_length) / p.ray_length).astype(np.float32)
+            th = np.where((disc >= 0) & (th >= -1e-6) | (c < 0), np.maximum(th, 0.0), np.inf)
+            t = np.minimum(t, th.min(axis=0))
+        return np.clip(t, 0.0, p.ray_length) * np.float32(1.0 / p.ray_length)
 
     def observe(self, idx: np.ndarray | None = None) -> np.ndarray:
-        """Observations of all agents, or of the agents `idx`."""
+        """Observations of all agents, or of the agents `idx`. Also keeps their goal frame, in which the next
+        actions are applied."""
         p = self.p
         u, v, dist = self._frame(idx)
+        if idx is None:
+            self._u, self._v = u, v
+        else:
+            self._u[idx], self._v[idx] = u, v
         vel = self.vel if idx is None else self.vel[idx]
-        pos = self.pos if idx is None else self.pos[idx]
-        goal_idx = self.goal_idx if idx is None else self.goal_idx[idx]
         out = np.empty((len(u), self.definition.observation_size), np.float32)
         for key, sl in self._slices.items():
             if key == "raycast":
                 out[:, sl] = self._rays(u, v, idx)
             elif key == "velocity":
-                out[:, sl.start] = (vel * u).sum(1) / p.max_speed
-                out[:, sl.start + 1] = (vel * v).sum(1) / p.max_speed
+                out[:, sl.start] = (vel[:, 0] * u[:, 0] + vel[:, 1] * u[:, 1]) * (1.0 / p.max_speed)
+                out[:, sl.start + 1] = (vel[:, 0] * v[:, 0] + vel[:, 1] * v[:, 1]) * (1.0 / p.max_speed)
             elif key == "target":
-                out[:, sl.start] = dist / (2.0 * np.sqrt(2.0) * p.arena_half_size)
+                out[:, sl.start] = dist * (1.0 / (2.0 * np.sqrt(2.0) * p.arena_half_size))
                 out[:, sl.start + 1] = np.exp(-dist)
             elif key == "position":
-                out[:, sl] = pos / p.arena_half_size
+                out[:, sl] = (self.pos if idx is None else self.pos[idx]) * (1.0 / p.arena_half_size)
             elif key == "waypoint_progress":
-                out[:, sl.start] = goal_idx / self.n_way
+                out[:, sl.start] = (self.goal_idx if idx is None else self.goal_idx[idx]) / self.n_way
         return out
 
     # ------------------------------------------------------------------ dynamics
@@ -189,42 +197,45 @@ class Simulator:
         return np.stack([_DISCRETE3[np.clip(acts[:, 0], 0, 2)], _DISCRETE3[np.clip(acts[:, 1], 0, 2)]], axis=1)
 
     def step(self, actions: np.ndarray) -> StepResult:
+        """Apply `actions` (in each agent's goal frame, as last observed) for one `dt`."""
         p = self.p
-        u, v, _ = self._frame()
         acc = self._acceleration(actions)
-        acc_world = acc[:, :1] * u + acc[:, 1:2] * v
+        acc_world = acc[:, :1] * self._u + acc[:, 1:2] * self._v
         vel = self.vel * p.damping + acc_world * (p.acceleration * p.dt)
-        speed = np.linalg.norm(vel, axis=1, keepdims=True)
-        vel = np.where(speed > p.max_speed, vel * (p.max_speed / np.maximum(speed, 1e-6)), vel)
+        speed = np.hypot(vel[:, 0], vel[:, 1])
+        vel *= (p.max_speed / np.maximum(speed, p.max_speed))[:, None]  # cap the speed at max_speed
         pos = self.pos + vel * p.dt
         lim = p.arena_half_size - p.agent_radius
         hit_wall = np.abs(pos) > lim
-        pos = np.clip(pos, -lim, lim)
-        vel = np.where(hit_wall, 0.0, vel)
-        self.pos = pos.astype(np.float32)
-        self.vel = vel.astype(np.float32)
+        np.clip(pos, -lim, lim, out=pos)
+        vel[hit_wall] = 0.0
+        self.pos, self.vel = pos.astype(np.float32, copy=False), vel.astype(np.float32, copy=False)
         self.steps += 1
 
         reward = np.full(self.n, p.step_penalty, np.float32)
-        collision = np.zeros(self.n, bool)
+        collision = self._no
         if p.num_obstacles:
-            gap = np.linalg.norm(self.pos[:, None, :] - self.obstacles, axis=2) - self.obstacle_r
-            collision = (gap < p.agent_radius).any(axis=1)
-        goal = self.goals[np.arange(self.n), self.goal_idx]
-        dist = np.linalg.norm(goal - self.pos, axis=1)
+            gap = np.hypot(self.pos[:, 0] - self.obstacles[:, :, 0].T, self.pos[:, 1] - self.obstacles[:, :, 1].T)
+            collision = (gap - self.obstacle_r.T < p.agent_radius).any(axis=0)  # [K, N] -> [N]
+        delta = self.goals[self._all, self.goal_idx] - self.pos
+        dist = np.hypot(delta[:, 0], delta[:, 1])
         reward += p.shaping_per_metre * (self.prev_dist - dist)
         reached = (dist < p.goal_radius) & ~collision
-        last = self.goal_idx >= self.n_way - 1
-        success = reached & last
-        waypoint = reached & ~last
-        if waypoint.any():
-            reward[waypoint] += p.waypoint_reward
-            self.goal_idx[waypoint] += 1
-            goal = self.goals[np.arange(self.n), self.goal_idx]
-            dist = np.linalg.norm(goal - self.pos, axis=1)
-        reward[success] += p.success_reward
-        reward[collision] += p.collision_penalty
-        self.prev_dist = dist.astype(np.float32)
+        if reached.any():
+            last = self.goal_idx >= self.n_way - 1
+            success = reached & last
+            waypoint = reached & ~last
+            if waypoint.any():
+                reward[waypoint] += p.waypoint_reward
+                self.goal_idx[waypoint] += 1
+                delta = self.goals[self._all, self.goal_idx] - self.pos
+                dist = np.hypot(delta[:, 0], delta[:, 1])
+            reward[success] += p.success_reward
+        else:
+            success = self._no
+        if collision is not self._no:
+            reward[collision] += p.collision_penalty
+        self.prev_dist = dist.astype(np.float32, copy=False)
         terminal = success | collision
         interrupted = (self.steps >= p.max_steps) & ~terminal
         done = terminal | interrupted
