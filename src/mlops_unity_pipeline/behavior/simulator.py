@@ -30,6 +30,8 @@ class StepResult:
 class Simulator:
     """The built-in behaviors' physics, rewards and observations."""
 
+    _POOL = 256  # episode layouts sampled per batch
+
     def __init__(self, definition: BehaviorDefinition, num_agents: int, seed: int = 0) -> None:
         if num_agents <= 0:
             raise ValueError(f"num_agents must be > 0, got {num_agents}")
@@ -58,6 +60,8 @@ class Simulator:
         self._no = np.zeros(n, bool)  # read-only "nobody" mask
         self._no.flags.writeable = False
         self._u = self._v = np.zeros((n, 2), np.float32)
+        self._pool = self._sample_layouts(0)
+        self._pool_next = 0
         self.reset(np.ones(n, bool))
 
     # ------------------------------------------------------------------ episodes
@@ -79,48 +83,62 @@ class Simulator:
         out[idx] = self.observe(idx)
         return out
 
-    def _uniform(self, k: int, margin: float) -> np.ndarray:
+    def _uniform(self, shape: tuple[int, ...], margin: float) -> np.ndarray:
         lim = self.p.arena_half_size - margin
-        return self.rng.uniform(-lim, lim, size=(k, 2)).astype(np.float32)
+        return self.rng.uniform(-lim, lim, size=(*shape, 2)).astype(np.float32)
 
-    def _spawn(self, idx: np.ndarray) -> None:
-        p, k = self.p, idx.size
+    def _sample_layouts(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """k episode layouts (start [k,2], goals [k,W,2], obstacles [k,K,2], radii [k,K]) by rejection sampling:
+        each goal at least min_start_distance from the previous point, obstacles clear of the start and goals."""
+        p = self.p
         margin = p.agent_radius + 0.2
-        pos = self._uniform(k, margin)
+        pos = self._uniform((k,), margin)
         goals = np.empty((k, self.n_way, 2), np.float32)
         prev = pos
-        for w in range(self.n_way):  # loop over waypoints (<= 3), vectorized over agents
-            g = self._uniform(k, margin)
+        for w in range(self.n_way):  # waypoints (<= 3) depend on the previous one; vectorized over layouts
+            g = self._uniform((k,), margin)
             for _ in range(64):
-                bad = np.linalg.norm(g - prev, axis=1) < p.min_start_distance
+                bad = np.hypot(*(g - prev).T) < p.min_start_distance
                 if not bad.any():
                     break
-                g[bad] = self._uniform(int(bad.sum()), margin)
+                g[bad] = self._uniform((int(bad.sum()),), margin)
             goals[:, w] = g
             prev = g
-        if p.num_obstacles:
-            obs = np.empty((k, p.num_obstacles, 2), np.float32)
-            rad = self.rng.uniform(p.obstacle_radius_min, p.obstacle_radius_max, (k, p.num_obstacles))
-            rad = rad.astype(np.float32)
-            keep_clear = np.concatenate([pos[:, None], goals], axis=1)  # [k, 1+W, 2]
-            for j in range(p.num_obstacles):
-                o = self._uniform(k, 0.0)
-                for _ in range(64):
-                    d = np.linalg.norm(keep_clear - o[:, None], axis=2).min(axis=1)
-                    bad = d < rad[:, j] + p.agent_radius + p.goal_radius + 0.3
-                    if not bad.any():
-                        break
-                    o[bad] = self._uniform(int(bad.sum()), 0.0)
-                obs[:, j] = o
-            self.obstacles[idx] = obs
-            self.obstacle_r[idx] = rad
+        K = p.num_obstacles
+        rad = self.rng.uniform(p.obstacle_radius_min, p.obstacle_radius_max, (k, K)).astype(np.float32)
+        obstacles = self._uniform((k, K), 0.0)
+        if K:
+            keep_clear = np.concatenate([pos[:, None], goals], axis=1)[:, None]  # [k, 1, 1+W, 2]
+            clearance = rad + p.agent_radius + p.goal_radius + 0.3
+            for _ in range(64):
+                gap = np.hypot(*np.moveaxis(keep_clear - obstacles[:, :, None], -1, 0)).min(axis=2)  # [k, K]
+                bad = gap < clearance
+                if not bad.any():
+                    break
+                obstacles[bad] = self._uniform((int(bad.sum()),), 0.0)
+        return pos, goals, obstacles, rad
+
+    def _spawn(self, idx: np.ndarray) -> None:
+        """New episode layouts for the agents `idx`, drawn from a pool sampled in batches: with many agents a few
+        episodes end on most steps, and sampling them one small batch at a time cost more than the physics."""
+        k = idx.size
+        if self._pool_next + k > len(self._pool[0]):
+            rest = [a[self._pool_next:] for a in self._pool]
+            fresh = self._sample_layouts(max(self._POOL, k))
+            self._pool = tuple(np.concatenate([r, f]) for r, f in zip(rest, fresh, strict=True))
+            self._pool_next = 0
+        take = slice(self._pool_next, self._pool_next + k)
+        self._pool_next += k
+        pos, goals, obstacles, rad = (a[take] for a in self._pool)
+        self.obstacles[idx] = obstacles
+        self.obstacle_r[idx] = rad
         self.pos[idx] = pos
         self.vel[idx] = 0.0
         self.goals[idx] = goals
         self.goal_idx[idx] = 0
         self.steps[idx] = 0
         self.episode_return[idx] = 0.0
-        self.prev_dist[idx] = np.linalg.norm(goals[:, 0] - pos, axis=1)
+        self.prev_dist[idx] = np.hypot(*(goals[:, 0] - pos).T)
 
     # ------------------------------------------------------------------ geometry
     def _frame(self, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,6 +28,8 @@ class _Activations:
     x: torch.Tensor             # [B, n_obs] normalized observations
     z: list[torch.Tensor]       # pre-activations per body layer, [2, B, h]
     h: list[torch.Tensor]       # Swish(z) per body layer, [2, B, h]
+    dh: torch.Tensor            # backward scratch: d loss / d h, d loss / d z  [2, B, h]
+    dz: torch.Tensor
 
 
 class ActorCritic:
@@ -103,7 +105,8 @@ class ActorCritic:
         if acts is None:
             shape = (2, batch, self.hidden)
             acts = _Activations(torch.empty(batch, self.n_obs), [torch.empty(shape) for _ in range(self.layers)],
-                                [torch.empty(shape) for _ in range(self.layers)])
+                                [torch.empty(shape) for _ in range(self.layers)], torch.empty(shape),
+                                torch.empty(shape))
             self._buffers[batch] = acts
         return acts
 
@@ -115,7 +118,7 @@ class ActorCritic:
         inp = acts.x.expand(2, *x.shape)
         for i in range(self.layers):
             torch.baddbmm(p[f"body.{i}.bias"], inp, p[f"body.{i}.weight"], out=acts.z[i])
-            torch.mul(torch.sigmoid(acts.z[i]), acts.z[i], out=acts.h[i])
+            torch.ops.aten.silu.out(acts.z[i], out=acts.h[i])
             inp = acts.h[i]
         out = torch.addmm(p["policy.bias"], inp[ACTOR], p["policy.weight"])
         value = torch.addmm(p["value.bias"], inp[CRITIC], p["value.weight"]).squeeze(-1)
@@ -132,16 +135,16 @@ class ActorCritic:
         g_value = g_value.unsqueeze(-1)
         torch.mm(last[CRITIC].T, g_value, out=g["value.weight"])
         torch.sum(g_value, 0, out=g["value.bias"])
-        dh = torch.empty_like(last)
+        dh, dz = acts.dh, acts.dz
         torch.mm(g_out, p["policy.weight"].T, out=dh[ACTOR])
         torch.mm(g_value, p["value.weight"].T, out=dh[CRITIC])
         for i in range(self.layers - 1, -1, -1):
-            dz = torch.ops.aten.silu_backward(dh, acts.z[i])
+            torch.ops.aten.silu_backward.grad_input(dh, acts.z[i], grad_input=dz)
             inp = acts.h[i - 1] if i > 0 else acts.x.expand(2, *acts.x.shape)
             torch.bmm(inp.transpose(1, 2), dz, out=g[f"body.{i}.weight"])
             torch.sum(dz, 1, keepdim=True, out=g[f"body.{i}.bias"])
             if i > 0:
-                dh = torch.bmm(dz, p[f"body.{i}.weight"].transpose(1, 2))
+                torch.bmm(dz, p[f"body.{i}.weight"].transpose(1, 2), out=dh)
         if g_log_std is not None:
             g["log_std"].copy_(g_log_std)
 
