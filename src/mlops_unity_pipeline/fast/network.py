@@ -3,8 +3,9 @@
 Layer l of both bodies lives in one `[2, in, hidden]` tensor (index 0 actor, 1 critic), so one batched matmul
 serves both networks. The bodies' backward pass is written out (matmuls and Swish' into preallocated buffers)
 instead of recorded by autograd: at the sizes PPO uses here (1024 x 128) autograd's per-op bookkeeping and fresh
-allocations cost more than the arithmetic. Only the small loss heads go through autograd. Every parameter is a
-view into one flat buffer, so the optimizer updates all of them with a handful of kernels.
+allocations cost more than the arithmetic. It starts from the loss's gradients w.r.t. the outputs (`loss.py`).
+Every parameter is a view into one flat buffer, so the optimizer updates all of them with a handful of kernels.
+The rollout uses a NumPy copy of the actor; ONNX export uses plain torch modules built from the same weights.
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ class ActorCritic:
         self.norm_var = (self.norm_var * self.norm_count + b_var * n + delta**2 * self.norm_count * n / total) / total
         self.norm_count = total
 
+    def _mean_inv_std(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.norm_mean.numpy().copy(), (1.0 / np.sqrt(self.norm_var.numpy() + 1e-8)).astype(np.float32)
+
     def normalized(self, obs: np.ndarray) -> np.ndarray:
         if not self.normalize:
             return obs
-        inv_std = (1.0 / np.sqrt(self.norm_var.numpy() + 1e-8)).astype(np.float32)
-        return np.clip((obs - self.norm_mean.numpy()) * inv_std, -5.0, 5.0)
+        mean, inv_std = self._mean_inv_std()
+        return np.clip((obs - mean) * inv_std, -5.0, 5.0)
 
     # ------------------------------------------------------------------ forward / backward
     def _acts(self, batch: int) -> _Activations:
@@ -170,16 +174,13 @@ class ActorCritic:
         layers = [(p[f"body.{i}.weight"][ACTOR].numpy().copy(), p[f"body.{i}.bias"][ACTOR, 0].numpy().copy())
                   for i in range(self.layers)]
         layers.append((p["policy.weight"].numpy().copy(), p["policy.bias"].numpy().copy()))
-        mean = inv_std = None
-        if self.normalize:
-            mean = self.norm_mean.numpy().astype(np.float32)
-            inv_std = (1.0 / np.sqrt(self.norm_var.numpy() + 1e-8)).astype(np.float32)
+        mean, inv_std = self._mean_inv_std() if self.normalize else (None, None)
         std = np.exp(p["log_std"].numpy()).astype(np.float32) if self.continuous else None
         return NumpyActor(layers, mean, inv_std, std)
 
     def torch_actor(self) -> torch.nn.Module:
         """The actor as plain torch modules (normalizer, Linear/Swish body, head): what `torch.onnx.export` traces."""
-        p, n_obs, normalize, continuous = self.params, self.n_obs, self.normalize, self.continuous
+        p, normalize, continuous = self.params, self.normalize, self.continuous
 
         class Swish(torch.nn.Module):
             def forward(self, x):
@@ -214,7 +215,6 @@ class ActorCritic:
             def forward(self, obs):
                 return self.body(self.normalizer(obs) if self.normalizer is not None else obs)
 
-        del n_obs
         return Actor(self)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
