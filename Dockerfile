@@ -3,7 +3,8 @@
 #   docker run --rm -v "$PWD":/workspace unity-mlops:latest python scripts/single_job_test.py
 #   docker run -d -p 8080:8080 -e UNITY_MLOPS_HEALTH_PORT=8080 -v data:/workspace unity-mlops:latest \
 #       unity-mlops schedule run deploy/profiles/production.yaml --health-port 8080
-# torch is pinned to 2.13.0; TORCH_INDEX_URL selects the CPU build where the default index would pull CUDA.
+# torch is pinned to 2.13.0 (the trainer environment's, and the product's `fast` extra); TORCH_INDEX_URL selects the
+# CPU build where the default index would pull CUDA.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -17,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python -m venv /opt/unity-mlops \
  && /opt/unity-mlops/bin/pip install --upgrade pip \
- && /opt/unity-mlops/bin/pip install ".[deploy]"
+ && /opt/unity-mlops/bin/pip install --extra-index-url "${TORCH_INDEX_URL}" ".[deploy,fast]"
 # The managed trainer environment, built and checked by the product itself (same absolute path at runtime).
 RUN /opt/unity-mlops/bin/unity-mlops trainer setup --python /usr/local/bin/python3.11 \
  && /opt/unity-mlops/bin/unity-mlops trainer check
