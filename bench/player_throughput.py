@@ -24,7 +24,8 @@ from mlops_unity_pipeline.player.build import build_headless_player
 from mlops_unity_pipeline.specs import RLTrainingConfig
 from mlops_unity_pipeline.trainer.config import trainer_config
 from mlops_unity_pipeline.trainer.environment import resolve
-from mlops_unity_pipeline.trainer.runner import build_command, free_port_range, run_trainer
+from mlops_unity_pipeline.trainer.ports import reserve_ports
+from mlops_unity_pipeline.trainer.runner import build_command, run_trainer
 
 
 def measure(tmp: Path, agents: int, num_envs: int, steps: int, null: bool) -> float:
@@ -37,11 +38,11 @@ def measure(tmp: Path, agents: int, num_envs: int, steps: int, null: bool) -> fl
     player = build_headless_player(d, tmp / name / "build" / "Bench", env.python, agents)
     config = tmp / name / "trainer.yaml"
     config.write_text(yaml.safe_dump(trainer_config(d, cfg)))
-    cmd = build_command(env, config, player, name, tmp / name / "results", num_envs=num_envs, seed=1,
-                        base_port=free_port_range(num_envs), resume=False,
-                        env_args=["--null"] if null else None)
-    out = run_trainer(cmd, run_dir=tmp / name / "results" / name, behavior="Bench", max_steps=steps,
-                      log_path=tmp / name / "trainer.log", cwd=tmp / name)
+    with reserve_ports(num_envs) as ports:
+        cmd = build_command(env, config, player, name, tmp / name / "results", num_envs=num_envs, seed=1,
+                            base_port=ports.base, resume=False, env_args=["--null"] if null else None)
+        out = run_trainer(cmd, run_dir=tmp / name / "results" / name, behavior="Bench", max_steps=steps,
+                          log_path=tmp / name / "trainer.log", cwd=tmp / name)
     if out.returncode != 0 or len(out.progress) < 2:
         sys.exit(f"benchmark run {name} failed; see {out.log_path}")
     first, last = out.progress[0], out.progress[-1]

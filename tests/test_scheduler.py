@@ -129,6 +129,7 @@ def test_state_survives_restarts_and_a_slot_runs_once(tmp_path):
     clock.now = T0 + timedelta(hours=1, seconds=5)
     first.fire_due()
     assert len(first.store.pending_runs()) == 1
+    first.store.release()  # the first process ends
     second = make(tmp_path, clock, schedule())  # a restart: same state store
     second.fire_due()
     assert len(second.store.pending_runs()) == 1, "the 01:00 slot is not recorded twice"
@@ -163,10 +164,17 @@ def test_jitter_is_deterministic_and_bounded():
 def test_one_active_scheduler_per_state_store(tmp_path):
     clock = Clock(T0)
     a = make(tmp_path, clock, schedule())
-    b = make(tmp_path, clock, schedule())
     a.start()
+    b = make(tmp_path, clock)
     with pytest.raises(UserError, match="already running with the state store"):
         b.start()
+    # a refused scheduler changes nothing: its schedules are not written into the live store
+    with pytest.raises(UserError, match="already running with the state store"):
+        b.add_schedule(schedule(schedule_id="other", cron_expression="*/5 * * * *"))
+    with pytest.raises(UserError, match="already running with the state store"):
+        b.add_schedule(schedule(cron_expression="*/5 * * * *"))
+    assert [s["schedule_id"] for s in a.store.list_schedules()] == ["hourly"]
+    assert a.store.get_schedule("hourly")["spec"]["cron_expression"] == "0 * * * *"
     a.store.release()
     b.start()
     b.store.release()

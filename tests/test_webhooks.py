@@ -144,7 +144,7 @@ def test_receiver_down_then_back_exactly_once_across_a_restart(tmp_path):
 def test_dead_letters_and_replay(tmp_path):
     rx = Receiver(statuses=[400])
     clock = Clock()
-    box = outbox(tmp_path, rx.url, clock, max_attempts=3)
+    box = outbox(tmp_path, rx.url, clock, retry_schedule_s=(1, 1))
     try:
         msg = box.emit("model.registered", {"job_id": "j", "asset_id": "a", "model_version": "v1"})
         box.deliver_due()

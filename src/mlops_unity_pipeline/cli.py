@@ -387,10 +387,9 @@ def _cmd_schedule_run(args: argparse.Namespace) -> int:
 
     from .pipeline.orchestrator import UnityMLOpsOrchestrator
     from .scheduler.scheduler import TrainingScheduler
-    from .webhooks.outbox import WebhookOutbox
 
     cfg, store = _scheduler_parts(args)
-    outbox = WebhookOutbox.from_environment(store.dir / "webhooks.db", cfg.endpoints())
+    outbox = cfg.outbox(store.dir)
     orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False)
     port = args.health_port if args.health_port is not None else cfg.health.port
     if port is None and os.environ.get("UNITY_MLOPS_HEALTH_PORT"):
@@ -408,13 +407,12 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
     from .pipeline.orchestrator import UnityMLOpsOrchestrator
     from .scheduler.scheduler import job_id_for, utc_now
     from .specs import TrainingJob
-    from .webhooks.outbox import WebhookOutbox
 
     cfg, store = _scheduler_parts(args)
     spec = next((s for s in cfg.schedules if s.schedule_id == args.schedule_id), None)
     if spec is None:
         raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
-    outbox = WebhookOutbox.from_environment(store.dir / "webhooks.db", cfg.endpoints())
+    outbox = cfg.outbox(store.dir)
     orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False)
     slot = utc_now().replace(second=0, microsecond=0)
     k8s_job = os.environ.get("UNITY_MLOPS_K8S_JOB_NAME", "").strip()  # stable across pod retries: resume
@@ -422,7 +420,8 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
     for asset in spec.asset_specs:
         job_id = f"{k8s_job}-{asset.asset_id}" if k8s_job else job_id_for(spec.schedule_id, asset.asset_id, slot)
         job = TrainingJob(job_id=job_id, asset_spec=asset, rl_config=spec.rl_config, timeout_s=spec.job_timeout_s)
-        result = orch.execute_training_job_sync(job)
+        # a retried pod is the same run: it resumes, or only finishes the bookkeeping if it had registered
+        result = orch.execute_training_job_sync(job, run_key=f"run-once:{job_id}")
         print(f"{job_id}: {result.status} {result.model_version or result.error or ''}")
         failed += not result.succeeded
     outbox.close(10.0)
@@ -463,17 +462,16 @@ def _cmd_schedule_trigger(args: argparse.Namespace) -> int:
     spec = next((s for s in cfg.schedules if s.schedule_id == args.schedule_id), None)
     if spec is None:
         raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
-    store.upsert_schedule(spec.schedule_id, spec.model_dump(mode="json"), now)
+    store.insert_schedule_if_absent(spec.schedule_id, spec.model_dump(mode="json"), now)
     for job_id in trigger_now(store, args.schedule_id, now):
         print(f"queued {job_id}")
     return 0
 
 
 def _cmd_webhooks(args: argparse.Namespace) -> int:
-    from .webhooks.outbox import WebhookOutbox
 
     cfg, store = _scheduler_parts(args)
-    outbox = WebhookOutbox.from_environment(store.dir / "webhooks.db", cfg.endpoints())
+    outbox = cfg.outbox(store.dir)
     if args.webhooks_command == "replay":
         n = outbox.replay(args.id)
         print(f"{n} dead delivery(ies) queued again; the scheduler (or the next job) sends them")

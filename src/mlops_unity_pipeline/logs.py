@@ -1,20 +1,63 @@
-"""Console logging for plain scripts (like the seeds'), which never configure logging themselves."""
+"""Logging: console output for plain scripts (like the seeds'), and per-job log files that hold only their job's
+lines even when jobs run side by side in one process (the scheduler's `max_concurrent_jobs`)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 _MARK = "_unity_mlops_console"
+TIMESTAMPED = "%(asctime)s %(levelname)-7s %(message)s"
+
+# The job a log record belongs to: set around a job's work (and copied into the threads it starts).
+current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("unity_mlops_job", default=None)
 
 
-def ensure_console_logging() -> None:
-    """Show the pipeline's INFO lines on stderr unless the application configured logging already."""
+def ensure_console_logging(timestamps: bool = False) -> None:
+    """Show the pipeline's INFO lines on stderr unless the application configured logging already. Long-running
+    processes (the scheduler) stamp each line with the local time and level."""
     logger = logging.getLogger("unity_mlops")
-    if logging.getLogger().handlers or any(getattr(h, _MARK, False) for h in logger.handlers):
+    for h in logger.handlers:
+        if getattr(h, _MARK, False):
+            if timestamps:
+                h.setFormatter(logging.Formatter(TIMESTAMPED))
+            return
+    if logging.getLogger().handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(logging.Formatter(TIMESTAMPED if timestamps else "%(message)s"))
     setattr(handler, _MARK, True)
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+class _OnlyJob(logging.Filter):
+    def __init__(self, job_id: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return current_job.get() == self.job_id
+
+
+@contextmanager
+def job_log(job_id: str, path: Path) -> Iterator[None]:
+    """Within the block, this thread's log records are marked as the job's, and `path` receives exactly those."""
+    token = current_job.set(job_id)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(TIMESTAMPED))
+    handler.addFilter(_OnlyJob(job_id))
+    logger = logging.getLogger("unity_mlops")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        current_job.reset(token)

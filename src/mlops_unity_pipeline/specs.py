@@ -263,6 +263,17 @@ class TrainingSchedule(_Model):
             raise ValueError(f"cron_expression {v!r} must have 5 fields (minute hour day month weekday)")
         return v
 
+    @model_validator(mode="after")
+    def _trigger(self) -> TrainingSchedule:
+        """Checked where it is written: anything the scheduler's trigger would reject later is rejected here."""
+        from .scheduler.triggers import CronTrigger
+
+        try:
+            CronTrigger(self.cron_expression, self.timezone)
+        except SpecError as exc:
+            raise ValueError(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+        return self
+
     @field_validator("starting_deadline_s", "job_timeout_s")
     @classmethod
     def _positive_seconds(cls, v: float | None, info: Any) -> float | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import UserError
 from ..scheduler.config import SchedulerConfig
 
 MOUNT = "/mnt/training-logs"
@@ -115,6 +116,11 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
         })
         return docs
     for schedule in cfg.schedules:
+        fields = schedule.cron_expression.split()
+        if not schedule.cron_expression.startswith("@") and len(fields) != 5:
+            raise UserError(f"schedule {schedule.schedule_id}: cron_expression {schedule.cron_expression!r} has "
+                            f"{len(fields)} fields; a Kubernetes CronJob takes exactly 5 (no seconds field)",
+                            hint="use 5 fields, or --mode deployment (the 24/7 scheduler reads 6)")
         container = _container(cfg, ["schedule", "run-once", config_path, schedule.schedule_id], secret_envs)
         container["env"].append({"name": "UNITY_MLOPS_K8S_JOB_NAME",
                                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}})

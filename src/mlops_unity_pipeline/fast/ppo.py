@@ -74,6 +74,15 @@ class FastProgress:
     mean_reward: float | None
 
 
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 class FastPPOTrainer:
     def __init__(self, definition: BehaviorDefinition, settings: dict[str, Any], run_dir: Path, *, num_agents: int,
                  seed: int = 0, on_progress: Callable[[FastProgress], None] | None = None,
@@ -184,6 +193,7 @@ class FastPPOTrainer:
                                        bool(self.net_settings.get("normalize", False)))
         opt = Adam(net.flat, net.grad, lr=float(h.get("learning_rate", 3e-4)))
         step, checkpoints = 0, []
+        resumed_from = None
         self.model_dir.mkdir(parents=True, exist_ok=True)
         ckpt_file = self.model_dir / "checkpoint.pt"
         if resume and ckpt_file.is_file():
@@ -191,6 +201,7 @@ class FastPPOTrainer:
             net.load_state_dict(state["network"])
             opt.load_state_dict(state["optimizer"])
             step, checkpoints = int(state["step"]), state.get("checkpoints", [])
+            resumed_from = step
             self.log(f"[INFO] Resuming from {ckpt_file} at step {step}.")
         elif not resume:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -212,13 +223,14 @@ class FastPPOTrainer:
             base = self.model_dir / f"{d.behavior_name}-{at}"
             state = {"step": at, "network": net.state_dict(), "optimizer": opt.state_dict(),
                      "checkpoints": checkpoints}
-            torch.save(state, f"{base}.pt")
-            export_onnx(net.torch_actor(), d, Path(f"{base}.onnx"))
+            _save_atomic(state, Path(f"{base}.pt"))
+            export_onnx(net.torch_actor(), d, Path(f"{base}.onnx.tmp"))
+            os.replace(f"{base}.onnx.tmp", f"{base}.onnx")
             mean = float(np.mean(episodes.returns[-100:])) if episodes.returns else None
             checkpoints.append({"steps": at, "file_path": f"{base}.onnx", "reward": mean,
                                 "creation_time": time.time(), "auxillary_file_paths": [f"{base}.pt"]})
             state["checkpoints"] = checkpoints
-            torch.save(state, ckpt_file)
+            _save_atomic(state, ckpt_file)  # a kill -9 mid-save leaves the previous checkpoint intact
             while len(checkpoints) > keep:
                 old = checkpoints.pop(0)
                 for f in [old["file_path"], *old["auxillary_file_paths"]]:
@@ -270,14 +282,17 @@ class FastPPOTrainer:
                 next_ckpt = (step // ckpt_interval + 1) * ckpt_interval
         save_checkpoint(step)  # final (also on cancel: ML-Agents saves on interruption too)
         final = self.run_dir / f"{d.behavior_name}.onnx"
-        shutil.copyfile(checkpoints[-1]["file_path"], final)
+        shutil.copyfile(checkpoints[-1]["file_path"], f"{final}.tmp")
+        os.replace(f"{final}.tmp", final)
         writer.close()
         status = {d.behavior_name: {"checkpoints": checkpoints,
                                     "final_checkpoint": {**checkpoints[-1], "file_path": str(final)}},
                   "metadata": {"stats_format_version": "0.3.0", "mlagents_version": "fast (unity-mlops)",
                                "torch_version": torch.__version__}}
         (self.run_dir / "run_logs").mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "run_logs" / "training_status.json").write_text(json.dumps(status, indent=4))
+        status_file = self.run_dir / "run_logs" / "training_status.json"
+        Path(f"{status_file}.tmp").write_text(json.dumps(status, indent=4))
+        os.replace(f"{status_file}.tmp", status_file)
         return {"final_step": step, "interrupted": interrupted_by_user, "onnx": str(final),
-                "seconds": time.monotonic() - t0}
+                "seconds": time.monotonic() - t0, "resumed_from_step": resumed_from}
 

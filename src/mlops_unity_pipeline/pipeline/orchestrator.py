@@ -26,24 +26,27 @@ from ..behavior.definition import BehaviorDefinition, BehaviorError, build_behav
 from ..build.builders import BuildArtifact, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
+from ..failpoints import failpoint
 from ..generate.base import CodeGenerator, GeneratedArtifacts, TemplateGenerator
 from ..generate.validate import validate_generated
-from ..logs import ensure_console_logging
+from ..logs import ensure_console_logging, job_log
+from ..redaction import redact
 from ..registry.base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError
 from ..registry.local import LocalModelRegistry
 from ..specs import TrainingJob, TrainingResult
 from ..trainer import environment as trainer_env
 from ..trainer.config import agents_per_env
+from ..trainer.ports import reserve_ports
 from ..trainer.runner import (
     Progress,
     TrainingOutcome,
     build_command,
-    free_port_range,
     has_checkpoint,
     run_trainer,
     stop_orphan_trainer,
 )
 from ..webhooks.outbox import WebhookOutbox
+from .jobstate import JobState
 from .progress import ConsoleProgress
 from .workspace import JobWorkspace, atomic_write_json
 
@@ -52,6 +55,7 @@ log = logging.getLogger("unity_mlops")
 DEFAULT_WORKSPACE = "runs"
 REGISTRY_DIRNAME = "_registry"  # job ids start with a letter or digit, so these cannot collide
 STATE_DIRNAME = "_state"
+PORT_ATTEMPTS = 4  # trainer starts tried when a foreign process takes the reserved port first
 
 
 def _sha256_json(data: Any) -> str:
@@ -79,6 +83,7 @@ class JobContext:
     job: TrainingJob
     ws: JobWorkspace
     cancel: threading.Event
+    state: JobState
     definition: BehaviorDefinition | None = None
     generated: GeneratedArtifacts | None = None
     build: BuildArtifact | None = None
@@ -88,6 +93,8 @@ class JobContext:
     timings: dict[str, float] = field(default_factory=dict)
     resumed_from_step: int | None = None
     pretrain: dict[str, Any] | None = None
+    recovered: bool = False  # the run had registered before a restart: only the bookkeeping was left
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None,
@@ -143,43 +150,70 @@ class UnityMLOpsOrchestrator:
             webhooks = WebhookOutbox.from_environment(self.workspace / STATE_DIRNAME / "webhooks.db")
         self.webhooks = webhooks
 
-    def notify(self, event_type: str, data: dict[str, Any]) -> None:
-        """Queue a lifecycle event (durably); delivery happens in the background and never fails a job."""
+    def notify(self, event_type: str, data: dict[str, Any], key: str | None = None) -> None:
+        """Queue a lifecycle event (durably); delivery happens in the background and never fails a job. Events
+        with the same `key` (a run's identity) are one message: a restarted run does not announce itself twice."""
         if self.webhooks is not None and self.webhooks.endpoints:
             self.webhooks.start()
-            self.webhooks.emit(event_type, data)
+            self.webhooks.emit(event_type, data, key=key)
 
     # ------------------------------------------------------------------ public API
-    async def execute_training_job(self, job: TrainingJob) -> TrainingResult:
+    async def execute_training_job(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
         """Run the job without blocking the event loop. Cancelling the task stops training with SIGINT
-        (ML-Agents saves a checkpoint), waits for the trainer, and returns a "cancelled" result."""
+        (ML-Agents saves a checkpoint), waits for the trainer, and returns a "cancelled" result.
+
+        `run_key` names the run (the scheduler passes its run key): running the same run again — after a crash,
+        a kill -9 or a retry — continues it and never registers a second version."""
         cancel = threading.Event()
-        task = asyncio.ensure_future(asyncio.to_thread(self.run_job, job, cancel))
+        task = asyncio.ensure_future(asyncio.to_thread(self.run_job, job, cancel, run_key=run_key))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             cancel.set()
             return await task
 
-    def execute_training_job_sync(self, job: TrainingJob) -> TrainingResult:
+    def execute_training_job_sync(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
         """For callers without an event loop."""
-        return self.run_job(job)
+        return self.run_job(job, run_key=run_key)
 
-    def run_job(self, job: TrainingJob, cancel: threading.Event | None = None) -> TrainingResult:
+    def run_job(self, job: TrainingJob, cancel: threading.Event | None = None, *,
+                run_key: str | None = None) -> TrainingResult:
         ws = JobWorkspace(self.workspace, job.job_id).acquire()
-        ctx = JobContext(job, ws, cancel or threading.Event())
-        handlers = self._attach_job_log(ws)
+        try:
+            state = JobState.begin(ws.dir, job.job_id, run_key)
+            ws.run_id = state.run_id
+            if self.show_progress:
+                ensure_console_logging()
+            with job_log(job.job_id, ws.logs / "pipeline.log"):
+                return self._run(JobContext(job, ws, cancel or threading.Event(), state))
+        finally:
+            ws.release()
+
+    def _run(self, ctx: JobContext) -> TrainingResult:
+        job, ws, state = ctx.job, ctx.ws, ctx.state
         result = TrainingResult(job_id=job.job_id, status="failed")
+        key = state.run_key
         try:
             atomic_write_json(ws.dir / "job.json", job.model_dump(mode="json"))
-            self.notify("job.started", {"job_id": job.job_id, "asset_id": job.asset_spec.asset_id,
-                                        "model_version": None})
-            log.info("job %s: %s (%s) -> %s", job.job_id, job.asset_spec.name, job.asset_spec.description, ws.dir)
-            self._stage(ctx, "generate", self.generate)
-            self._stage(ctx, "build", self.build)
-            self._stage(ctx, "train", self.train)
-            self._stage(ctx, "evaluate", self.evaluate)
-            self._stage(ctx, "register", self.register)
+            done = self.registry.find_run(key)
+            if done is not None:  # registered before a restart: finish the bookkeeping only
+                ctx.version, ctx.recovered = done, True
+                log.info("job %s: run %s already registered %s; finishing", job.job_id, key, done.version)
+            else:
+                self.notify("job.started", {"job_id": job.job_id, "asset_id": job.asset_spec.asset_id,
+                                            "model_version": None, "attempt": state.attempt}, key=key)
+                state.move("running")
+                log.info("job %s: %s (%s) -> %s (attempt %d)", job.job_id, job.asset_spec.name,
+                         job.asset_spec.description, ws.dir, state.attempt)
+                self._stage(ctx, "generate", self.generate)
+                failpoint("generate")
+                self._stage(ctx, "build", self.build)
+                failpoint("build")
+                self._stage(ctx, "train", self.train)
+                self._stage(ctx, "evaluate", self.evaluate)
+                self._stage(ctx, "register", self.register)
+                failpoint("registered")
+            state.move("registered", model_version=ctx.version.version if ctx.version else None)
             result = self._result(ctx, "completed")
         except StageError as exc:
             status = "cancelled" if ctx.cancel.is_set() and exc.stage == "train" else "failed"
@@ -188,11 +222,8 @@ class UnityMLOpsOrchestrator:
         finally:
             atomic_write_json(ws.metrics_path, self._metrics(ctx, result))
             atomic_write_json(ws.result_path, result.model_dump(mode="json"))
+            state.move(result.status)
             self._notify_outcome(ctx, result)
-            for handler in handlers:
-                logging.getLogger("unity_mlops").removeHandler(handler)
-                handler.close()
-            ws.release()
         return result
 
     # ------------------------------------------------------------------ stages
@@ -239,32 +270,40 @@ class UnityMLOpsOrchestrator:
         cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
         custom = os.environ.get("MLAGENTS_TRAIN_COMMAND", "").strip() or None
         stop_orphan_trainer(ws.trainer_pid_path)
+        if self._trained(ctx):
+            return
         if cfg.trainer == "fast":
             return self._train_fast(ctx)
         init_from = None
         if cfg.use_offline_rl:
             init_from = self._pretrain(ctx)
             if cfg.offline_mode == "offline_only":
-                return
-        previous = ws.previous_result() or {}
-        resume = has_checkpoint(ws.run_dir, behavior) and previous.get("status") != "completed"
+                return self._mark_trained(ctx)
+        resume = has_checkpoint(ws.run_dir, behavior)  # this attempt's own checkpoint: never restart from zero
         if resume:
             ctx.resumed_from_step = self._checkpoint_step(ws.run_dir, behavior)
-            log.info("train: resuming run %s from its checkpoint (step %s)", ws.job_id, ctx.resumed_from_step)
-        command = build_command(
-            None if custom else self._trainer_environment(), ctx.generated.trainer_config, ctx.build.env_path,
-            ws.job_id, ws.training, num_envs=cfg.num_envs, seed=cfg.seed,
-            base_port=free_port_range(cfg.num_envs), resume=resume, custom_command=custom,
-        )
-        if init_from and not resume:
-            command[command.index("--force"):command.index("--force")] = ["--initialize-from", init_from]
+            log.info("train: resuming run %s from its checkpoint (step %s)", ws.run_dir.name, ctx.resumed_from_step)
+        avoid: set[int] = set()
         bar = ConsoleProgress(f"train {behavior}", enabled=self.show_progress)
-        outcome = run_trainer(
-            command, run_dir=ws.run_dir, behavior=behavior, max_steps=cfg.max_steps,
-            log_path=ws.logs / "trainer.log", cwd=ws.dir, on_progress=lambda p: (bar.update(p), log.debug(
-                "step %d mean reward %s", p.step, p.mean_reward)),
-            timeout_s=ctx.job.timeout_s, cancel=ctx.cancel, pid_file=ws.trainer_pid_path,
-        )
+        for _ in range(PORT_ATTEMPTS):
+            with reserve_ports(cfg.num_envs, avoid=frozenset(avoid)) as ports:
+                command = build_command(
+                    None if custom else self._trainer_environment(), ctx.generated.trainer_config,
+                    ctx.build.env_path, ws.run_dir.name, ws.training, num_envs=cfg.num_envs, seed=cfg.seed,
+                    base_port=ports.base, resume=resume, custom_command=custom,
+                )
+                if init_from and not resume:
+                    command[command.index("--force"):command.index("--force")] = ["--initialize-from", init_from]
+                outcome = run_trainer(
+                    command, run_dir=ws.run_dir, behavior=behavior, max_steps=cfg.max_steps,
+                    log_path=ws.logs / "trainer.log", cwd=ws.dir, on_progress=lambda p: (bar.update(p), log.debug(
+                        "step %d mean reward %s", p.step, p.mean_reward)),
+                    timeout_s=ctx.job.timeout_s, cancel=ctx.cancel, pid_file=ws.trainer_pid_path,
+                )
+            if not (outcome.port_in_use and not outcome.progress and not ctx.cancel.is_set()):
+                break
+            avoid |= set(ports.ports)  # a foreign process took a port between our check and the trainer's bind
+            log.warning("train: port %d was taken by another process; retrying on another range", ports.base)
         bar.done()
         ctx.training = outcome
         if outcome.progress:
@@ -273,6 +312,28 @@ class UnityMLOpsOrchestrator:
         reason = outcome.failure_reason()
         if reason:
             raise StageError("train", reason, log_tail=log_tail(outcome.log_path))
+        self._mark_trained(ctx)
+
+    def _trained(self, ctx: JobContext) -> bool:
+        """After a restart in phase "trained": the attempt's complete training output is on disk; keep it."""
+        t = ctx.state.training
+        if ctx.state.phase != "trained" or not t:
+            return False
+        outcome = TrainingOutcome(returncode=0, run_dir=Path(t["run_dir"]), onnx_path=Path(t["onnx_path"]),
+                                  final_step=t["final_step"], max_steps=t["max_steps"], interrupted=False,
+                                  timed_out=False, log_path=Path(t["log_path"]))
+        if not outcome.completed:
+            return False
+        ctx.training = outcome
+        log.info("train: already complete at step %s (before a restart)", outcome.final_step)
+        return True
+
+    def _mark_trained(self, ctx: JobContext) -> None:
+        t = ctx.training
+        assert t is not None
+        ctx.state.move("trained", training={"run_dir": str(t.run_dir), "onnx_path": str(t.onnx_path),
+                                            "final_step": t.final_step, "max_steps": t.max_steps,
+                                            "log_path": str(t.log_path)})
 
     def _train_fast(self, ctx: JobContext) -> None:
         """PPO in-process on the vectorized simulator, with the same trainer YAML semantics and outputs."""
@@ -290,8 +351,10 @@ class UnityMLOpsOrchestrator:
 
         cfg, ws, behavior = ctx.job.rl_config, ctx.ws, ctx.definition.behavior_name
         settings = yaml.safe_load(ctx.generated.trainer_config.read_text())["behaviors"][behavior]
-        previous = ws.previous_result() or {}
-        resume = (ws.run_dir / behavior / "checkpoint.pt").is_file() and previous.get("status") != "completed"
+        resume = has_checkpoint(ws.run_dir, behavior)  # this attempt's own checkpoint: never restart from zero
+        if resume:
+            ctx.resumed_from_step = self._checkpoint_step(ws.run_dir, behavior)
+            log.info("train: resuming run %s from its checkpoint (step %s)", ws.run_dir.name, ctx.resumed_from_step)
         bar = ConsoleProgress(f"train {behavior} (fast)", enabled=self.show_progress)
         log_path = ws.logs / "trainer.log"
         progress: list[Progress] = []
@@ -314,6 +377,8 @@ class UnityMLOpsOrchestrator:
             deadline = time.monotonic() + ctx.job.timeout_s if ctx.job.timeout_s else None
             out = trainer.train(resume=resume, cancel=ctx.cancel, deadline=deadline)
         bar.done()
+        if resume:
+            ctx.resumed_from_step = out["resumed_from_step"]
         ctx.training = TrainingOutcome(returncode=0, run_dir=ws.run_dir, onnx_path=Path(out["onnx"]),
                                        final_step=out["final_step"], max_steps=cfg.max_steps,
                                        interrupted=out["interrupted"] and ctx.cancel.is_set(),
@@ -322,6 +387,7 @@ class UnityMLOpsOrchestrator:
         reason = ctx.training.failure_reason()
         if reason:
             raise StageError("train", reason, log_tail=log_tail(log_path))
+        self._mark_trained(ctx)
 
     def _pretrain(self, ctx: JobContext) -> str:
         """Offline behavior cloning from the demonstrations (no environment interaction); returns the run id the
@@ -338,7 +404,7 @@ class UnityMLOpsOrchestrator:
             raise StageError("train", f"demonstrations unusable: {exc}") from None
         if problems:
             raise StageError("train", "demonstrations do not match the behavior: " + "; ".join(problems))
-        run_id = f"{ws.job_id}-bc"
+        run_id = f"{ws.run_dir.name}-bc"
         out = ws.training / run_id
         env = self._trainer_environment()
         script = Path(__file__).resolve().parent.parent / "trainer" / "pretrain_bc.py"
@@ -402,7 +468,7 @@ class UnityMLOpsOrchestrator:
             if path.is_file():
                 files[name] = path
         lineage = {
-            "job_id": job.job_id,
+            "job_id": job.job_id, "run_key": ctx.state.run_key, "attempt": ctx.state.attempt,
             "spec_sha256": _sha256_json(job.asset_spec.model_dump(mode="json")),
             "rl_config_sha256": _sha256_json(job.rl_config.model_dump(mode="json")),
             "trainer_config_sha256": hashlib.sha256(ctx.generated.trainer_config.read_bytes()).hexdigest(),
@@ -418,6 +484,7 @@ class UnityMLOpsOrchestrator:
             asset_id=job.asset_spec.asset_id, asset_name=job.asset_spec.name,
             behavior_name=ctx.definition.behavior_name, job_id=job.job_id, model_path=ctx.training.onnx_path,
             files=files, metrics=self._summary_metrics(ctx), lineage=lineage, git_sha=sha,
+            run_key=ctx.state.run_key,
         )
         try:
             ctx.version = self.registry.register(request)
@@ -428,12 +495,13 @@ class UnityMLOpsOrchestrator:
     # ------------------------------------------------------------------ helpers
     def _notify_outcome(self, ctx: JobContext, result: TrainingResult) -> None:
         base = {"job_id": result.job_id, "asset_id": ctx.job.asset_spec.asset_id, "model_version": result.model_version}
+        key = ctx.state.run_key  # a run announces its outcome once, even when a restart finishes it
         if result.succeeded:
-            model = (ctx.evaluation.get("model") or {}) if ctx.evaluation else {}
-            self.notify("model.registered", {**base, "uri": ctx.version.uri if ctx.version else None})
+            model = (result.metrics.get("evaluation") or {}).get("model") or {}
+            self.notify("model.registered", {**base, "uri": ctx.version.uri if ctx.version else None}, key=key)
             self.notify("job.completed", {**base, "success_rate": model.get("success_rate"),
                                           "mean_reward": model.get("mean_reward"),
-                                          "trained_model_path": result.trained_model_path})
+                                          "trained_model_path": result.trained_model_path}, key=key)
         else:
             self.notify("job.failed", {**base, "status": result.status, "stage": result.failed_stage,
                                        "message": result.error, "log_tail": (result.log_tail or "")[-2000:]})
@@ -467,19 +535,9 @@ class UnityMLOpsOrchestrator:
                  if p.stem.rsplit("-", 1)[1].isdigit() and p.with_suffix(".pt").is_file()]
         return max(steps) if steps else None
 
-    def _attach_job_log(self, ws: JobWorkspace) -> list[logging.Handler]:
-        """The job's own log file (and the console when nobody configured logging: plain scripts)."""
-        if self.show_progress:
-            ensure_console_logging()
-        handler = logging.FileHandler(ws.logs / "pipeline.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger = logging.getLogger("unity_mlops")
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET or logger.level > logging.INFO:
-            logger.setLevel(logging.INFO)
-        return [handler]
-
     def _summary_metrics(self, ctx: JobContext) -> dict[str, Any]:
+        if ctx.recovered and ctx.version is not None:
+            return ctx.version.metrics  # what the run registered before the restart
         out: dict[str, Any] = {}
         t = ctx.training
         if t is not None:
@@ -522,9 +580,9 @@ class UnityMLOpsOrchestrator:
             trained_model_path=str(ctx.version.model_path) if ctx.version else None,
             model_uri=ctx.version.uri if ctx.version else None,
             metrics=self._summary_metrics(ctx), artifacts=artifacts,
-            failed_stage=exc.stage if exc else None, error=exc.message if exc else None,
-            log_tail=exc.log_tail or None if exc else None,
-            finished_at=datetime.now(timezone.utc),
+            failed_stage=exc.stage if exc else None, error=redact(exc.message) if exc else None,
+            log_tail=redact(exc.log_tail) or None if exc else None,
+            started_at=ctx.started_at, finished_at=datetime.now(timezone.utc),
         )
 
 

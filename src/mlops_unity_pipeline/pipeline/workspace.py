@@ -3,11 +3,13 @@
     <root>/<job_id>/job.json          the job as run
                     generated/        trainer_config.yaml, <Behavior>Agent.cs, behavior.json
                     build/            the headless player (or the Unity build)
-                    training/         the ML-Agents results tree (<job_id>/<Behavior>.onnx, TensorBoard events)
+                    training/         ML-Agents results, a run per attempt: <job_id>[-attemptN]/<Behavior>.onnx,
+                                      checkpoints, TensorBoard events
                     logs/             pipeline.log, build.log, trainer.log
                     evaluation.json   held-out evaluation (and the random baseline)
                     metrics.json      the job's metrics, written for success and failure
                     result.json       the TrainingResult
+                    state.json        where a restart continues from (`jobstate.JobState`)
 
 `tensorboard --logdir <root>` finds every job's events.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +28,26 @@ from ..errors import UserError
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
+    """Replace `path` whole, durably: a reader (or a restart after kill -9) sees the old or the new content."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
 class JobWorkspace:
     root: Path
     job_id: str
+    run_id: str | None = None  # the trainer's run id: one per attempt (the job id for the first)
     _lock_fd: int | None = field(default=None, repr=False)
 
     @property
@@ -55,7 +68,7 @@ class JobWorkspace:
 
     @property
     def run_dir(self) -> Path:
-        return self.training / self.job_id
+        return self.training / (self.run_id or self.job_id)
 
     @property
     def logs(self) -> Path:

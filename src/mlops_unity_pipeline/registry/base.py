@@ -42,6 +42,9 @@ class RegistrationRequest:
     metrics: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     git_sha: str = "nogit"
+    # The run's identity (a scheduler run key, or `<job_id>#<attempt>`): registering the same run again returns
+    # the version it already made instead of a new one.
+    run_key: str | None = None
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ModelVersion:
     metrics: dict[str, Any]
     lineage: dict[str, Any]
     uri: str
+    run_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class ModelVersion:
             "metrics": self.metrics,
             "lineage": self.lineage,
             "uri": self.uri,
+            "run_key": self.run_key,
         }
 
 
@@ -82,7 +87,12 @@ class ModelRegistry(ABC):
     """Immutable, numbered model versions per asset."""
 
     @abstractmethod
-    def register(self, request: RegistrationRequest) -> ModelVersion: ...
+    def register(self, request: RegistrationRequest) -> ModelVersion:
+        """Idempotent per `request.run_key`: a run registers at most one version, however often it is retried."""
+
+    @abstractmethod
+    def find_run(self, run_key: str) -> ModelVersion | None:
+        """The version a run registered, if it did."""
 
     @abstractmethod
     def get(self, version: str) -> ModelVersion: ...

@@ -47,9 +47,19 @@ CREATE TABLE IF NOT EXISTS versions (
     files_json     TEXT NOT NULL,
     metrics_json   TEXT NOT NULL,
     lineage_json   TEXT NOT NULL,
+    run_key        TEXT,
     UNIQUE (asset_name, run_number)
 );
 """
+_COLUMNS = ("version, asset_name, asset_id, behavior_name, run_number, job_id, created_at, model_sha256, model_file, "
+            "files_json, metrics_json, lineage_json, run_key")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Stores made before runs were recorded get the column; a run maps to at most one version."""
+    if "run_key" not in {r[1] for r in conn.execute("PRAGMA table_info(versions)")}:
+        conn.execute("ALTER TABLE versions ADD COLUMN run_key TEXT")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS versions_by_run ON versions (run_key) WHERE run_key IS NOT NULL")
 
 
 def sha256_file(path: Path) -> str:
@@ -81,6 +91,8 @@ class LocalModelRegistry(ModelRegistry):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             conn = connect(self.db_path, None if self._schema_ready else _SCHEMA)
+            if not self._schema_ready:
+                _migrate(conn)
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the model registry at {self.root}: {exc}") from None
         self._schema_ready = True
@@ -107,6 +119,10 @@ class LocalModelRegistry(ModelRegistry):
 
     # ------------------------------------------------------------------ API
     def register(self, request: RegistrationRequest) -> ModelVersion:
+        if request.run_key:
+            existing = self.find_run(request.run_key)
+            if existing is not None:
+                return existing
         if not request.model_path.is_file():
             raise RegistryError(f"model file not found: {request.model_path}")
         try:
@@ -123,6 +139,12 @@ class LocalModelRegistry(ModelRegistry):
         with closing(self._connect()) as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                if request.run_key:  # a racing retry of the same run may have committed since the check above
+                    done = conn.execute("SELECT version FROM versions WHERE run_key = ?",
+                                        (request.run_key,)).fetchone()
+                    if done is not None:
+                        conn.execute("ROLLBACK")
+                        return self.get(done[0])
                 row = conn.execute(
                     "SELECT COALESCE(MAX(run_number), 0) FROM versions WHERE asset_name = ?", (asset,)
                 ).fetchone()
@@ -130,12 +152,12 @@ class LocalModelRegistry(ModelRegistry):
                 version = format_version(request.asset_name, now, request.git_sha, run_number)
                 self._assemble(self._staging(version), version, model_file, model_sha, files, request, now)
                 conn.execute(
-                    "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         version, asset, request.asset_id, request.behavior_name, run_number, request.job_id,
                         now.isoformat(), model_sha, model_file, json.dumps(files, sort_keys=True),
                         json.dumps(request.metrics, sort_keys=True, default=str),
-                        json.dumps(request.lineage, sort_keys=True, default=str),
+                        json.dumps(request.lineage, sort_keys=True, default=str), request.run_key,
                     ),
                 )
                 os.replace(self._staging(version), self.models / version)
@@ -170,30 +192,37 @@ class LocalModelRegistry(ModelRegistry):
             "version": version, "asset_id": request.asset_id, "asset_name": request.asset_name,
             "behavior_name": request.behavior_name, "job_id": request.job_id, "created_at": now.isoformat(),
             "model": {"file": model_file, "sha256": model_sha}, "files": files,
-            "metrics": request.metrics, "lineage": request.lineage,
+            "metrics": request.metrics, "lineage": request.lineage, "run_key": request.run_key,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         (staging / "manifest.json").chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
     def _from_row(self, row: tuple) -> ModelVersion:
         (version, asset, asset_id, behavior, run_number, job_id, created, sha, model_file, files_json,
-         metrics_json, lineage_json) = row
+         metrics_json, lineage_json, run_key) = row
         path = self.models / version / model_file
         return ModelVersion(
             version=version, asset_id=asset_id, asset_name=asset, behavior_name=behavior, run_number=run_number,
             job_id=job_id, created_at=created, model_path=path, model_sha256=sha,
             files=json.loads(files_json), metrics=json.loads(metrics_json), lineage=json.loads(lineage_json),
-            uri=f"file://{self.models / version}",
+            uri=f"file://{self.models / version}", run_key=run_key,
         )
 
     def get(self, version: str) -> ModelVersion:
         if not self.db_path.exists():
             raise VersionNotFound(f"model version {version!r} not found (the registry at {self.root} is empty)")
         with closing(self._connect()) as conn:
-            row = conn.execute("SELECT * FROM versions WHERE version = ?", (version,)).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (version,)).fetchone()
         if row is None:
             raise VersionNotFound(f"model version {version!r} not found in {self.root}")
         return self._from_row(row)
+
+    def find_run(self, run_key: str) -> ModelVersion | None:
+        if not self.db_path.exists():
+            return None
+        with closing(self._connect()) as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE run_key = ?", (run_key,)).fetchone()
+        return self._from_row(row) if row else None
 
     def list(self, asset_name: str | None = None) -> list[ModelVersion]:
         if not self.db_path.exists():
@@ -201,9 +230,9 @@ class LocalModelRegistry(ModelRegistry):
         with closing(self._connect()) as conn:
             if asset_name:
                 rows = conn.execute(
-                    "SELECT * FROM versions WHERE asset_name = ? ORDER BY run_number",
+                    f"SELECT {_COLUMNS} FROM versions WHERE asset_name = ? ORDER BY run_number",
                     (registry_asset_name(asset_name),),
                 ).fetchall()
             else:
-                rows = conn.execute("SELECT * FROM versions ORDER BY asset_name, run_number").fetchall()
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM versions ORDER BY asset_name, run_number").fetchall()
         return [self._from_row(r) for r in rows]

@@ -98,7 +98,11 @@ class VertexModelRegistry(ModelRegistry):
         from google.api_core import exceptions as gexc
         from google.cloud import aiplatform
 
-        version = self.local.register(request)
+        version = self.local.register(request)  # idempotent per run: a retried run gets its version back
+        link = self.vertex_version(version.version)
+        if link:  # this run already completed its remote registration
+            version.uri = f"{link[0]}@{link[1]}"
+            return version
         asset = registry_asset_name(request.asset_name)
         try:
             artifact_uri = self._upload_artifacts(version)
@@ -128,6 +132,11 @@ class VertexModelRegistry(ModelRegistry):
         if link:
             v.uri = f"{link[0]}@{link[1]}"
         return v
+
+    def find_run(self, run_key: str) -> ModelVersion | None:
+        """Only a run whose remote registration completed counts: otherwise its retry must finish it."""
+        found = self.local.find_run(run_key)
+        return self.get(found.version) if found and self.vertex_version(found.version) else None
 
     def list(self, asset_name: str | None = None) -> list[ModelVersion]:
         return [self.get(v.version) for v in self.local.list(asset_name)]

@@ -6,6 +6,7 @@ Secrets are never written in it: a webhook's secret is read from the environment
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ from pydantic import Field, field_validator
 
 from ..errors import SpecError
 from ..specs import TrainingSchedule, _Model, load_document, parse_model
-from ..webhooks.outbox import Endpoint
+from ..webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S, Endpoint
 
 
 class WebhookConfig(_Model):
     url: str
+    name: str | None = Field(default=None, description="What the outbox stores to refer to this endpoint "
+                                                         "(default: the URL without credentials and query).")
     secret_env: str | None = Field(default=None, description="Environment variable holding the whsec_ secret.")
     events: list[str] = Field(default_factory=list, description="Event types to send; empty: all.")
 
@@ -29,7 +32,7 @@ class WebhookConfig(_Model):
             if not secret:
                 raise SpecError(f"webhook secret variable {self.secret_env} is not set",
                                 hint=f"export {self.secret_env}=whsec_... (or remove secret_env)")
-        return Endpoint(self.url, secret, tuple(self.events))
+        return Endpoint(self.url, secret, tuple(self.events), name=self.name)
 
 
 class HealthConfig(_Model):
@@ -58,6 +61,10 @@ class SchedulerConfig(_Model):
     grace_period_s: float = 120.0
     health: HealthConfig = Field(default_factory=HealthConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE_S),
+        description="Delays before each webhook retry (default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); a "
+                    "delivery is dead-lettered after the last one fails.")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     schedules: list[TrainingSchedule] = Field(default_factory=list)
 
@@ -69,6 +76,14 @@ class SchedulerConfig(_Model):
             raise ValueError(f"duplicate schedule_id values: {ids}")
         return v
 
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _retry_schedule(cls, v: list[float]) -> list[float]:
+        if not 1 <= len(v) <= 50 or not all(math.isfinite(d) and 0 <= d <= 7 * 86400 for d in v):
+            raise ValueError("webhook_retry_schedule_s must list 1 to 50 delays, each finite and between 0 and "
+                             f"604800 seconds, got {v}")
+        return v
+
     @field_validator("max_concurrent_jobs")
     @classmethod
     def _concurrency(cls, v: int) -> int:
@@ -78,6 +93,13 @@ class SchedulerConfig(_Model):
 
     def endpoints(self) -> list[Endpoint]:
         return [w.endpoint() for w in self.webhooks]
+
+    def outbox(self, state_dir: Path):
+        """The webhook outbox of this configuration (plus `WEBHOOK_URL` from the environment)."""
+        from ..webhooks.outbox import WebhookOutbox
+
+        return WebhookOutbox.from_environment(state_dir / "webhooks.db", self.endpoints(),
+                                              tuple(self.webhook_retry_schedule_s))
 
     def resolved_state_dir(self, base: Path | None = None) -> Path:
         from ..pipeline.orchestrator import STATE_DIRNAME

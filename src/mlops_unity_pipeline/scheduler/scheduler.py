@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..failpoints import failpoint
 from ..logs import ensure_console_logging
 from ..pipeline.orchestrator import STATE_DIRNAME, UnityMLOpsOrchestrator
 from ..specs import TrainingJob, TrainingResult, TrainingSchedule
@@ -102,13 +103,16 @@ class TrainingScheduler:
         self.ready = False
         self._stop: asyncio.Event | None = None
         self._stopping = False
-        ensure_console_logging()
+        ensure_console_logging(timestamps=True)
 
     # ------------------------------------------------------------------ configuration
     def add_schedule(self, schedule: TrainingSchedule) -> None:
+        """Add a schedule and persist it. Takes the state store's lock first: a scheduler that is refused
+        because another one runs on the store has changed nothing in it."""
         if schedule.schedule_id in self.schedules:
             raise ValueError(f"schedule {schedule.schedule_id!r} is already added")
         trigger = CronTrigger(schedule.cron_expression, schedule.timezone)
+        self.store.acquire()
         self.schedules[schedule.schedule_id] = _Schedule(schedule, trigger)
         state = self.store.upsert_schedule(schedule.schedule_id, schedule.model_dump(mode="json"), self.clock())
         nxt = trigger.next_after(state["last_fire"])
@@ -216,14 +220,16 @@ class TrainingScheduler:
             self.store.update_run(row.run_key, status="failed", finished_at=now, error="asset no longer scheduled")
             return
         job = TrainingJob(job_id=row.job_id, asset_spec=asset, rl_config=spec.rl_config, timeout_s=spec.job_timeout_s)
-        row.attempts += 1
-        self.store.update_run(row.run_key, status="running", started_at=now, attempts=row.attempts)
-        log.info("starting %s (attempt %d)", row.job_id, row.attempts)
-        task = asyncio.ensure_future(self.orchestrator.execute_training_job(job))
+        self.store.update_run(row.run_key, status="running", started_at=now)
+        log.info("starting %s (attempt %d%s)", row.job_id, row.attempts + 1,
+                 f", resumed after {row.restarts} restart(s)" if row.restarts else "")
+        # the run key makes a restarted run continue (and never register twice)
+        task = asyncio.ensure_future(self.orchestrator.execute_training_job(job, run_key=row.run_key))
         self.running[row.run_key] = _Running(row, task)
         task.add_done_callback(lambda t, r=row, s=spec: self._finished(r, s, t))
 
     def _finished(self, row: RunRow, spec: TrainingSchedule, task: asyncio.Task) -> None:
+        failpoint("finished")
         self.running.pop(row.run_key, None)
         now = self.clock()
         try:
@@ -232,21 +238,24 @@ class TrainingScheduler:
             log.error("job %s crashed the orchestrator: %r", row.job_id, exc)
             result = TrainingResult(job_id=row.job_id, status="failed", failed_stage="orchestrator", error=str(exc))
         self.history.append(result)
-        if result.succeeded:
-            self.store.update_run(row.run_key, status="completed", finished_at=now,
-                                  model_version=result.model_version, error=None)
-            log.info("job %s completed: %s", row.job_id, result.model_version)
-        elif result.status == "cancelled" and self._stopping:
+        if result.status == "cancelled" and self._stopping:  # not an attempt: it resumes on the next start
             self.store.update_run(row.run_key, status="interrupted", error="stopped by shutdown; resumes on restart")
             log.info("job %s interrupted with a checkpoint; it resumes on the next start", row.job_id)
+            self.store.prune(row.schedule_id)
+            return
+        row.attempts += 1
+        if result.succeeded:
+            self.store.update_run(row.run_key, status="completed", finished_at=now, attempts=row.attempts,
+                                  model_version=result.model_version, error=None)
+            log.info("job %s completed: %s", row.job_id, result.model_version)
         elif row.attempts <= spec.max_retries:
             delay = spec.retry_backoff_s * 2 ** (row.attempts - 1)
             self.store.update_run(row.run_key, status="pending", not_before=now + timedelta(seconds=delay),
-                                  error=f"{result.failed_stage}: {result.error}")
+                                  attempts=row.attempts, error=f"{result.failed_stage}: {result.error}")
             log.warning("job %s failed in %s; retry %d of %d in %.0f s", row.job_id, result.failed_stage,
                         row.attempts, spec.max_retries, delay)
         else:
-            self.store.update_run(row.run_key, status="failed", finished_at=now,
+            self.store.update_run(row.run_key, status="failed", finished_at=now, attempts=row.attempts,
                                   error=f"{result.failed_stage}: {result.error}")
             log.error("job %s failed in stage %s: %s", row.job_id, result.failed_stage, result.error)
         self.store.prune(row.schedule_id)

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     job_id        TEXT NOT NULL,
     status        TEXT NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
+    restarts      INTEGER NOT NULL DEFAULT 0,
     not_before    TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     started_at    TEXT,
@@ -72,11 +73,12 @@ class RunRow:
     not_before: datetime
     model_version: str | None = None
     error: str | None = None
+    restarts: int = 0  # resumptions after the scheduler was killed or stopped: not failures
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_key": self.run_key, "schedule_id": self.schedule_id, "asset_id": self.asset_id,
                 "slot": iso(self.slot), "job_id": self.job_id, "status": self.status, "attempts": self.attempts,
-                "model_version": self.model_version, "error": self.error}
+                "restarts": self.restarts, "model_version": self.model_version, "error": self.error}
 
 
 class StateStore:
@@ -85,13 +87,26 @@ class StateStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.dir / "scheduler.db"
         self._lock_fd: int | None = None
-        connect(self.db_path, _SCHEMA).close()
+        self._schema_ready = False
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.db_path)
+        """Opening creates the schema lazily: a refused scheduler (the lock is held) has written nothing."""
+        conn = connect(self.db_path, None if self._schema_ready else _SCHEMA)
+        if not self._schema_ready:
+            if "restarts" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
+                conn.execute("ALTER TABLE runs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
+            self._schema_ready = True
+        return conn
+
+    @property
+    def holds_lock(self) -> bool:
+        return self._lock_fd is not None
 
     # ------------------------------------------------------------------ single active scheduler
     def acquire(self) -> None:
+        """Become the one active scheduler of this store (idempotent). Taken before any write."""
+        if self._lock_fd is not None:
+            return
         path = self.dir / "scheduler.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -123,6 +138,12 @@ class StateStore:
                 "ON CONFLICT(schedule_id) DO UPDATE SET spec_json=excluded.spec_json, updated_at=excluded.updated_at",
                 (schedule_id, json.dumps(spec, sort_keys=True), iso(now), iso(now)))
         return self.get_schedule(schedule_id)
+
+    def insert_schedule_if_absent(self, schedule_id: str, spec: dict[str, Any], now: datetime) -> None:
+        """For clients of a running scheduler (`schedule trigger`): never change the spec it runs with."""
+        with closing(self._connect()) as conn:
+            conn.execute("INSERT OR IGNORE INTO schedules (schedule_id, spec_json, last_fire, updated_at) "
+                         "VALUES (?,?,?,?)", (schedule_id, json.dumps(spec, sort_keys=True), iso(now), iso(now)))
 
     def get_schedule(self, schedule_id: str) -> dict[str, Any]:
         with closing(self._connect()) as conn:
@@ -173,8 +194,8 @@ class StateStore:
     def _rows(self, where: str, args: tuple) -> list[RunRow]:
         with closing(self._connect()) as conn:
             rows = conn.execute("SELECT run_key, schedule_id, asset_id, slot, job_id, status, attempts, not_before, "
-                                f"model_version, error FROM runs WHERE {where}", args).fetchall()
-        return [RunRow(r[0], r[1], r[2], parse(r[3]), r[4], r[5], r[6], parse(r[7]), r[8], r[9])  # type: ignore[arg-type]
+                                f"model_version, error, restarts FROM runs WHERE {where}", args).fetchall()
+        return [RunRow(r[0], r[1], r[2], parse(r[3]), r[4], r[5], r[6], parse(r[7]), r[8], r[9], r[10])  # type: ignore[arg-type]
                 for r in rows]
 
     def pending_runs(self) -> list[RunRow]:
@@ -187,10 +208,12 @@ class StateStore:
         return self._rows("schedule_id=? ORDER BY slot DESC, run_key LIMIT ?", (schedule_id, limit))
 
     def recover_interrupted(self) -> list[RunRow]:
-        """Runs a previous process left running (killed) or interrupted (SIGTERM): back to pending, to resume."""
+        """Runs a previous process left running (killed) or interrupted (SIGTERM): back to pending, to resume.
+        A restart is counted apart from failures, so it never uses up a run's retries."""
         rows = self._rows("status IN ('running', 'interrupted')", ())
         with closing(self._connect()) as conn:
-            conn.execute("UPDATE runs SET status='pending' WHERE status IN ('running', 'interrupted')")
+            conn.execute("UPDATE runs SET status='pending', restarts=restarts+1 "
+                         "WHERE status IN ('running', 'interrupted')")
         return rows
 
     def prune(self, schedule_id: str, keep: int = HISTORY_LIMIT) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from ..errors import SpecError
 
@@ -33,6 +33,11 @@ class CronTrigger:
             raise SpecError(f"timezone {tz!r} is not an IANA time zone name",
                             hint="use a name such as 'UTC', 'Europe/Berlin' or 'America/New_York'") from None
         self.expression = expression
+        try:  # valid fields can still describe a date that never comes (`0 0 31 2 *`)
+            self.next_after(datetime(2000, 1, 1, tzinfo=timezone.utc))
+        except (CroniterError, ValueError, OverflowError) as exc:
+            raise SpecError(f"cron_expression {expression!r} never fires ({exc})",
+                            hint="check the day-of-month against the month, e.g. February has no 30th") from None
 
     def next_after(self, after: datetime) -> datetime:
         """The first fire time strictly after `after` (aware), in UTC."""

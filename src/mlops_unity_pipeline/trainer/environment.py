@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import TrainerEnvError
+from ..redaction import child_environment
 
 MLAGENTS_VERSION = "1.1.0"
 WHEELS = {
@@ -167,11 +168,15 @@ class TrainerEnvironment:
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The product's environment minus variables that would leak its packages into the trainer's Python."""
+    """What processes of the trainer environment inherit: an allow-list (no product packages on PYTHONPATH, no
+    webhook or cloud credentials: a trainer that prints its environment must not leak them)."""
+    return child_environment(extra)
+
+
+def _setup_env() -> dict[str, str]:
+    """pip during setup needs the user's index configuration (PIP_*, proxies), but not the product's packages."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.setdefault("PYTHONUNBUFFERED", "1")
-    if extra:
-        env.update(extra)
     return env
 
 
@@ -181,7 +186,7 @@ def _run(cmd: list[str], what: str, progress: Progress, log: Path) -> None:
     with log.open("a", encoding="utf-8") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=clean_env())
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_setup_env())
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
         raise TrainerEnvError(

@@ -7,12 +7,12 @@ player also exit 0). To stop a run we send SIGINT, on which ML-Agents saves a ch
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .environment import TrainerEnvironment, clean_env
 
+PORT_IN_USE = "UnityWorkerInUseException"
 PROGRESS_RE = re.compile(
     r"\[INFO\] (?P<behavior>[^.\s]+)\. Step: (?P<step>\d+)\. Time Elapsed: (?P<elapsed>[\d.]+) s\."
     r"(?: Mean Reward: (?P<reward>-?[\d.]+(?:e-?\d+)?)\.)?"
@@ -53,6 +54,7 @@ class TrainingOutcome:
     timed_out: bool
     log_path: Path
     progress: list[Progress] = field(default_factory=list)
+    port_in_use: bool = False  # the trainer could not listen on its base port (another process took it)
 
     @property
     def onnx_exists(self) -> bool:
@@ -79,24 +81,6 @@ class TrainingOutcome:
         if not self.onnx_exists:
             return f"the trainer exited 0 but did not write {self.onnx_path}"
         return f"the trainer stopped at step {self.final_step}, before max_steps={self.max_steps}"
-
-
-def free_port_range(count: int, start: int = 5005, stop: int = 60000) -> int:
-    """A base port such that `count` consecutive ports are free on localhost (players use base+worker)."""
-    port = start
-    while port + count < stop:
-        ok = True
-        for p in range(port, port + count):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("localhost", p))
-                except OSError:
-                    ok = False
-                    port = p + 1
-                    break
-        if ok:
-            return port
-    raise RuntimeError("no free port range for the trainer")
 
 
 def _kill_group(pgid: int) -> None:
@@ -207,6 +191,7 @@ def run_trainer(
     """Run the trainer to completion, a timeout or cancellation (SIGINT, then SIGKILL after `grace_s`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     progress: list[Progress] = []
+    port_in_use = False
     interrupted = timed_out = False
     env = clean_env({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     with log_path.open("a", encoding="utf-8") as log:
@@ -221,9 +206,11 @@ def run_trainer(
         deadline = time.monotonic() + timeout_s if timeout_s else None
 
         def pump() -> None:
+            nonlocal port_in_use
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
+                port_in_use = port_in_use or PORT_IN_USE in line
                 if on_line:
                     on_line(line.rstrip("\n"))
                 m = PROGRESS_RE.search(line)
@@ -237,7 +224,8 @@ def run_trainer(
                     if on_progress:
                         on_progress(p)
 
-        reader = threading.Thread(target=pump, daemon=True)
+        context = contextvars.copy_context()  # the job's log context follows its progress lines
+        reader = threading.Thread(target=context.run, args=(pump,), daemon=True)
         reader.start()
         stop_sent: float | None = None
         while proc.poll() is None:
@@ -271,4 +259,5 @@ def run_trainer(
         timed_out=timed_out,
         log_path=log_path,
         progress=progress,
+        port_in_use=port_in_use,
     )

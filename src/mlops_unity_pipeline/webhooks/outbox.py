@@ -1,10 +1,19 @@
 """Lifecycle webhooks with a durable outbox: an event is written to disk before any attempt to send it.
 
 Delivery never blocks or fails a job. A background thread sends pending deliveries; failures (network errors,
-408/425/429/5xx) are retried with exponential backoff and full jitter, honouring `Retry-After`, with the same
-`webhook-id` on every attempt so receivers can deduplicate. Other 4xx answers, or too many attempts, move the
-delivery to the dead-letter list; `unity-mlops webhooks replay` puts it back. Deliveries still pending when the
-process exits are sent by the next process that opens the outbox.
+408/425/429/5xx) are retried on a schedule that spans more than a day (as Standard Webhooks/Svix senders do:
+immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; each delay ±20 % jitter, and never before `Retry-After`),
+with the same `webhook-id` on every attempt so receivers can deduplicate. Other 4xx answers, or an exhausted
+schedule, move the delivery to the dead-letter list; `unity-mlops webhooks replay` puts it back.
+
+Any number of senders, in any processes, may share one outbox: a sender *claims* a delivery (a lease that expires)
+in one atomic update before it posts it, and records the outcome only while it still holds the lease, so no two
+senders post the same message at once, and a sender that dies mid-post leaves a lease that expires and is retried.
+An event emitted with a key (a run's identity) has a message id derived from it, so a restarted run that emits its
+outcome again adds nothing.
+
+The outbox stores an endpoint *reference* (its configured name, or its URL without credentials and query), never
+the URL's credentials or the signing secret: they are resolved from the configuration when a message is sent.
 
 Signing follows Standard Webhooks: headers `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
 HMAC-SHA256 of "{id}.{timestamp}.{body}">` with the key from a `whsec_` secret.
@@ -17,8 +26,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -33,6 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SpecError
+from ..redaction import redact_data, register_secret, url_secrets
 from ..sqlite_store import connect
 
 log = logging.getLogger("unity_mlops.webhooks")
@@ -40,6 +52,10 @@ log = logging.getLogger("unity_mlops.webhooks")
 EVENT_TYPES = ("schedule.started", "schedule.missed", "job.started", "job.completed", "job.failed",
                "model.registered")
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+# seconds before attempt 2, 3, ...: attempt 8 comes ~27.6 h after the first
+DEFAULT_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+JITTER = 0.2
+MAX_RETRY_AFTER_S = 86400.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -53,8 +69,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt  REAL NOT NULL,
     last_error    TEXT,
     delivered_at  REAL,
+    lease_owner   TEXT,
+    lease_until   REAL,
     PRIMARY KEY (id, endpoint)
 );
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt);
 """
 
 
@@ -72,6 +91,11 @@ class Endpoint:
     url: str
     secret: str | None = None
     events: tuple[str, ...] = ()  # empty: every event
+    name: str | None = None  # what the outbox stores; default: the URL without credentials and query
+
+    @property
+    def ref(self) -> str:
+        return self.name or redact_url(self.url)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -88,6 +112,9 @@ class Endpoint:
         unknown = set(self.events) - set(EVENT_TYPES)
         if unknown:
             raise SpecError(f"unknown webhook event types {sorted(unknown)}; known: {', '.join(EVENT_TYPES)}")
+        register_secret(self.secret)
+        for value in url_secrets(self.url):
+            register_secret(value)
 
     def wants(self, event_type: str) -> bool:
         return not self.events or event_type in self.events
@@ -137,9 +164,7 @@ class WebhookOutbox:
 
     path: Path
     endpoints: list[Endpoint] = field(default_factory=list)
-    max_attempts: int = 8
-    base_delay_s: float = 1.0
-    max_delay_s: float = 300.0
+    retry_schedule_s: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_S
     timeout_s: float = 10.0
     clock: Callable[[], float] = time.time
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -149,30 +174,68 @@ class WebhookOutbox:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connect(self.path, _SCHEMA).close()
+        self.retry_schedule_s = tuple(float(d) for d in self.retry_schedule_s)
+        if not all(math.isfinite(d) and d >= 0 for d in self.retry_schedule_s):
+            raise SpecError(f"webhook retry delays must be finite and >= 0, got {list(self.retry_schedule_s)}")
+        refs = [e.ref for e in self.endpoints]
+        if len(set(refs)) != len(refs):
+            raise SpecError(f"two webhook endpoints share the reference {refs}",
+                            hint="give each webhook a distinct `name`")
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this sender's lease id
+        self.lease_s = 3 * self.timeout_s + 30
+        with closing(connect(self.path, _SCHEMA)) as conn:
+            self._migrate(conn)
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule_s) + 1
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Older outboxes stored the full URL (credentials included): add the lease columns and replace stored
+        URLs by endpoint references."""
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(deliveries)")}
+        for col, kind in (("lease_owner", "TEXT"), ("lease_until", "REAL")):
+            if col not in cols:
+                conn.execute(f"ALTER TABLE deliveries ADD COLUMN {col} {kind}")
+        stored = [r[0] for r in conn.execute("SELECT DISTINCT endpoint FROM deliveries WHERE endpoint LIKE '%://%'")]
+        by_url = {e.url: e.ref for e in self.endpoints}
+        for value in stored:
+            ref = by_url.get(value) or redact_url(value)
+            if ref != value:
+                conn.execute("UPDATE OR IGNORE deliveries SET endpoint=? WHERE endpoint=?", (ref, value))
+                conn.execute("DELETE FROM deliveries WHERE endpoint=?", (value,))  # duplicates of kept rows
 
     @classmethod
-    def from_environment(cls, path: Path, extra: list[Endpoint] | None = None) -> WebhookOutbox:
-        """`WEBHOOK_URL` (optionally with `WEBHOOK_SECRET`) plus configured endpoints."""
+    def from_environment(cls, path: Path, extra: list[Endpoint] | None = None,
+                         retry_schedule_s: tuple[float, ...] | None = None) -> WebhookOutbox:
+        """`WEBHOOK_URL` (optionally with `WEBHOOK_SECRET`; stored as the reference `WEBHOOK_URL`) plus configured
+        endpoints."""
         endpoints = list(extra or [])
         url = os.environ.get("WEBHOOK_URL", "").strip()
         if url:
-            endpoints.append(Endpoint(url, os.environ.get("WEBHOOK_SECRET") or None))
-        return cls(path, endpoints)
+            endpoints.append(Endpoint(url, os.environ.get("WEBHOOK_SECRET") or None, name="WEBHOOK_URL"))
+        if retry_schedule_s is None:
+            return cls(path, endpoints)
+        return cls(path, endpoints, retry_schedule_s=retry_schedule_s)
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path)
 
     # ------------------------------------------------------------------ producing
-    def emit(self, event_type: str, data: dict[str, Any]) -> str | None:
-        """Record the event for every interested endpoint (durably) and wake the sender; never raises."""
+    def emit(self, event_type: str, data: dict[str, Any], key: str | None = None) -> str | None:
+        """Record the event for every interested endpoint (durably) and wake the sender; never raises. With a
+        `key`, the message id is derived from (key, event type): emitting it again adds nothing."""
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type}")
         targets = [e for e in self.endpoints if e.wants(event_type)]
         if not targets:
             return None
-        msg_id = f"msg_{uuid.uuid4().hex}"
+        if key is None:
+            msg_id = f"msg_{uuid.uuid4().hex}"
+        else:
+            msg_id = "msg_" + hashlib.sha256(f"{key}\0{event_type}".encode()).hexdigest()[:32]
         now = self.clock()
+        data = redact_data(data)
         body = json.dumps({
             "type": event_type, "id": msg_id,
             "timestamp": datetime.fromtimestamp(now, timezone.utc).isoformat(),
@@ -182,9 +245,9 @@ class WebhookOutbox:
             with closing(self._connect()) as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 for e in targets:
-                    conn.execute("INSERT INTO deliveries (id, endpoint, event_type, body, created_at, status, "
-                                 "next_attempt) VALUES (?,?,?,?,?, 'pending', ?)", (msg_id, e.url, event_type,
-                                                                                    body, now, now))
+                    conn.execute("INSERT OR IGNORE INTO deliveries (id, endpoint, event_type, body, created_at, "
+                                 "status, next_attempt) VALUES (?,?,?,?,?, 'pending', ?)",
+                                 (msg_id, e.ref, event_type, body, now, now))
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:  # a broken outbox must not fail the job
             log.error("could not record webhook event %s: %s", event_type, exc)
@@ -194,67 +257,92 @@ class WebhookOutbox:
 
     # ------------------------------------------------------------------ sending
     def deliver_due(self, client=None) -> int:
-        """Attempt every delivery that is due now; returns how many were attempted."""
+        """Claim and attempt every delivery due now for the endpoints this outbox knows; returns how many it
+        attempted (those claimed by other senders are theirs)."""
         import httpx
 
+        by_ref = {e.ref: e for e in self.endpoints}
+        if not by_ref:
+            return 0
         now = self.clock()
+        marks = ",".join("?" * len(by_ref))
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT id, endpoint, body, attempts FROM deliveries WHERE status = 'pending' AND "
-                                "next_attempt <= ? ORDER BY created_at", (now,)).fetchall()
+            rows = conn.execute(f"SELECT id, endpoint FROM deliveries WHERE status = 'pending' AND next_attempt <= ? "
+                                f"AND (lease_until IS NULL OR lease_until <= ?) AND endpoint IN ({marks}) "
+                                f"ORDER BY created_at LIMIT 500", (now, now, *by_ref)).fetchall()
         if not rows:
             return 0
-        by_url = {e.url: e for e in self.endpoints}
         own = client is None
         client = client or httpx.Client(timeout=self.timeout_s, follow_redirects=False)
+        attempted = 0
         try:
-            for msg_id, url, body, attempts in rows:
-                self._attempt(client, by_url.get(url), msg_id, url, body, attempts)
+            for msg_id, ref in rows:
+                claimed = self._claim(msg_id, ref)
+                if claimed is not None:
+                    body, attempts = claimed
+                    self._attempt(client, by_ref[ref], msg_id, body, attempts)
+                    attempted += 1
         finally:
             if own:
                 client.close()
-        return len(rows)
+        return attempted
 
-    def _attempt(self, client, endpoint: Endpoint | None, msg_id: str, url: str, body: str, attempts: int) -> None:
+    def _claim(self, msg_id: str, ref: str) -> tuple[str, int] | None:
+        """Take the lease on a due delivery in one atomic update; None if another sender holds or finished it."""
+        now = self.clock()
+        with closing(self._connect()) as conn:
+            cur = conn.execute("UPDATE deliveries SET lease_owner=?, lease_until=? WHERE id=? AND endpoint=? AND "
+                               "status='pending' AND next_attempt <= ? AND (lease_until IS NULL OR lease_until <= ?)",
+                               (self.owner, now + self.lease_s, msg_id, ref, now, now))
+            if cur.rowcount != 1:
+                return None
+            body, attempts = conn.execute("SELECT body, attempts FROM deliveries WHERE id=? AND endpoint=?",
+                                          (msg_id, ref)).fetchone()
+        return body, attempts
+
+    def _attempt(self, client, endpoint: Endpoint, msg_id: str, body: str, attempts: int) -> None:
         import httpx
 
         ts = int(time.time())  # real wall-clock time: receivers reject stale signatures (5 min)
         headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
                    "user-agent": "unity-mlops-webhooks"}
-        if endpoint is not None and endpoint.secret:
+        if endpoint.secret:
             headers["webhook-signature"] = sign(endpoint.secret, msg_id, ts, body.encode())
         retry_after = None
         try:
-            resp = client.post(url, content=body.encode(), headers=headers)
+            resp = client.post(endpoint.url, content=body.encode(), headers=headers)
             status, error = resp.status_code, None if resp.is_success else f"HTTP {resp.status_code}"
             retry_after = _retry_after(resp.headers.get("retry-after"), self.clock())
         except httpx.HTTPError as exc:
             status, error = None, f"{type(exc).__name__}"
         attempts += 1
         now = self.clock()
+        where = "WHERE id=? AND endpoint=? AND lease_owner=?"  # only while we hold the lease
+        key = (msg_id, endpoint.ref, self.owner)
         with closing(self._connect()) as conn:
             if error is None:
-                conn.execute("UPDATE deliveries SET status='delivered', attempts=?, delivered_at=?, last_error=NULL "
-                             "WHERE id=? AND endpoint=?", (attempts, now, msg_id, url))
-                log.info("webhook %s delivered to %s", msg_id, redact_url(url))
+                conn.execute("UPDATE deliveries SET status='delivered', attempts=?, delivered_at=?, last_error=NULL, "
+                             f"lease_owner=NULL, lease_until=NULL {where}", (attempts, now, *key))
+                log.info("webhook %s delivered to %s", msg_id, endpoint.ref)
                 return
             permanent = status is not None and status not in RETRYABLE and 400 <= status < 500
             if permanent or attempts >= self.max_attempts:
-                conn.execute("UPDATE deliveries SET status='dead', attempts=?, last_error=? WHERE id=? AND "
-                             "endpoint=?", (attempts, error, msg_id, url))
-                log.error("webhook %s to %s dead after %d attempt(s): %s", msg_id, redact_url(url), attempts, error)
+                conn.execute("UPDATE deliveries SET status='dead', attempts=?, last_error=?, lease_owner=NULL, "
+                             f"lease_until=NULL {where}", (attempts, error, *key))
+                log.error("webhook %s to %s dead after %d attempt(s): %s", msg_id, endpoint.ref, attempts, error)
                 return
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempts - 1))
-            delay = random.uniform(0, delay)  # full jitter
+            delay = self.retry_schedule_s[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
             if retry_after is not None:
-                delay = max(delay, min(retry_after, self.max_delay_s))
-            conn.execute("UPDATE deliveries SET attempts=?, next_attempt=?, last_error=? WHERE id=? AND endpoint=?",
-                         (attempts, now + delay, error, msg_id, url))
-            log.warning("webhook %s to %s failed (%s); retry %d in %.1f s", msg_id, redact_url(url), error,
-                        attempts, delay)
+                delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+            conn.execute("UPDATE deliveries SET attempts=?, next_attempt=?, last_error=?, lease_owner=NULL, "
+                         f"lease_until=NULL {where}", (attempts, now + delay, error, *key))
+            log.warning("webhook %s to %s failed (%s); attempt %d of %d in %.0f s", msg_id, endpoint.ref, error,
+                        attempts + 1, self.max_attempts, delay)
 
     def _next_due_in(self) -> float | None:
         with closing(self._connect()) as conn:
-            row = conn.execute("SELECT MIN(next_attempt) FROM deliveries WHERE status='pending'").fetchone()
+            row = conn.execute("SELECT MIN(MAX(next_attempt, COALESCE(lease_until, 0))) FROM deliveries "
+                               "WHERE status='pending'").fetchone()
         return None if row[0] is None else max(0.0, row[0] - self.clock())
 
     def start(self) -> None:
@@ -311,13 +399,13 @@ class WebhookOutbox:
         with closing(self._connect()) as conn:
             rows = conn.execute("SELECT id, endpoint, event_type, attempts, last_error FROM deliveries WHERE "
                                 "status='dead' ORDER BY created_at").fetchall()
-        return [{"id": r[0], "endpoint": redact_url(r[1]), "event_type": r[2], "attempts": r[3], "error": r[4]}
-                for r in rows]
+        return [{"id": r[0], "endpoint": r[1], "event_type": r[2], "attempts": r[3], "error": r[4]} for r in rows]
 
     def replay(self, msg_id: str | None = None) -> int:
         """Put dead deliveries (all, or one id) back in the queue, keeping their webhook-id."""
         with closing(self._connect()) as conn:
-            sql = "UPDATE deliveries SET status='pending', attempts=0, next_attempt=? WHERE status='dead'"
+            sql = ("UPDATE deliveries SET status='pending', attempts=0, next_attempt=?, lease_owner=NULL, "
+                   "lease_until=NULL WHERE status='dead'")
             args: tuple = (self.clock(),)
             if msg_id:
                 sql += " AND id=?"
