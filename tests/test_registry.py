@@ -66,3 +66,43 @@ def test_concurrent_registrations_get_distinct_numbers(tmp_path, samples):
     for p in procs:
         p.join()
     assert numbers == list(range(1, 16))
+
+
+def _register_run(root, model, run_key, q):
+    reg = LocalModelRegistry(root)
+    q.put(reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567",
+                                           run_key=run_key)).version)
+
+
+def test_a_run_registers_one_version_even_when_retries_race(tmp_path, samples):
+    """Four processes register the same run at once (a restarted job racing its predecessor): one version."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_register_run, args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", "s|slot|a",
+                                                     q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = {q.get(timeout=60) for _ in procs}
+    for p in procs:
+        p.join()
+    reg = LocalModelRegistry(tmp_path / "reg")
+    assert len(got) == 1 and len(reg.list()) == 1
+    assert reg.find_run("s|slot|a").version == got.pop() and reg.find_run("other") is None
+    other = reg.register(_request(samples, run_key="s|slot2|a"))  # another run: the next version
+    assert other.run_number == 1 and other.asset_name == "simpleagent"
+
+
+def test_registries_made_before_run_keys_are_migrated(tmp_path, samples):
+    import sqlite3
+
+    root = tmp_path / "reg"
+    root.mkdir()
+    with sqlite3.connect(root / "registry.db") as conn:  # the schema of earlier releases
+        conn.execute("CREATE TABLE versions (version TEXT PRIMARY KEY, asset_name TEXT NOT NULL, asset_id TEXT NOT "
+                     "NULL, behavior_name TEXT NOT NULL, run_number INTEGER NOT NULL, job_id TEXT NOT NULL, "
+                     "created_at TEXT NOT NULL, model_sha256 TEXT NOT NULL, model_file TEXT NOT NULL, files_json TEXT "
+                     "NOT NULL, metrics_json TEXT NOT NULL, lineage_json TEXT NOT NULL, UNIQUE (asset_name, "
+                     "run_number))")
+    reg = LocalModelRegistry(root)
+    v = reg.register(_request(samples, run_key="k1"))
+    assert reg.register(_request(samples, run_key="k1")).version == v.version and len(reg.list()) == 1

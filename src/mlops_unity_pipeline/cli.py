@@ -649,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--runs", type=int, default=5, help="recent runs to show per schedule")
         cmd.set_defaults(func={"run": _cmd_schedule_run, "list": _cmd_schedule_list, "pause": _cmd_schedule_pause,
                                "resume": _cmd_schedule_pause, "trigger": _cmd_schedule_trigger,
-                               "run-once": _cmd_schedule_run_once}[name])
+                               "run-once": _cmd_schedule_run_once}[name], timestamps=name in ("run", "run-once"))
 
     wh = sub.add_parser("webhooks", help="the webhook outbox: status, dead letters, replay")
     whs = wh.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
@@ -711,8 +711,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        stream=sys.stderr)
+    from .logs import TIMESTAMPED, redacting
+
+    # long-running processes (the scheduler) stamp their lines; every line has known secret values masked
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format=TIMESTAMPED if getattr(args, "timestamps", False) else "%(message)s")
+    for handler in logging.getLogger().handlers:
+        redacting(handler)
+    if not args.verbose:  # a request line per webhook attempt is noise at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except UserError as exc:

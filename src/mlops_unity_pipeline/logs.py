@@ -27,12 +27,32 @@ def ensure_console_logging(timestamps: bool = False) -> None:
             return
     if logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler()
+    handler = redacting(logging.StreamHandler())
     handler.setFormatter(logging.Formatter(TIMESTAMPED if timestamps else "%(message)s"))
     setattr(handler, _MARK, True)
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+class RedactSecrets(logging.Filter):
+    """Mask known secret values in a record before a handler writes it (a library may log a URL with its
+    credentials, e.g. httpx's request lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .redaction import redact
+
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def redacting(handler: logging.Handler) -> logging.Handler:
+    if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+        handler.addFilter(RedactSecrets())
+    return handler
 
 
 class _OnlyJob(logging.Filter):
@@ -51,6 +71,7 @@ def job_log(job_id: str, path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(TIMESTAMPED))
     handler.addFilter(_OnlyJob(job_id))
+    redacting(handler)
     logger = logging.getLogger("unity_mlops")
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:

@@ -1,0 +1,515 @@
+"""Chaos harness: attacks the 24/7 promises with real processes and prints one table.
+
+Three scenarios, each against the real product (CLI processes, the real scheduler, real trainers):
+
+* **kill** — N trials of `kill -9` of a running `unity-mlops schedule run` at a point drawn (seeded) from: after
+  generate, after build, during training (after a checkpoint), between the registry commit and the job's state
+  update, between the job's end and the scheduler's record of it, and after completion. Each trial triggers one run
+  (fast trainer), kills the scheduler there, restarts it, and waits for the run to finish. Counts lost runs,
+  duplicate runs (a run that trained anew or announced `job.completed` under two ids), duplicate registry versions,
+  and whether every kill during training resumed from its checkpoint. Exact points use the product's failpoints
+  (`mlops_unity_pipeline/failpoints.py`); the training kill lands at a random moment after a checkpoint exists.
+* **outage** — a webhook receiver on 127.0.0.1 is down for `--outage` seconds while events are emitted; `--senders`
+  sender processes share the outbox (as the scheduler, a `webhooks replay --send` and CronJob pods would). Counts
+  the events delivered after it comes back and the `webhook-id`s the receiver got twice.
+* **ports** — `--mlagents-jobs` `unity-mlops train` processes with the real ML-Agents trainer start at the same
+  instant, while a *port thief* binds the first port a job reserves before its trainer can. Counts jobs that failed
+  on a port, and the retries on another range.
+
+    python bench/chaos.py [--kills 20] [--outage 600] [--mlagents-jobs 4] [--senders 3] [--events 20]
+                          [--retry-schedule default|S1,S2,...] [--only kill,outage,ports] [--json FILE]
+
+With the default retry schedule (5 s, 5 min, 30 min, ...) a 10-minute outage takes up to ~40 minutes to drain:
+events that failed their third attempt during the outage wait 30 minutes for the fourth. Exit status 0 when every
+promise held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+POINTS = ("generate", "build", "train", "registered", "finished", "after")
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlops_unity_pipeline", *args]
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}) while waiting for {what}")
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# ---------------------------------------------------------------------------------------------------- receiver
+class Receiver:
+    """Records every webhook-id it accepts; can be taken down and brought back on the same port."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+        self.port = 0
+
+    def _handler(self):
+        rx = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with rx.lock:
+                    rx.ids.append(self.headers.get("webhook-id", ""))
+                    try:
+                        rx.bodies.append(json.loads(body))
+                    except ValueError:
+                        rx.bodies.append({})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        return Handler
+
+    def up(self) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+                break
+            except OSError:  # the port we had may be briefly held by someone else: say so if it stays taken
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def duplicates(self) -> int:
+        with self.lock:
+            return len(self.ids) - len(set(self.ids))
+
+
+# ---------------------------------------------------------------------------------------------------- kill -9
+SCHEDULER_CONFIG = """
+workspace: {ws}
+poll_interval_s: 0.2
+grace_period_s: 30
+webhooks:
+  - {{url: "{url}", name: chaos-receiver}}
+schedules:
+  - schedule_id: chaos
+    cron_expression: "0 0 1 1 *"
+    max_retries: 2
+    retry_backoff_s: 1
+    overlap_policy: queue
+    asset_specs:
+      - {{asset_id: nav, name: ChaosAgent, description: "reach the target while avoiding obstacles"}}
+    rl_config:
+      trainer: fast
+      max_steps: {steps}
+      checkpoint_interval: 4000
+      summary_freq: 4000
+      hyperparameters: {{buffer_size: 2048, batch_size: 512}}
+"""
+
+
+def _run_status(state_db: Path, job_id: str) -> str | None:
+    try:
+        with sqlite3.connect(state_db, timeout=30) as conn:
+            row = conn.execute("SELECT status FROM runs WHERE job_id=?", (job_id,)).fetchone()
+        return row[0] if row else None
+    except sqlite3.Error:
+        return None
+
+
+def _finished(state_db: Path, job_id: str) -> str | None:
+    status = _run_status(state_db, job_id)
+    return status if status in ("completed", "failed") else None
+
+
+def _checkpoint_steps(job_dir: Path) -> list[int]:
+    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in job_dir.glob("training/*/ChaosAgent/ChaosAgent-*.onnx")
+                  if p.stem.rsplit("-", 1)[1].isdigit())
+
+
+def scenario_kill(tmp: Path, trials: int, steps: int, rng: random.Random, log) -> dict:
+    rx = Receiver()
+    rx.up()
+    ws = tmp / "kill" / "runs"
+    ws.mkdir(parents=True)
+    cfg = tmp / "kill" / "scheduler.yaml"
+    cfg.write_text(SCHEDULER_CONFIG.format(ws=ws, url=rx.url, steps=steps))
+    state_db = ws / "_state" / "scheduler.db"
+    marker = tmp / "kill" / "failpoint"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    sched_log = (tmp / "kill" / "scheduler.log").open("a")
+    points = [POINTS[i % len(POINTS)] for i in range(trials)]
+    rng.shuffle(points)
+    trials_out = []
+
+    def start(extra: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(cli("schedule", "run", str(cfg)), stdout=sched_log, stderr=subprocess.STDOUT,
+                                env={**env, **extra}, cwd=tmp)
+
+    try:
+        for i, point in enumerate(points):
+            out = subprocess.run(cli("schedule", "trigger", str(cfg), "chaos"), capture_output=True, text=True,
+                                 env=env, cwd=tmp, timeout=120)
+            if out.returncode != 0:
+                raise RuntimeError(f"trigger failed: {out.stderr}")
+            job_id = out.stdout.split()[-1]
+            job_dir = ws / job_id
+            marker.unlink(missing_ok=True)
+            extra = {} if point in ("train", "after") else {"UNITY_MLOPS_FAILPOINT": point,
+                                                           "UNITY_MLOPS_FAILPOINT_FILE": str(marker)}
+            proc = start(extra)
+            if point == "train":
+                wait_for(lambda d=job_dir: (d / "state.json").exists() and _checkpoint_steps(d), 300,
+                         f"a checkpoint of {job_id}", proc)
+                time.sleep(rng.uniform(0, 0.3))
+            elif point == "after":
+                wait_for(lambda j=job_id: _run_status(state_db, j) == "completed", 300, f"{job_id} to complete", proc)
+            else:
+                wait_for(marker.exists, 300, f"failpoint {point}", proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            state = json.loads((job_dir / "state.json").read_text()) if (job_dir / "state.json").exists() else {}
+            ckpts = _checkpoint_steps(job_dir)
+            in_training = state.get("phase") == "running" and bool(ckpts)
+            proc = start({})
+            try:
+                final = wait_for(lambda j=job_id: _finished(state_db, j), 300, f"{job_id} to finish after the restart",
+                                 proc)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
+            result = json.loads((job_dir / "result.json").read_text())
+            resumed = (result.get("metrics") or {}).get("training", {}).get("resumed_from_step")
+            trials_out.append({"trial": i + 1, "point": point, "job_id": job_id, "phase_at_kill": state.get("phase"),
+                               "checkpoint_at_kill": max(ckpts) if ckpts else None, "in_training": in_training,
+                               "final": final, "resumed_from_step": resumed,
+                               "attempt": json.loads((job_dir / "state.json").read_text()).get("attempt")})
+            log(f"  kill {i + 1:2d}/{trials} at {point:10} phase {state.get('phase') or '-':10} -> {final}"
+                + (f", resumed from step {resumed}" if in_training else ""))
+        # what the restarted schedulers still had to send is sent by the last one's close; give stragglers time
+        outbox = ws / "_state" / "webhooks.db"
+        wait_for(lambda: _pending(outbox) == 0, 120, "the outbox to drain")
+    finally:
+        rx.down()
+        sched_log.close()
+    from mlops_unity_pipeline.registry.local import LocalModelRegistry
+
+    versions = LocalModelRegistry(ws / "_registry").list()
+    by_job: dict[str, int] = {}
+    for v in versions:
+        by_job[v.job_id] = by_job.get(v.job_id, 0) + 1
+    completed_ids: dict[str, set[str]] = {}
+    for wid, body in zip(rx.ids, rx.bodies, strict=True):
+        if body.get("type") == "job.completed":
+            completed_ids.setdefault(body["data"]["job_id"], set()).add(wid)
+    train_kills = [t for t in trials_out if t["in_training"]]
+    return {
+        "trials": trials_out,
+        "runs": len(trials_out),
+        "lost_runs": sum(t["final"] != "completed" for t in trials_out),
+        "duplicate_runs": sum(max(len(completed_ids.get(t["job_id"], ())) - 1, (t["attempt"] or 1) - 1)
+                              for t in trials_out),
+        "duplicate_versions": sum(n - 1 for n in by_job.values()),
+        "versions": len(versions),
+        "train_kills": len(train_kills),
+        "train_kills_resumed": sum(bool(t["resumed_from_step"]) for t in train_kills),
+        "completed_events_received": sum(len(s) for s in completed_ids.values()),
+    }
+
+
+def _pending(outbox: Path) -> int:
+    try:
+        with sqlite3.connect(outbox, timeout=30) as conn:
+            return conn.execute("SELECT COUNT(*) FROM deliveries WHERE status='pending'").fetchone()[0]
+    except sqlite3.Error:
+        return 1
+
+
+# ---------------------------------------------------------------------------------------------------- outage
+def _sender_main(args: argparse.Namespace) -> None:
+    """One sender process: the product's outbox sender thread, until the stop file appears."""
+    from mlops_unity_pipeline.webhooks import Endpoint, WebhookOutbox
+
+    box = WebhookOutbox(Path(args.db), [Endpoint(args.url, name="rx")], retry_schedule_s=tuple(args.schedule))
+    box.start()
+    while not Path(args.stop).exists():
+        time.sleep(0.2)
+    box.close(0)
+
+
+def scenario_outage(tmp: Path, outage_s: float, events: int, senders: int, schedule: tuple[float, ...],
+                    log) -> dict:
+    from mlops_unity_pipeline.webhooks import Endpoint, WebhookOutbox
+
+    d = tmp / "outage"
+    d.mkdir(parents=True)
+    db, stop = d / "webhooks.db", d / "stop"
+    rx = Receiver()
+    rx.up()  # take a port, then go down: the outage
+    rx.down()
+    producer = WebhookOutbox(db, [Endpoint(rx.url, name="rx")], retry_schedule_s=schedule)
+    sender_log = (d / "senders.log").open("w")
+    procs = [subprocess.Popen([sys.executable, __file__, "--role", "sender", "--db", str(db), "--url", rx.url,
+                               "--stop", str(stop), "--schedule", ",".join(map(str, schedule))], cwd=tmp,
+                              stdout=sender_log, stderr=subprocess.STDOUT)
+             for _ in range(senders)]
+    t0 = time.monotonic()
+    emitted = []
+    try:
+        for i in range(events):  # spread over the outage
+            wait = t0 + outage_s * i / max(events, 1) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            emitted.append(producer.emit("job.completed", {"job_id": f"outage-{i}", "asset_id": "a",
+                                                           "model_version": None}))
+        time.sleep(max(0.0, t0 + outage_s - time.monotonic()))
+        rx.up()
+        back = time.monotonic()
+        log(f"  receiver back after {back - t0:.0f} s; {events} events emitted while it was down")
+        bound = _drain_bound(outage_s, events, schedule)
+        delivered_at = None
+        while time.monotonic() - t0 < bound:
+            counts = producer.counts()
+            if counts.get("delivered", 0) == events:
+                delivered_at = time.monotonic()
+                break
+            if counts.get("pending", 0) == 0:
+                break  # some went dead: nothing more will come
+            time.sleep(0.5)
+    finally:
+        stop.write_text("stop")
+        for p in procs:
+            p.wait(timeout=60)
+        sender_log.close()
+        rx.down()
+    counts = producer.counts()
+    return {"events": events, "delivered": counts.get("delivered", 0), "dead": counts.get("dead", 0),
+            "outage_s": outage_s, "senders": senders,
+            "received": len(rx.ids), "duplicate_ids": rx.duplicates(),
+            "drained_after_s": round(delivered_at - back, 1) if delivered_at else None,
+            "missing": sorted(set(emitted) - set(rx.ids))}
+
+
+def _drain_bound(outage_s: float, events: int, schedule: tuple[float, ...]) -> float:
+    """When the last event's first attempt after the outage is due (with maximal jitter), plus a margin."""
+    latest = 0.0
+    for i in range(events):
+        t = outage_s * i / max(events, 1)
+        for delay in (0.0, *schedule):
+            t += delay * 1.2
+            if t >= outage_s:
+                break
+        latest = max(latest, t)
+    return latest + 60
+
+
+# ---------------------------------------------------------------------------------------------------- ports
+JOB = """
+job_id: port-{i}
+asset_spec: {{asset_id: port-{i}, name: PortAgent{i}, description: reach the target}}
+rl_config:
+  max_steps: {steps}
+  summary_freq: 1000
+  checkpoint_interval: 2000
+  agents_per_env: 8
+  hyperparameters: {{buffer_size: 512, batch_size: 128}}
+"""
+
+
+def _port_thief(lock_dir: Path, stop: threading.Event, stolen: list[int]) -> None:
+    """Bind the first port a job reserves, before its trainer can: the foreign process ML-Agents must survive."""
+    while not stop.is_set() and not stolen:
+        for lock in sorted(lock_dir.glob("*.lock")):
+            fd = os.open(lock, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                continue  # nobody holds it
+            except BlockingIOError:
+                port = int(lock.stem)
+            finally:
+                os.close(fd)
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen()
+            except OSError:
+                s.close()
+                continue
+            stolen.append(port)
+            stop.wait()
+            s.close()
+            return
+        time.sleep(0.01)
+
+
+def scenario_ports(tmp: Path, jobs: int, steps: int, log) -> dict:
+    d = tmp / "ports"
+    d.mkdir(parents=True)
+    lock_dir = d / "locks"  # this harness's jobs coordinate here; the rest of the host is foreign to them
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "UNITY_MLOPS_PORT_LOCK_DIR": str(lock_dir)}
+    files = []
+    for i in range(jobs):
+        f = d / f"job{i}.yaml"
+        f.write_text(JOB.format(i=i, steps=steps))
+        files.append(f)
+    lock_dir.mkdir()
+    stop, stolen = threading.Event(), []
+    thief = threading.Thread(target=_port_thief, args=(lock_dir, stop, stolen), daemon=True)
+    thief.start()
+    procs = [subprocess.Popen(cli("train", str(f), "--workspace", str(d / "runs"), "-q", "--episodes", "50"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=d)
+             for f in files]  # all at once
+    outs = [p.communicate(timeout=1800)[0] for p in procs]
+    stop.set()
+    thief.join(timeout=10)
+    failed_on_port, failed_other, retries = 0, 0, 0
+    for i, (p, out) in enumerate(zip(procs, outs, strict=True)):
+        logs = d / "runs" / f"port-{i}" / "logs"
+        trainer = (logs / "trainer.log").read_text(errors="replace") if (logs / "trainer.log").exists() else ""
+        pipeline = (logs / "pipeline.log").read_text(errors="replace") if (logs / "pipeline.log").exists() else ""
+        retries += pipeline.count("was taken by another process")
+        if p.returncode != 0:
+            if "UnityWorkerInUseException" in trainer or "worker number" in out:
+                failed_on_port += 1
+            else:
+                failed_other += 1
+                log(f"  job {i} failed (not a port):\n{out[-1500:]}")
+    log(f"  {jobs} ML-Agents jobs started at once; the thief took port {stolen[0] if stolen else '-'}")
+    return {"jobs": jobs, "completed": sum(p.returncode == 0 for p in procs), "port_failures": failed_on_port,
+            "other_failures": failed_other, "port_retries": retries, "stolen_port": stolen[0] if stolen else None}
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def table(res: dict) -> tuple[str, bool]:
+    rows, ok = [], True
+
+    def row(scenario: str, measure: str, value, good: bool) -> None:
+        nonlocal ok
+        ok = ok and good
+        rows.append(f"| {scenario} | {measure} | {value} | {'ok' if good else 'FAILED'} |")
+
+    if "kill" in res:
+        k = res["kill"]
+        s = f"kill -9 × {k['runs']}"
+        row(s, "lost runs", k["lost_runs"], k["lost_runs"] == 0)
+        row(s, "duplicate runs", k["duplicate_runs"], k["duplicate_runs"] == 0)
+        row(s, "duplicate versions", f"{k['duplicate_versions']} ({k['versions']} versions)",
+            k["duplicate_versions"] == 0 and k["versions"] == k["runs"])
+        row(s, "kills during training resumed from a checkpoint (step > 0)",
+            f"{k['train_kills_resumed']}/{k['train_kills']}", k["train_kills_resumed"] == k["train_kills"])
+    if "outage" in res:
+        o = res["outage"]
+        s = f"receiver down {o['outage_s']:.0f} s, {o['senders']} senders"
+        row(s, "webhooks delivered after the outage", f"{o['delivered']}/{o['events']} "
+            f"({100 * o['delivered'] / max(o['events'], 1):.0f} %), drained {o['drained_after_s']} s after",
+            o["delivered"] == o["events"])
+        row(s, "webhook-ids delivered twice", o["duplicate_ids"], o["duplicate_ids"] == 0)
+    if "ports" in res:
+        p = res["ports"]
+        s = f"{p['jobs']} ML-Agents jobs at once + a port thief"
+        row(s, "port failures", p["port_failures"], p["port_failures"] == 0)
+        row(s, "jobs completed", f"{p['completed']}/{p['jobs']} ({p['port_retries']} retried on another range)",
+            p["completed"] == p["jobs"])
+    head = "| scenario | measure | result | |\n|---|---|---|---|"
+    return head + "\n" + "\n".join(rows), ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--kill-steps", type=int, default=20000, help="max_steps of each killed job (fast trainer)")
+    ap.add_argument("--outage", type=float, default=600.0, help="seconds the webhook receiver is down")
+    ap.add_argument("--events", type=int, default=20, help="events emitted during the outage")
+    ap.add_argument("--senders", type=int, default=3, help="sender processes sharing the outbox")
+    ap.add_argument("--retry-schedule", default="default",
+                    help="webhook retry delays in seconds, comma-separated, or 'default' (the product's)")
+    ap.add_argument("--mlagents-jobs", type=int, default=4)
+    ap.add_argument("--mlagents-steps", type=int, default=3000)
+    ap.add_argument("--only", default="kill,outage,ports")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--role", default="harness", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--stop", help=argparse.SUPPRESS)
+    ap.add_argument("--schedule", type=lambda s: [float(x) for x in s.split(",")], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.role == "sender":
+        _sender_main(args)
+        return 0
+    from mlops_unity_pipeline.webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S
+
+    schedule = DEFAULT_RETRY_SCHEDULE_S if args.retry_schedule == "default" else \
+        tuple(float(x) for x in args.retry_schedule.split(","))
+    only = set(args.only.split(","))
+    rng = random.Random(args.seed)
+    res: dict = {}
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="unity-mlops-chaos-") as tmp:
+        tmp_path = Path(tmp)
+        outage = None
+        if "outage" in only:  # mostly waiting: runs beside the others
+            holder: dict = {}
+            outage = threading.Thread(target=lambda: holder.update(outage=scenario_outage(
+                tmp_path, args.outage, args.events, args.senders, schedule, log)))
+            outage.start()
+        if "kill" in only:
+            log(f"kill -9: {args.kills} trials")
+            res["kill"] = scenario_kill(tmp_path, args.kills, args.kill_steps, rng, log)
+        if "ports" in only:
+            log(f"ports: {args.mlagents_jobs} ML-Agents jobs")
+            res["ports"] = scenario_ports(tmp_path, args.mlagents_jobs, args.mlagents_steps, log)
+        if outage is not None:
+            log(f"outage: receiver down {args.outage:.0f} s, retry schedule {list(schedule)}")
+            outage.join()
+            res["outage"] = holder["outage"]
+    text, ok = table(res)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({**res, "ok": ok}, indent=2, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
