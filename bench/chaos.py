@@ -329,11 +329,13 @@ def scenario_outage(tmp: Path, outage_s: float, events: int, senders: int, sched
 
 def _drain_bound(outage_s: float, events: int, schedule: tuple[float, ...]) -> float:
     """When the last event's first attempt after the outage is due (with maximal jitter), plus a margin."""
+    from mlops_unity_pipeline.webhooks.outbox import JITTER
+
     latest = 0.0
     for i in range(events):
         t = outage_s * i / max(events, 1)
         for delay in (0.0, *schedule):
-            t += delay * 1.2
+            t += delay * (1 + JITTER)
             if t >= outage_s:
                 break
         latest = max(latest, t)

@@ -284,3 +284,58 @@ def test_health_endpoints(tmp_path):
     finally:
         server.shutdown()
         sched.store.release()
+
+
+@pytest.mark.parametrize("expr, reason", [
+    ("0 0 31 2 *", "never fires"),  # valid fields, a date that never comes
+    ("0 0 30 2 *", "never fires"),
+    ("0 0 31 4,6,9,11 *", "never fires"),
+    ("61 99 * * *", "not a valid cron"),
+    ("@fortnightly", "not a valid cron"),
+    ("*/0 * * * *", "not a valid cron"),
+])
+def test_cron_is_checked_where_it_is_written(tmp_path, expr, reason):
+    import subprocess
+    import sys
+
+    with pytest.raises(Exception, match=reason) as err:
+        schedule(cron_expression=expr)
+    assert "cron_expression" in str(err.value)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"schedules:\n  - schedule_id: s\n    cron_expression: \"{expr}\"\n"
+                   "    asset_specs: [{asset_id: a, name: A}]\n")
+    for args in (["k8s", "render", str(cfg), "--validate", "--mode", "cronjob"], ["schedule", "run", str(cfg)]):
+        r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", *args], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=120)
+        assert r.returncode == 2 and reason in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"], "nothing written"
+
+
+def test_a_leap_day_schedule_is_fine_and_cronjobs_take_five_fields(tmp_path):
+    import subprocess
+    import sys
+
+    assert schedule(cron_expression="0 0 29 2 *").cron_expression == "0 0 29 2 *"
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("schedules:\n  - schedule_id: s\n    cron_expression: \"0 0 * * * 30\"\n"
+                   "    asset_specs: [{asset_id: a, name: A}]\n")
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "k8s", "render", str(cfg), "--mode", "cronjob"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "exactly 5" in r.stderr, r.stderr
+
+
+def test_restarts_are_not_failures(tmp_path, fast_jobs):
+    """A run left `running` by a killed scheduler is resumed; the restart does not use up its retries."""
+    clock = Clock(T0 + timedelta(minutes=59))
+    first = make(tmp_path, clock, schedule(max_retries=0))
+    clock.now = T0 + timedelta(hours=1, seconds=1)
+    first.fire_due()
+    [row] = first.store.pending_runs()
+    for _ in range(3):  # three kill -9s while it ran
+        first.store.update_run(row.run_key, status="running")
+        first.store.recover_interrupted()
+    first.store.release()
+    sched = make(tmp_path, clock, schedule(max_retries=0))
+    asyncio.run(_drive(sched, clock, clock.now))
+    [done] = sched.store.runs_for("hourly", 5)
+    assert (done.status, done.attempts, done.restarts) == ("failed", 1, 3), "one real attempt, three restarts"

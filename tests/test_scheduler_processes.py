@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -97,6 +98,11 @@ def test_sigterm_then_kill9_then_restart_resumes_and_runs_the_slot_once(tmp_path
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
     assert [(k, s) for k, s, _ in runs(state)] == [(key, "completed")], "one run for the slot, completed"
+    with sqlite3.connect(state / "scheduler.db") as conn:
+        assert conn.execute("SELECT attempts, restarts FROM runs").fetchone() == (1, 2), "restarts are no failures"
+    log.close()
+    lines = [ln for ln in (tmp_path / "scheduler.log").read_text().splitlines() if "starting nightly" in ln]
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", ln) for ln in lines), "timestamped"
     result = json.loads((workspace / job_id / "result.json").read_text())
     training = result["metrics"]["training"]
     assert result["status"] == "completed" and training["final_step"] >= 30000

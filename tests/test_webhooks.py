@@ -189,3 +189,109 @@ def test_orchestrator_events_reach_the_receiver(tmp_path, monkeypatch, clean_bui
         assert SECRET not in log and SECRET[6:] not in json.dumps(rx.received)
     finally:
         rx.stop()
+
+
+def test_the_default_retry_schedule_spans_more_than_a_day_before_a_dead_letter(tmp_path):
+    from mlops_unity_pipeline.webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S, JITTER
+
+    assert sum(DEFAULT_RETRY_SCHEDULE_S) * (1 - JITTER) > 86400, "even with the earliest jitter"
+    clock = Clock()
+    rx = Receiver()
+    port = rx.port
+    rx.stop()  # down for the whole day
+    box = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock)
+    box.emit("job.completed", {"job_id": "j", "asset_id": "a", "model_version": "v"})
+    start, attempts = clock.t, 0
+    while box.counts().get("pending") and attempts < 20:
+        attempts += box.deliver_due()
+        due = box._next_due_in()
+        clock.t += (due or 0) + 0.001
+    assert box.counts() == {"dead": 1} and attempts == len(DEFAULT_RETRY_SCHEDULE_S) + 1 == 8
+    assert clock.t - start > 86400
+
+
+def test_an_event_emitted_again_with_its_key_is_one_message(tmp_path):
+    rx = Receiver()
+    clock = Clock()
+    box = outbox(tmp_path, rx.url, clock)
+    try:
+        a = box.emit("job.completed", {"job_id": "j", "asset_id": "a", "model_version": "v"}, key="run-1")
+        b = box.emit("job.completed", {"job_id": "j", "asset_id": "a", "model_version": "v"}, key="run-1")
+        c = box.emit("model.registered", {"job_id": "j", "asset_id": "a", "model_version": "v"}, key="run-1")
+        box.deliver_due()
+        assert a == b != c and sorted(e["id"] for e in rx.received) == sorted([a, c])
+    finally:
+        rx.stop()
+
+
+def test_concurrent_senders_never_post_the_same_message(tmp_path):
+    """Eight senders (each its own outbox, as separate processes would have) drain 60 events at once."""
+    rx = Receiver()
+    try:
+        producer = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)])
+        ids = [producer.emit("job.started", {"job_id": f"j{i}", "asset_id": "a", "model_version": None})
+               for i in range(60)]
+        senders = [WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)]) for _ in range(8)]
+        barrier = threading.Barrier(len(senders))
+
+        def drain(box):
+            barrier.wait()
+            box.deliver_due()
+
+        threads = [threading.Thread(target=drain, args=(s,)) for s in senders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(rx.attempts) == sorted(ids), "every message posted exactly once"
+        assert producer.counts() == {"delivered": 60}
+    finally:
+        rx.stop()
+
+
+def test_a_lease_held_by_a_dead_sender_expires_and_is_retried(tmp_path):
+    """A sender process is killed while its POST hangs: nobody else posts until its lease expires, then one does."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    hang = socket.socket()  # accepts connections, never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    url = f"http://127.0.0.1:{hang.getsockname()[1]}/hooks"
+    db = tmp_path / "webhooks.db"
+    box = WebhookOutbox(db, [Endpoint(url, SECRET)])
+    msg = box.emit("job.failed", {"job_id": "j", "asset_id": "a", "model_version": None})
+    code = ("import sys; from pathlib import Path; from mlops_unity_pipeline.webhooks import Endpoint, WebhookOutbox;"
+            f"WebhookOutbox(Path({str(db)!r}), [Endpoint({url!r}, {SECRET!r})], timeout_s=120).deliver_due()")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    conn, _ = hang.accept()  # the sender has claimed the delivery and is posting it
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    conn.close()
+    hang.close()
+    rx = Receiver()
+    try:
+        clock = Clock()
+        clock.t = time.time()
+        mover = WebhookOutbox(db, [Endpoint(url, SECRET)], clock=clock)
+        mover.endpoints = [Endpoint(rx.url, SECRET, name=mover.endpoints[0].ref)]  # the endpoint moved
+        assert mover.deliver_due() == 0, "the dead sender's lease still holds"
+        clock.t += 3 * 120 + 31  # past the lease (3 x its 120 s timeout + 30 s)
+        assert mover.deliver_due() == 1
+        assert [e["id"] for e in rx.received] == [msg]
+    finally:
+        rx.stop()
+
+
+def test_the_outbox_stores_a_reference_not_the_credentials(tmp_path):
+    url = "http://hook:pa55-word-x@127.0.0.1:9/in?token=tok-abcdef"
+    box = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(url, SECRET)])
+    box.emit("job.started", {"job_id": "j", "asset_id": "a", "model_version": None, "note": url})
+    raw = (tmp_path / "webhooks.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("webhooks.db-*"))
+    for secret in ("pa55-word-x", "tok-abcdef", SECRET, SECRET[6:]):
+        assert secret.encode() not in raw, secret
+    assert Endpoint(url).ref == "http://127.0.0.1:9/in"

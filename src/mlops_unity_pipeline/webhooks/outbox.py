@@ -2,7 +2,7 @@
 
 Delivery never blocks or fails a job. A background thread sends pending deliveries; failures (network errors,
 408/425/429/5xx) are retried on a schedule that spans more than a day (as Standard Webhooks/Svix senders do:
-immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; each delay ±20 % jitter, and never before `Retry-After`),
+immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; each delay ±10 % jitter, and never before `Retry-After`),
 with the same `webhook-id` on every attempt so receivers can deduplicate. Other 4xx answers, or an exhausted
 schedule, move the delivery to the dead-letter list; `unity-mlops webhooks replay` puts it back.
 
@@ -54,7 +54,7 @@ EVENT_TYPES = ("schedule.started", "schedule.missed", "job.started", "job.comple
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 # seconds before attempt 2, 3, ...: attempt 8 comes ~27.6 h after the first
 DEFAULT_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-JITTER = 0.2
+JITTER = 0.1  # ±10 %: the schedule still spans more than a day at its shortest
 MAX_RETRY_AFTER_S = 86400.0
 
 _SCHEMA = """
