@@ -3,8 +3,9 @@
 Three scenarios, each against the real product (CLI processes, the real scheduler, real trainers):
 
 * **kill** — N trials of `kill -9` of a running `unity-mlops schedule run` at a point drawn (seeded) from: after
-  generate, after build, during training (after a checkpoint), between the registry commit and the job's state
-  update, between the job's end and the scheduler's record of it, and after completion. Each trial triggers one run
+  generate, after build, during training (after a checkpoint), after training (before evaluation), between the
+  registry commit and the job's state update, between the job's end and the scheduler's record of it, and after
+  completion. Each trial triggers one run
   (fast trainer), kills the scheduler there, restarts it, and waits for the run to finish. Counts lost runs,
   duplicate runs (a run that trained anew or announced `job.completed` under two ids), duplicate registry versions,
   and whether every kill during training resumed from its checkpoint. Exact points use the product's failpoints
@@ -42,7 +43,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-POINTS = ("generate", "build", "train", "registered", "finished", "after")
+POINTS = ("generate", "build", "train", "trained", "registered", "finished", "after")
 
 
 def cli(*args: str) -> list[str]:
@@ -217,10 +218,12 @@ def scenario_kill(tmp: Path, trials: int, steps: int, rng: random.Random, log) -
                 proc.wait(timeout=120)
             result = json.loads((job_dir / "result.json").read_text())
             resumed = (result.get("metrics") or {}).get("training", {}).get("resumed_from_step")
+            after = json.loads((job_dir / "state.json").read_text())
             trials_out.append({"trial": i + 1, "point": point, "job_id": job_id, "phase_at_kill": state.get("phase"),
+                               "trainings_completed": [p for p, _ in after.get("transitions", [])].count("trained"),
                                "checkpoint_at_kill": max(ckpts) if ckpts else None, "in_training": in_training,
                                "final": final, "resumed_from_step": resumed,
-                               "attempt": json.loads((job_dir / "state.json").read_text()).get("attempt")})
+                               "attempt": after.get("attempt")})
             log(f"  kill {i + 1:2d}/{trials} at {point:10} phase {state.get('phase') or '-':10} -> {final}"
                 + (f", resumed from step {resumed}" if in_training else ""))
         # what the restarted schedulers still had to send is sent by the last one's close; give stragglers time
@@ -247,6 +250,7 @@ def scenario_kill(tmp: Path, trials: int, steps: int, rng: random.Random, log) -
         "duplicate_runs": sum(max(len(completed_ids.get(t["job_id"], ())) - 1, (t["attempt"] or 1) - 1)
                               for t in trials_out),
         "duplicate_versions": sum(n - 1 for n in by_job.values()),
+        "trained_twice": sum(t["trainings_completed"] > 1 for t in trials_out),
         "versions": len(versions),
         "train_kills": len(train_kills),
         "train_kills_resumed": sum(bool(t["resumed_from_step"]) for t in train_kills),
@@ -435,6 +439,7 @@ def table(res: dict) -> tuple[str, bool]:
         row(s, "duplicate runs", k["duplicate_runs"], k["duplicate_runs"] == 0)
         row(s, "duplicate versions", f"{k['duplicate_versions']} ({k['versions']} versions)",
             k["duplicate_versions"] == 0 and k["versions"] == k["runs"])
+        row(s, "runs whose finished training was redone", k["trained_twice"], k["trained_twice"] == 0)
         row(s, "kills during training resumed from a checkpoint (step > 0)",
             f"{k['train_kills_resumed']}/{k['train_kills']}", k["train_kills_resumed"] == k["train_kills"])
     if "outage" in res:

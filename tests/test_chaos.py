@@ -17,16 +17,17 @@ pytestmark = [pytest.mark.trainer, pytest.mark.usefixtures("clean_build_env")]
 
 def test_chaos_harness_short_run(tmp_path, trainer_env):
     out = tmp_path / "chaos.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--kills", "6", "--kill-steps", "12000",
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--kills", "7", "--kill-steps", "12000",
                         "--outage", "4", "--events", "6", "--retry-schedule", "0.5,1,2,4,8", "--mlagents-jobs", "3",
                         "--mlagents-steps", "2000", "--json", str(out)], capture_output=True, text=True, cwd=tmp_path,
                        timeout=1500)
     assert out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     kill, outage, ports = res["kill"], res["outage"], res["ports"]
-    assert {t["point"] for t in kill["trials"]} == {"generate", "build", "train", "registered", "finished", "after"}
-    assert kill["lost_runs"] == kill["duplicate_runs"] == kill["duplicate_versions"] == 0, kill
-    assert kill["versions"] == kill["runs"] == 6
+    assert {t["point"] for t in kill["trials"]} == {"generate", "build", "train", "trained", "registered", "finished",
+                                                    "after"}
+    assert kill["lost_runs"] == kill["duplicate_runs"] == kill["duplicate_versions"] == kill["trained_twice"] == 0, kill
+    assert kill["versions"] == kill["runs"] == 7
     assert kill["train_kills_resumed"] == kill["train_kills"], kill
     assert outage["delivered"] == outage["events"] and outage["duplicate_ids"] == 0, outage
     assert ports["port_failures"] == 0 and ports["completed"] == ports["jobs"] == 3, ports

@@ -280,7 +280,8 @@ class FastPPOTrainer:
             if step >= next_ckpt and step < max_steps:
                 save_checkpoint(step)
                 next_ckpt = (step // ckpt_interval + 1) * ckpt_interval
-        save_checkpoint(step)  # final (also on cancel: ML-Agents saves on interruption too)
+        if not checkpoints or checkpoints[-1]["steps"] != step:
+            save_checkpoint(step)  # final (also on cancel: ML-Agents saves on interruption too)
         final = self.run_dir / f"{d.behavior_name}.onnx"
         shutil.copyfile(checkpoints[-1]["file_path"], f"{final}.tmp")
         os.replace(f"{final}.tmp", final)

@@ -195,14 +195,18 @@ class UnityMLOpsOrchestrator:
         key = state.run_key
         try:
             atomic_write_json(ws.dir / "job.json", job.model_dump(mode="json"))
-            done = self.registry.find_run(key)
+            try:
+                done = self.registry.find_run(key)
+            except RegistryError as exc:
+                raise StageError("register", str(exc)) from None
             if done is not None:  # registered before a restart: finish the bookkeeping only
                 ctx.version, ctx.recovered = done, True
                 log.info("job %s: run %s already registered %s; finishing", job.job_id, key, done.version)
             else:
                 self.notify("job.started", {"job_id": job.job_id, "asset_id": job.asset_spec.asset_id,
                                             "model_version": None, "attempt": state.attempt}, key=key)
-                state.move("running")
+                if state.phase != "trained":  # a restart after training keeps the model it has
+                    state.move("running")
                 log.info("job %s: %s (%s) -> %s (attempt %d)", job.job_id, job.asset_spec.name,
                          job.asset_spec.description, ws.dir, state.attempt)
                 self._stage(ctx, "generate", self.generate)
@@ -210,6 +214,7 @@ class UnityMLOpsOrchestrator:
                 self._stage(ctx, "build", self.build)
                 failpoint("build")
                 self._stage(ctx, "train", self.train)
+                failpoint("trained")
                 self._stage(ctx, "evaluate", self.evaluate)
                 self._stage(ctx, "register", self.register)
                 failpoint("registered")
