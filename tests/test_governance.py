@@ -223,3 +223,53 @@ def test_report_and_cli(registry, tmp_path):
     assert r.returncode == 0
     r = cli("report", champion.version, "--out", str(tmp_path / "rep"))
     assert r.returncode == 0 and (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_rollback_never_lands_on_a_version_whose_promotion_was_blocked(registry, tmp_path):
+    gov = Governance(registry)
+    only = register(registry, tmp_path, "avoid")
+    to_production(gov, only)  # the only production version ever
+    blocked = register(registry, tmp_path, "straight")
+    gov.promote(blocked.version, "staging")
+    with pytest.raises(PromotionBlocked):
+        gov.promote(blocked.version, "production", gate_config=QUICK)
+    with pytest.raises(GovernanceError, match="no earlier known-good"):
+        gov.rollback("Nav", reason="regression")
+    assert Ledger(registry).aliases("Nav")["production"] == only.version
+
+
+def test_promotion_across_contracts_is_refused_with_both_named(registry, tmp_path):
+    gov = Governance(registry)
+    to_production(gov, register(registry, tmp_path, "avoid"))  # navigation: 12 observations
+    reach = build_behavior(behavior_name="Nav", archetype="reach_target")  # 6 observations, same asset name
+    behavior = tmp_path / "reach.json"
+    behavior.write_text(reach.to_json())
+    model = linear_policy(tmp_path / "models" / "reach.onnx", reach.observation_size,
+                          np.zeros((reach.observation_size, 2), np.float32), (0.5, 0.0))
+    v = registry.register(RegistrationRequest("reach-1", "Nav", "Nav", "job-reach", model,
+                                              files={"behavior.json": behavior}))
+    gov.promote(v.version, "staging")
+    with pytest.raises(GovernanceError, match="contracts differ") as err:
+        gov.promote(v.version, "production", gate_config=QUICK)
+    assert "12 observations" in str(err.value) and "6 observations" in str(err.value)
+
+
+def test_promotion_evidence_is_write_once(registry, tmp_path):
+    import hashlib
+
+    gov = Governance(registry)
+    v = register(registry, tmp_path, "avoid")
+    outcome = to_production(gov, v)
+    evidence = outcome.entry.evidence["report"]
+    path = Path(evidence["path"])
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", "--registry", str(registry.root),
+                        "report", v.version], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    fresh = Path(r.stdout.strip())
+    assert fresh != path and fresh.parent.name.startswith("report-") and path.parent.name.startswith("promotion-")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == evidence["sha256"], "the ledger's hash still matches"
+    assert "This version is the current production version" in fresh.read_text()
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", "--registry", str(registry.root),
+                        "report", v.version, "--out", str(path.parent)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "write-once" in r.stderr
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == evidence["sha256"]

@@ -225,14 +225,27 @@ def _control_plane(args: argparse.Namespace):
     from .pipeline.orchestrator import DEFAULT_WORKSPACE, STATE_DIRNAME
 
     bundle = getattr(args, "bundle", None) or os.environ.get("UNITY_MLOPS_CONTROL_PLANE_BUNDLE") or DEFAULT_BUNDLE
+    workspace = getattr(args, "workspace", None) or os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)
     events = getattr(args, "events", None) or os.environ.get("UNITY_MLOPS_CONTROL_PLANE_EVENTS") or (
-        Path(os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)) / STATE_DIRNAME / "control-plane.jsonl")
+        Path(workspace) / STATE_DIRNAME / "control-plane.jsonl")
     rt = ControlPlaneRuntime(bundle, getattr(args, "schemas", None), events)
     try:
         rt.load_bundle()
         rt.compile_schemas()
     except BundleError as exc:
         raise UserError(str(exc)) from None
+    from .controlplane.keys import KeyFileError, read_public
+
+    try:
+        keys = [read_public(k) for k in getattr(args, "operator_pub", None) or []]
+        key_file = getattr(args, "operator_key", None)
+        if key_file:
+            from .controlplane.keys import load_private, public_key_text
+
+            keys.append(public_key_text(load_private(key_file)))
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+    rt.use_checkpoints(getattr(args, "checkpoints", None) or os.environ.get("UNITY_MLOPS_CHECKPOINTS"), keys)
     return rt
 
 
@@ -251,12 +264,46 @@ def _cmd_cp_verify(args: argparse.Namespace) -> int:
     from .controlplane.eventlog import IntegrityError
 
     rt = _control_plane(args)
+    expect = None
+    if args.expect_head:
+        seq, _, head = args.expect_head.partition(":")
+        if not seq.isdigit() or len(head) != 64:
+            raise UserError(f"--expect-head {args.expect_head!r} is not SEQ:HASH",
+                            hint="copy it from a previous `verify` or `checkpoint` output, e.g. 120:3fa9...")
+        expect = (int(seq), head)
     try:
-        info = rt.events.verify()
+        info = rt.events.verify(expect_head=expect, checkpoints=rt.events.checkpoints)
     except IntegrityError as exc:
         print(f"TAMPERED OR CORRUPT: {exc}", file=sys.stderr)
         return 1
-    print(f"ok: {info['events']} events, hash chain intact, head {info['head']}")
+    print(f"ok: {info['events']} events, hash chain intact, {info['checkpoints']} signed checkpoint(s) hold, "
+          f"head {info['events']}:{info['head']}")
+    return 0
+
+
+def _cmd_cp_keygen(args: argparse.Namespace) -> int:
+    from platformdirs import user_config_dir
+
+    from .controlplane.keys import KeyFileError, generate
+
+    try:
+        path, pub = generate(args.dir or Path(user_config_dir("unity-mlops")) / "keys", args.name)
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+    print(f"private key {path} (keep it; mode 0600)\npublic key  {pub}")
+    return 0
+
+
+def _cmd_cp_checkpoint(args: argparse.Namespace) -> int:
+    from .controlplane.keys import KeyFileError, load_private
+
+    rt = _control_plane(args)
+    try:
+        key = load_private(args.operator_key)
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+    cp = rt.events.checkpoints.sign(rt.events, key)
+    print(f"checkpoint {cp['seq']}:{cp['head']} signed into {rt.events.checkpoints.path}")
     return 0
 
 
@@ -274,7 +321,7 @@ def _cmd_cp_approve(args: argparse.Namespace) -> int:
         payload = json.loads(args.payload)
         ev = rt.grant_approval(args.action_id, payload, args.ttl, args.reason or "")
     except (ValueError, UnknownAction) as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(str(exc), hint="--ttl takes seconds, e.g. --ttl 3600") from None
     p = ev["payload"]
     print(f"approved {args.action_id} as {p['approver']}: {p['approval_id']} "
           f"(expires {p['expires_at']}, seq {ev['seq']})")
@@ -287,6 +334,8 @@ def _cmd_cp_assert(args: argparse.Namespace) -> int:
         ev = rt.assert_fact(args.fact, not args.false, args.subject, args.ttl, args.reason or "")
     except KeyError as exc:
         raise UserError(str(exc)) from None
+    except ValueError as exc:
+        raise UserError(str(exc), hint="--ttl takes seconds, e.g. --ttl 86400") from None
     print(f"{args.fact}={not args.false} for {args.subject} (seq {ev['seq']})")
     return 0
 
@@ -673,13 +722,27 @@ def build_parser() -> argparse.ArgumentParser:
                            ("verify", "verify the event log's hash chain (exit 1 on any edit)"),
                            ("check", "load the bundle and compile its schemas (fail closed)"),
                            ("approve", "approve one exact action and payload, as this identity"),
-                           ("assert", "record a fact (for example guardrails_ok) as this identity")):
+                           ("assert", "record a fact (for example guardrails_ok) as this identity"),
+                           ("keygen", "create an Ed25519 key pair (operator or approver)"),
+                           ("checkpoint", "sign the log's current head with the operator key")):
         c = cps.add_parser(name, help=helptext, description=helptext)
+        if name == "keygen":
+            c.add_argument("name", help="key name: NAME.key and NAME.pub are written")
+            c.add_argument("--dir", help="where (default: the user's config directory, keys/)")
+            c.set_defaults(func=_cmd_cp_keygen)
+            continue
         c.add_argument("--bundle", help="bundle YAML")
         c.add_argument("--schemas", help="schemas directory (default: next to the bundle)")
         c.add_argument("--events", help="event log (JSONL)")
-        if name == "serve":
-            c.add_argument("--workspace", help="workspace root for training jobs")
+        c.add_argument("--workspace", help="workspace root (the log is <workspace>/_state/control-plane.jsonl)")
+        c.add_argument("--checkpoints", help="signed checkpoints file (default: in the user's state directory, "
+                                             "outside the log's; or $UNITY_MLOPS_CHECKPOINTS)")
+        c.add_argument("--operator-pub", action="append", help="a trusted operator public key (base64 or .pub "
+                                                                "file; repeatable; the bundle's checkpoint_keys too)")
+        if name == "verify":
+            c.add_argument("--expect-head", help="SEQ:HASH kept from an earlier verify: the log must still hold it")
+        if name == "checkpoint":
+            c.add_argument("--operator-key", required=True, help="the operator's private key (NAME.key)")
         if name == "approve":
             c.add_argument("action_id")
             c.add_argument("--payload", required=True, help="the exact JSON arguments being approved")
@@ -692,7 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--false", action="store_true", help="record the fact as false")
             c.add_argument("--reason")
         c.set_defaults(func={"serve": _cmd_cp_serve, "verify": _cmd_cp_verify, "check": _cmd_cp_check,
-                             "approve": _cmd_cp_approve, "assert": _cmd_cp_assert}[name])
+                             "approve": _cmd_cp_approve, "assert": _cmd_cp_assert,
+                             "checkpoint": _cmd_cp_checkpoint}[name])
 
     k8 = sub.add_parser("k8s", help="Kubernetes deployment")
     k8s = k8.add_subparsers(dest="k8s_command", metavar="ACTION", required=True)
@@ -708,7 +772,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+INTEGRITY_EXIT = 4
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .controlplane.eventlog import IntegrityError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     from .logs import TIMESTAMPED, redacting
@@ -725,6 +794,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except IntegrityError as exc:  # fail closed, in one line: nothing was appended to a log that is not trusted
+        print(f"error: the control-plane event log is not trusted: {exc}\n"
+              "  fix: restore it from a copy whose head matches your last checkpoint "
+              "(`unity-mlops control-plane verify` names the first bad line)", file=sys.stderr)
+        return INTEGRITY_EXIT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,8 +9,14 @@ the directory when the file is created). An fsync error is fatal: nothing is ack
 
 A torn last line (a crash mid-write) is detected when the log is opened for appending: the tail is truncated to the
 last complete record and a `log.recovered_tail` event records how many bytes were dropped and their sha256, so a
-recovery is never silent. Any other inconsistency (an edited or missing line) is an `IntegrityError`: the log is
-not trusted, and `verify` names the first bad line.
+recovery is never silent — unless a signed checkpoint proves that more events existed: then the "torn tail" is a
+truncation of the history, an `IntegrityError`. Any other inconsistency (an edited, reformatted or missing line, a
+duplicate key) is an `IntegrityError`: the log is not trusted, and `verify` names the first bad line.
+
+A hash chain alone cannot show that someone rewrote a line and recomputed every later hash, or deleted the last
+lines. That needs a reference kept elsewhere: `Checkpoints` are (seq, head, size) statements signed with the
+operator's Ed25519 key, which lives outside the log's directory; `verify` checks the log against every checkpoint and
+against an optional head the operator kept (`--expect-head SEQ:HASH`).
 """
 
 from __future__ import annotations
@@ -40,14 +46,31 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise IntegrityError(f"duplicate key {dup!r} (readers would disagree on its value)")
+    return dict(pairs)
+
+
+def parse_line(line: bytes) -> dict[str, Any]:
+    """One stored record, strictly: JSON without duplicate keys, written exactly as the writer writes it."""
+    rec = json.loads(line, object_pairs_hook=_no_duplicates)
+    if not isinstance(rec, dict) or canonical(rec) != line:
+        raise IntegrityError("not in canonical form (reformatted or re-encoded)")
+    return rec
+
+
 def record_hash(record: dict[str, Any]) -> str:
     body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(record["prev_hash"].encode() + canonical(body)).hexdigest()
 
 
 class EventLog:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, checkpoints: Checkpoints | None = None) -> None:
         self.path = Path(path)
+        self.checkpoints = checkpoints
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         # cache of what we have read (valid across processes because we always catch up under the lock)
         self._offset = 0
@@ -67,15 +90,17 @@ class EventLog:
                     raise IntegrityError(f"{self.path}: incomplete last line at byte {base_offset + pos}")
                 return
             line = data[pos:nl]
+            why = "breaks the hash chain or the sequence"
             try:
-                rec = json.loads(line)
-                ok = (isinstance(rec, dict) and rec.get("seq") == seq + 1 and rec.get("prev_hash") == head
-                      and rec.get("hash") == record_hash(rec))
+                rec = parse_line(line)
+                ok = rec.get("seq") == seq + 1 and rec.get("prev_hash") == head and rec.get("hash") == record_hash(rec)
+            except IntegrityError as exc:
+                ok, rec, why = False, None, str(exc)
             except (ValueError, KeyError, TypeError, AttributeError):
                 ok, rec = False, None
             if not ok:
-                raise IntegrityError(f"{self.path}: line {seq + 1} (byte {base_offset + pos}) breaks the hash chain "
-                                     "or the sequence: the log was edited or corrupted")
+                raise IntegrityError(f"{self.path}: line {seq + 1} (byte {base_offset + pos}) {why}: the log was "
+                                     "edited or corrupted")
             seq, head = rec["seq"], rec["hash"]
             pos = nl + 1
             yield rec, base_offset + pos
@@ -120,14 +145,29 @@ class EventLog:
                 offset += cut
                 buf = buf[cut:]
 
-    def verify(self) -> dict[str, Any]:
-        """Walk the whole chain. Returns {events, head}; raises IntegrityError naming the first bad line."""
+    def verify(self, expect_head: tuple[int, str] | None = None,
+               checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+        """Walk the whole chain and check it against the signed checkpoints and an externally kept head.
+        Returns {events, head, checkpoints}; raises IntegrityError naming the first problem."""
         n, head = 0, GENESIS
+        wanted: dict[int, str] = {}
+        cps = checkpoints.load() if checkpoints is not None else []
+        for cp in cps:
+            wanted[cp["seq"]] = cp["head"]
+        if expect_head is not None:
+            wanted[expect_head[0]] = expect_head[1]
         for rec in self.read():
             n, head = rec["seq"], rec["hash"]
+            if n in wanted and wanted[n] != head:
+                raise IntegrityError(f"{self.path}: event {n} has hash {head[:16]}..., but a checkpoint or the "
+                                     f"expected head says {wanted[n][:16]}...: history was rewritten")
+        missing = [seq for seq in wanted if seq > n]
+        if missing:
+            raise IntegrityError(f"{self.path} ends at event {n}, but a checkpoint or the expected head vouches for "
+                                 f"event {max(missing)}: events were deleted or the file was truncated")
         if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
             raise IntegrityError(f"{self.path}: torn last line after seq {n} (an append will recover it)")
-        return {"events": n, "head": head}
+        return {"events": n, "head": head, "checkpoints": len(cps)}
 
     # ------------------------------------------------------------------ writing
     @contextmanager
@@ -157,6 +197,10 @@ class EventLog:
         size = os.fstat(fd).st_size
         if size == self._offset:
             return None
+        latest = self.checkpoints.latest() if self.checkpoints is not None else None
+        if latest is not None and latest["seq"] > self._seq:
+            raise IntegrityError(f"{self.path} holds {self._seq} whole events and a torn line, but checkpoint "
+                                 f"{latest['seq']} vouches for more: the file was truncated, not torn by a crash")
         os.lseek(fd, self._offset, os.SEEK_SET)
         torn = os.read(fd, size - self._offset)
         os.ftruncate(fd, self._offset)
@@ -199,3 +243,53 @@ class EventLog:
         with self._locked() as fd:
             self._catch_up(fd)
             return self._seq, self._head
+
+
+class Checkpoints:
+    """Signed statements "the log had `seq` events ending in `head` (`size` bytes)", one JSON line each, in a file
+    outside the log's directory. Signing needs the operator's private key; checking needs only the public key, which
+    must come from a trusted place (the key file, or the bundle's `checkpoint_keys`), never from the checkpoint."""
+
+    def __init__(self, path: str | Path, public_keys: list[str]) -> None:
+        self.path = Path(path)
+        self.public_keys = list(public_keys)
+
+    def load(self) -> list[dict[str, Any]]:
+        from .keys import verify_signature
+
+        if not self.path.exists():
+            return []
+        if not self.public_keys:
+            raise IntegrityError(f"{self.path} holds checkpoints but no trusted operator key was given to check them "
+                                 "(--operator-pub, or the bundle's checkpoint_keys)")
+        out = []
+        for i, line in enumerate(self.path.read_bytes().splitlines(), 1):
+            try:
+                cp = json.loads(line, object_pairs_hook=_no_duplicates)
+                body = {k: cp[k] for k in ("log", "seq", "head", "size", "at", "key")}
+                ok = cp["key"] in self.public_keys and verify_signature(cp["key"], canonical(body), cp["sig"])
+            except (ValueError, KeyError, TypeError, IntegrityError):
+                ok = False
+            if not ok:
+                raise IntegrityError(f"{self.path}: checkpoint {i} is not signed by a trusted operator key")
+            out.append(cp)
+        return out
+
+    def latest(self) -> dict[str, Any] | None:
+        cps = self.load()
+        return max(cps, key=lambda c: c["seq"]) if cps else None
+
+    def sign(self, log: EventLog, private_key: Any) -> dict[str, Any]:
+        from .keys import public_key_text, sign
+
+        info = log.verify(checkpoints=self)  # never vouch for a log that is already broken
+        body = {"log": str(log.path.resolve()), "seq": info["events"], "head": info["head"],
+                "size": log.path.stat().st_size if log.path.exists() else 0,
+                "at": datetime.now(timezone.utc).isoformat(), "key": public_key_text(private_key)}
+        cp = {**body, "sig": sign(private_key, canonical(body))}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as fh:
+            fh.write(canonical(cp) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return cp

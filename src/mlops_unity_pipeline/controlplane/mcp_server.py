@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .eventlog import IntegrityError
 from .runtime import ControlPlaneRuntime
 
 Executor = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -117,23 +118,31 @@ def build_server(runtime: ControlPlaneRuntime, executor: Executor):
     async def call_tool(ctx, params) -> CallToolResult:
         if params.name not in known:  # the SDK would forward it
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
-        args = params.arguments if params.arguments is not None else {}
-        errors = runtime.validate_tool_input(params.name, args)
+        try:
+            return await _call(params.name, params.arguments if params.arguments is not None else {})
+        except IntegrityError as exc:  # fail closed: nothing runs on a log that cannot be trusted
+            reason = f"the control-plane event log failed verification: {exc}"
+            return CallToolResult(content=text("HALT: " + reason), is_error=True,
+                                  structured_content={"halted": True, "verdict": "HALT", "integrity_error": str(exc),
+                                                      "reasons": [reason]})
+
+    async def _call(name: str, args: Any) -> CallToolResult:
+        errors = runtime.validate_tool_input(name, args)
         if errors:
-            await runtime.append_event({"event_type": "call.rejected", "action_id": params.name, "errors": errors})
-            return CallToolResult(content=text("invalid input:\n" + "\n".join(errors)), is_error=True,
-                                  structured_content={"invalid": True, "errors": errors})
-        decision = await asyncio.to_thread(runtime.gate, params.name, args)
+            await runtime.append_event({"event_type": "call.rejected", **runtime.rejected(name, args, errors)})
+            return CallToolResult(content=text("invalid input:\n" + "\n".join(errors[:20])), is_error=True,
+                                  structured_content={"invalid": True, "errors": errors[:20]})
+        decision = await asyncio.to_thread(runtime.gate, name, args)
         if not decision.allowed:
             info = {"halted": True, "verdict": "HALT", "reasons": decision.reasons, "missing": decision.missing,
                     "decision_seq": decision.seq}
             return CallToolResult(content=text("HALT: " + "; ".join(decision.reasons)), is_error=True,
                                   structured_content=info)
         try:
-            result = await asyncio.to_thread(executor, params.name, args)
+            result = await asyncio.to_thread(executor, name, args)
         except Exception as exc:  # the action itself failed (a gate, a missing file ...): a tool error, recorded
             await asyncio.to_thread(runtime.record_outcome, decision, args, False, {"error": str(exc)})
-            return CallToolResult(content=text(f"{params.name} failed: {exc}"), is_error=True,
+            return CallToolResult(content=text(f"{name} failed: {exc}"), is_error=True,
                                   structured_content={"failed": True, "error": str(exc), "decision_seq": decision.seq})
         await asyncio.to_thread(runtime.record_outcome, decision, args, True, result)
         return CallToolResult(content=text(result), structured_content={"result": result,

@@ -19,6 +19,7 @@ import asyncio
 import getpass
 import hashlib
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -32,10 +33,13 @@ from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from .eventlog import EventLog, canonical
+from .eventlog import Checkpoints, EventLog, canonical
 
 APPROVAL = "human_approval"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+MAX_FACT_TTL_S = 30 * 86400  # a fact or an approval that outlives a month is a standing permission: refused
+MAX_APPROVAL_TTL_S = 7 * 86400
+MAX_REJECTED_CHARS = 300  # how much of a rejected input's error the log keeps (with the input's hash and size)
 DEFAULT_BUNDLE = Path(__file__).with_name("bundle") / "bundle.yaml"
 
 
@@ -59,6 +63,54 @@ def payload_sha256(payload: dict[str, Any]) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def default_checkpoints_path(log: Path) -> Path:
+    """Outside the log's directory: whoever can rewrite the log directory cannot also remove the checkpoints."""
+    from platformdirs import user_state_dir
+
+    digest = hashlib.sha256(str(Path(log).resolve()).encode()).hexdigest()[:16]
+    return Path(user_state_dir("unity-mlops")) / "checkpoints" / f"{digest}.jsonl"
+
+
+def check_ttl(ttl_s: Any, what: str, cap: float) -> float:
+    """A time-to-live must be a finite number of seconds in (0, cap]: `inf`, `nan`, 0, negative and absurd values
+    are refused where they are given (never silently replaced by a default)."""
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not math.isfinite(ttl_s) \
+            or not 0 < ttl_s <= cap:
+        raise ValueError(f"{what} ttl must be a finite number of seconds in (0, {cap:.0f}], got {ttl_s!r}")
+    return float(ttl_s)
+
+
+def _expiry(start: datetime, ttl: Any, cap: float) -> datetime:
+    """Replay never fails on a stored value: an out-of-bounds ttl (written before bounds existed, or by hand) makes
+    the fact expire at once (fail closed)."""
+    try:
+        return start + timedelta(seconds=check_ttl(ttl, "stored", cap))
+    except (ValueError, OverflowError):
+        return start
+
+
+def _expired(expires_at: Any, now: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(expires_at) <= now
+    except (TypeError, ValueError):
+        return True  # unreadable: expired (fail closed)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REJECTED_CHARS else f"{text[:MAX_REJECTED_CHARS]}... ({len(text)} chars)"
+
+
+def _non_finite(node: Any, path: str = "$") -> list[str]:
+    """JSON Schema compares NaN as neither too small nor too large: refuse non-finite numbers explicitly."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{path}: {node!r} is not a finite number"]
+    if isinstance(node, dict):
+        return [e for k, v in node.items() for e in _non_finite(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [e for i, v in enumerate(node) for e in _non_finite(v, f"{path}[{i}]")]
+    return []
 
 
 @dataclass
@@ -157,6 +209,13 @@ class ControlPlaneRuntime:
         self.schemas: dict[str, dict[str, Any]] = {}
         self.validators: dict[str, Draft202012Validator] = {}
         self.bundle_digest = ""
+
+    def use_checkpoints(self, path: str | Path | None = None, public_keys: list[str] | None = None) -> Checkpoints:
+        """Check the log against signed checkpoints: those in `path` (default: outside the log's directory, in the
+        user's state directory) signed by `public_keys` plus the bundle's `checkpoint_keys`."""
+        keys = [*(public_keys or []), *(self.bundle.get("checkpoint_keys") or [])]
+        self.events.checkpoints = Checkpoints(path or default_checkpoints_path(self.events.path), keys)
+        return self.events.checkpoints
 
     # ------------------------------------------------------------------ loading (fail closed)
     def _fail(self, problem: str, fix: str) -> None:
@@ -335,8 +394,16 @@ class ControlPlaneRuntime:
             self.compile_schemas()
         if action_id not in self.validators:
             raise UnknownAction(action_id)
-        return [f"{e.json_path}: {e.message}" for e in
-                sorted(self.validators[action_id].iter_errors(payload), key=lambda e: list(e.path))]
+        errors = [_clip(f"{e.json_path}: {e.message}") for e in
+                  sorted(self.validators[action_id].iter_errors(payload), key=lambda e: list(e.path))]
+        return errors + _non_finite(payload)
+
+    def rejected(self, action_id: str, payload: Any, errors: list[str]) -> dict[str, Any]:
+        """What the log keeps of a rejected input: the errors (clipped), the input's sha256 and size — never the
+        input itself, so a megabyte argument costs the log a few hundred bytes."""
+        raw = canonical(payload)
+        return {"action_id": _clip(str(action_id)), "errors": errors[:20],
+                "input_sha256": hashlib.sha256(raw).hexdigest(), "input_bytes": len(raw)}
 
     # ------------------------------------------------------------------ events
     def append_sync(self, event: dict[str, Any], *, idempotency_key: str | None = None,
@@ -367,7 +434,7 @@ class ControlPlaneRuntime:
                 if "fact" in p and p["fact"] != name:
                     continue
                 ttl = p.get("ttl_s", facts[name].get("ttl_s"))
-                expires = ts + timedelta(seconds=float(ttl)) if ttl else None
+                expires = _expiry(ts, ttl, MAX_FACT_TTL_S) if ttl is not None else None
                 state.facts[(name, subject)] = Fact(name, bool(p.get("value", True)), ev["seq"], subject, expires)
             if ev["type"] == "approval.granted":
                 state.approvals[p["approval_id"]] = {**p, "seq": ev["seq"]}
@@ -443,7 +510,7 @@ class ControlPlaneRuntime:
         for a in sorted(candidates, key=lambda a: -a["seq"]):
             if a["subject"] != wanted:
                 problems.append(f"approval {a['approval_id']} is for another payload or bundle")
-            elif datetime.fromisoformat(a["expires_at"]) <= now:
+            elif _expired(a.get("expires_at"), now):
                 problems.append(f"approval {a['approval_id']} expired at {a['expires_at']}")
             elif a["approval_id"] in state.used_approvals:
                 problems.append(f"approval {a['approval_id']} was already used")
@@ -464,7 +531,8 @@ class ControlPlaneRuntime:
         errors = self.validate_tool_input(action_id, payload)
         if errors:
             raise ValueError("the payload to approve is invalid: " + "; ".join(errors))
-        ttl = ttl_s or float((self.bundle.get("approval_policy") or {}).get("ttl_s", 3600))
+        policy_ttl = (self.bundle.get("approval_policy") or {}).get("ttl_s", 3600)
+        ttl = check_ttl(policy_ttl if ttl_s is None else ttl_s, "approval", MAX_APPROVAL_TTL_S)
         rec = {"event_type": "approval.granted", "approval_id": f"apr_{uuid.uuid4().hex}", "approver": identity(),
                "subject": {"action_id": action_id, "payload_sha256": payload_sha256(payload),
                            "bundle_digest": self.bundle_digest},
@@ -479,8 +547,8 @@ class ControlPlaneRuntime:
         etype = spec["established_by"][0]
         payload = {"event_type": etype, "fact": fact, "value": value, "subject": subject, "actor": identity(),
                    "reason": reason}
-        if ttl_s:
-            payload["ttl_s"] = ttl_s
+        if ttl_s is not None:
+            payload["ttl_s"] = check_ttl(ttl_s, f"fact {fact!r}", MAX_FACT_TTL_S)
         return self.append_sync(payload)
 
     # ------------------------------------------------------------------ the gate for one call
@@ -494,8 +562,9 @@ class ControlPlaneRuntime:
         """Validate-then-decide for one invocation (validation errors are a HALT too)."""
         errors = self.validate_tool_input(action_id, payload)
         if errors:
-            d = Decision(False, action_id, reasons=[f"invalid input: {e}" for e in errors])
-            d.seq = self.append_sync({"event_type": "decision", **d.to_dict()})["seq"]
+            d = Decision(False, action_id, reasons=[f"invalid input: {e}" for e in errors[:20]])
+            d.seq = self.append_sync({"event_type": "decision", **d.to_dict(),
+                                      "input": self.rejected(action_id, payload, errors)})["seq"]
             return d
         state = self.replay_events()
         t = self.transition_for(action_id, payload)

@@ -21,6 +21,7 @@ from ..registry.base import registry_asset_name
 from ..registry.local import LocalModelRegistry
 
 ALIASES = ("staging", "production")
+MOVES = ("promote", "rollback")  # ledger actions that moved an alias (others record attempts and freezes)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS aliases (
@@ -115,12 +116,14 @@ class Ledger:
                  "reason": r[4], "corrective_action": r[5], "opened_at": r[6], "actor": r[7]} for r in rows]
 
     def last_known_good(self, asset_name: str) -> str | None:
-        """The most recent earlier production version that was not rolled back from."""
+        """The most recent earlier version that actually held production (a promotion or rollback moved the alias
+        to it; a blocked attempt never counts) and was not rolled back from since."""
         history = self.history(asset_name)
         bad = {i["failed_version"] for i in self.incidents(asset_name)}
         current = self.aliases(asset_name).get("production")
         for entry in reversed(history):
-            if entry.alias == "production" and entry.to_version and entry.to_version not in bad | {current}:
+            if (entry.alias == "production" and entry.action in MOVES and entry.to_version
+                    and entry.to_version not in bad | {current}):
                 return entry.to_version
         return None
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..registry.base import ModelVersion
 from ..registry.local import LocalModelRegistry
 from .ledger import Ledger
@@ -86,6 +88,7 @@ def build_report(registry: LocalModelRegistry, version: str, promotion: dict[str
     ledger = Ledger(registry)
     production = ledger.aliases(v.asset_name).get("production")
     baseline = registry.get(production) if production and production != version else None
+    is_production = production == version
     config_diff = ""
     mine = _file(v, "trainer_config.yaml")
     theirs = _file(baseline, "trainer_config.yaml") if baseline else None
@@ -99,7 +102,7 @@ def build_report(registry: LocalModelRegistry, version: str, promotion: dict[str
         "created_at": v.created_at, "model_sha256": v.model_sha256,
         "evaluation": v.metrics.get("evaluation", {}),
         "training": {k: val for k, val in (v.metrics.get("training") or {}).items() if k != "reward_curve"},
-        "baseline": baseline.version if baseline else None,
+        "baseline": baseline.version if baseline else None, "is_production": is_production,
         "baseline_evaluation": baseline.metrics.get("evaluation", {}) if baseline else None,
         "config_diff": config_diff,
         "demonstrations": v.lineage.get("demonstrations", []),
@@ -139,6 +142,8 @@ def _markdown(r: dict[str, Any], charts: list[str]) -> str:
     if r["baseline"]:
         lines += [f"Baseline: current production `{r['baseline']}`.", ""]
         lines += ["```diff", r["config_diff"].rstrip() or "(trainer configuration unchanged)", "```", ""]
+    elif r.get("is_production"):
+        lines += ["This version is the current production version.", ""]
     else:
         lines += ["No production version yet: this is the first candidate.", ""]
     lines += ["## Demonstrations", ""]
@@ -164,15 +169,26 @@ def _markdown(r: dict[str, Any], charts: list[str]) -> str:
 
 def write_report(registry: LocalModelRegistry, version: str, out: Path | None = None,
                  promotion: dict[str, Any] | None = None) -> Path:
-    """Write report.md, report.json and the charts; return the Markdown path."""
+    """Write report.md, report.json and the charts into a new directory; return the Markdown path.
+
+    Reports are evidence, so they are write-once: each goes to its own directory
+    (`reports/<version>/promotion-<time>/` for the one a promotion links from the ledger with its hash,
+    `reports/<version>/report-<time>/` for `models report`), and a directory that already holds one is refused."""
     data = build_report(registry, version, promotion)
-    out = out or report_dir(registry, version)
+    if out is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        out = report_dir(registry, version) / f"{'promotion' if promotion else 'report'}-{stamp}"
+    if (out / "report.md").exists():
+        raise UserError(f"{out} already holds a report; reports are write-once evidence",
+                        hint="give another --out (or none: a new directory is made)")
     out.mkdir(parents=True, exist_ok=True)
     charts = _charts(out, registry.get(version), _reward_curve(registry.get(version)), data["evaluation"])
     data["charts"] = charts
     (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     md = out / "report.md"
     md.write_text(_markdown(data, charts))
+    for f in (md, out / "report.json", *(out / c for c in charts)):
+        f.chmod(0o444)
     return md
 
 

@@ -57,6 +57,26 @@ class ApprovalHook:
         self.runtime.record_outcome(decision, payload, True, detail)
 
 
+def _contract(v: ModelVersion) -> str:
+    d = definition_of(v)
+    return f"{d.behavior_name}: {d.observation_size} observations, actions {d.action.to_dict()}"
+
+
+def _same_contract(candidate: ModelVersion, baseline: ModelVersion) -> None:
+    """Gates compare two policies on one task: a model for other observations or actions cannot replace it."""
+    from .ledger import GovernanceError
+
+    try:
+        a, b = definition_of(candidate), definition_of(baseline)
+    except (OSError, ValueError, KeyError):
+        return  # no behavior.json to compare: the contract gate reports it
+    if (a.observation_size, a.action.to_dict()) != (b.observation_size, b.action.to_dict()):
+        raise GovernanceError(
+            f"{candidate.version} cannot replace production {baseline.version}: their contracts differ "
+            f"(candidate {_contract(candidate)}; production {_contract(baseline)}); register it under another "
+            "asset name")
+
+
 class Governance:
     def __init__(self, registry: LocalModelRegistry, gate_config: GateConfig | None = None,
                  retrain: Callable[[ModelVersion], Path] | None = None,
@@ -88,6 +108,8 @@ class Governance:
                 raise GovernanceError(f"{version} must hold the staging alias before production "
                                       f"(staging is {aliases.get('staging') or 'empty'}); promote it to staging first")
             baseline = self.registry.get(aliases["production"]) if aliases.get("production") else None
+            if baseline is not None:
+                _same_contract(v, baseline)
             report = run_gates(v, baseline, gate_config or self.gate_config, self.retrain)
         else:
             raise GovernanceError(f"--to must be staging or production, got {to!r}")
