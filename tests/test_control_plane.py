@@ -221,43 +221,57 @@ def ready(rt):
     rt.assert_fact("guardrails_ok")
 
 
+def _keys(tmp_path, *names):
+    from mlops_unity_pipeline.controlplane.keys import generate, load_private
+
+    out = {}
+    for n in names:
+        path, pub = generate(tmp_path / "keys", n)
+        out[n] = (load_private(path), pub, path)
+    return out
+
+
 def test_approval_failure_modes(bundle_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
+    """Approvals are signatures by keys the policy lists: an environment variable names nobody."""
+    keys = _keys(tmp_path, "agent", "alice", "bob", "mallory")
+    monkeypatch.setenv("UNITY_MLOPS_IDENTITY_KEY", str(keys["agent"][2]))  # the requester holds its own key
+    edit_bundle(bundle_dir, lambda d: d["approval_policy"].update(
+        approvers=[{"name": n, "key": keys[n][1]} for n in ("agent", "alice", "bob")]))
     rt = runtime(bundle_dir, tmp_path)
     ready(rt)
     d = rt.gate("model.promote", PROMOTE)
     assert not d.allowed and "no approval recorded" in "; ".join(d.reasons)
 
-    rt.grant_approval("model.promote", PROMOTE)  # the requester approving itself
+    rt.grant_approval("model.promote", PROMOTE, keys["agent"][0])  # the requester approving itself
     d = rt.gate("model.promote", PROMOTE)
     assert not d.allowed and "self-approval" in "; ".join(d.reasons)
 
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "alice")
-    rt.grant_approval("model.promote", {**PROMOTE, "reason": "other payload"})
-    rt.grant_approval("model.promote", PROMOTE, ttl_s=0.001)
+    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "alice")  # claiming to be alice changes nothing
+    rt.grant_approval("model.promote", {**PROMOTE, "reason": "other payload"}, keys["alice"][0])
+    rt.grant_approval("model.promote", PROMOTE, keys["alice"][0], ttl_s=0.001)
+    rt.grant_approval("model.promote", PROMOTE, keys["mallory"][0])  # a valid signature by an outsider
+    forged = rt.sign_approval("model.promote", PROMOTE, keys["mallory"][0])
+    forged["approver_key"] = keys["bob"][1]  # claims to be bob, signed by mallory
+    rt.record_approval(forged)
     import time
     time.sleep(0.01)
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
     reasons = "; ".join(rt.gate("model.promote", PROMOTE).reasons)
     assert "another payload or bundle" in reasons and "expired" in reasons
+    assert "not in the approval policy" in reasons and "does not carry a valid signature" in reasons
 
-    edit_bundle(bundle_dir, lambda d: d["approval_policy"].update(approvers=["bob"]))
-    rt2 = runtime(bundle_dir, tmp_path)
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "alice")
-    rt2.grant_approval("model.promote", PROMOTE)
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
-    reasons = "; ".join(rt2.gate("model.promote", PROMOTE).reasons)
-    assert "not in the approval policy" in reasons
-
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "bob")
-    rt2.grant_approval("model.promote", PROMOTE)
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
-    ok = rt2.gate("model.promote", PROMOTE)
+    rt.grant_approval("model.promote", PROMOTE, keys["bob"][0])
+    ok = rt.gate("model.promote", PROMOTE)
     assert ok.allowed and ok.approval_id
-    again = rt2.gate("model.promote", PROMOTE)
+    again = rt.gate("model.promote", PROMOTE)
     assert not again.allowed and "already used" in "; ".join(again.reasons), "approvals are single-use"
-    decisions = [e for e in rt2.events.read() if e["type"] == "decision"]
-    assert all(e["payload"]["verdict"] in ("ALLOW", "HALT") for e in decisions) and len(decisions) >= 6
+    decisions = [e for e in rt.events.read() if e["type"] == "decision"]
+    assert all(e["payload"]["verdict"] in ("ALLOW", "HALT") for e in decisions) and len(decisions) >= 5
+
+    edit_bundle(bundle_dir, lambda d: d["approval_policy"].update(approvers=[]))  # nobody listed: fail closed
+    rt2 = runtime(bundle_dir, tmp_path / "other")
+    ready(rt2)
+    rt2.grant_approval("model.promote", PROMOTE, keys["bob"][0])
+    assert "lists no approver keys" in "; ".join(rt2.gate("model.promote", PROMOTE).reasons)
 
 
 def test_workflow_state_is_enforced(bundle_dir, tmp_path, monkeypatch):

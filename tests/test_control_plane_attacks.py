@@ -137,7 +137,8 @@ def test_ttls_are_finite_positive_and_capped_everywhere(tmp_path, ttl):
     r = cli(tmp_path, "assert", "guardrails_ok", "--ttl", ttl)
     assert r.returncode == 2 and "ttl must be a finite number" in r.stderr and "Traceback" not in r.stderr
     payload = json.dumps({"version": VERSION, "to": "staging"})
-    r = cli(tmp_path, "approve", "model.promote", "--payload", payload, "--ttl", ttl)
+    key, _ = generate(tmp_path / "keys", "lead")
+    r = cli(tmp_path, "approve", "model.promote", "--payload", payload, "--ttl", ttl, "--key", str(key))
     assert r.returncode == 2 and "ttl must be a finite number" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "events.jsonl").exists() or EventLog(tmp_path / "events.jsonl").verify()["events"] == 0
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+import yaml
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 
 from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.controlplane import ControlPlaneRuntime
+from mlops_unity_pipeline.controlplane.keys import generate, load_private
 from mlops_unity_pipeline.controlplane.mcp_server import PipelineActions, build_server
 from mlops_unity_pipeline.controlplane.runtime import DEFAULT_BUNDLE
 from mlops_unity_pipeline.governance import Ledger
@@ -35,9 +37,26 @@ def registered_version(registry_root: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def plane(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
-    rt = ControlPlaneRuntime(DEFAULT_BUNDLE, events_path=tmp_path / "events.jsonl")
+def keys(tmp_path):
+    """The agent's own key and a human approver's (their private keys never leave their owners)."""
+    return {n: generate(tmp_path / "keys", n) for n in ("agent", "lead")}
+
+
+@pytest.fixture
+def bundle(tmp_path, keys):
+    """The shipped bundle with the lead designer as the only approver."""
+    d = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE.parent, d)
+    data = yaml.safe_load((d / "bundle.yaml").read_text())
+    data["approval_policy"]["approvers"] = [{"name": "lead-designer", "key": keys["lead"][1]}]
+    (d / "bundle.yaml").write_text(yaml.safe_dump(data))
+    return d / "bundle.yaml"
+
+
+@pytest.fixture
+def plane(tmp_path, monkeypatch, keys, bundle):
+    monkeypatch.setenv("UNITY_MLOPS_IDENTITY_KEY", str(keys["agent"][0]))
+    rt = ControlPlaneRuntime(bundle, events_path=tmp_path / "events.jsonl")
     rt.load_bundle()
     rt.compile_schemas()
     workspace = tmp_path / "runs"
@@ -45,7 +64,7 @@ def plane(tmp_path, monkeypatch):
     return rt, PipelineActions(rt, workspace), version, workspace
 
 
-def test_in_process_client(plane, monkeypatch):
+def test_in_process_client(plane, keys):
     rt, actions, version, workspace = plane
     server = build_server(rt, actions)
     payload = {"version": version, "to": "staging"}
@@ -71,13 +90,17 @@ def test_in_process_client(plane, monkeypatch):
             halted = await c.call_tool("model.promote", payload)
             assert halted.is_error and "human_approval" in halted.structured_content["missing"]
 
-            self_approval = await c.call_tool("approval.grant", {"action_id": "model.promote", "payload": payload})
+            own = rt.sign_approval("model.promote", payload, load_private(keys["agent"][0]))
+            self_approval = await c.call_tool("approval.grant", {"approval": own})
             assert not self_approval.is_error  # recorded, but the agent cannot use its own approval
             assert (await c.call_tool("model.promote", payload)).structured_content["halted"]
+            forged = {**own, "approver_key": keys["lead"][1], "approval_id": "apr_" + "0" * 32}
+            refused = await c.call_tool("approval.grant", {"approval": forged})  # claims to be the lead
+            assert refused.is_error and "signature does not verify" in refused.content[0].text
 
-            monkeypatch.setenv("UNITY_MLOPS_ACTOR", "lead-designer")  # a human approves on their own terminal
-            rt.grant_approval("model.promote", payload)
-            monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
+            # the lead designer signs on their own terminal and hands the approval over; the agent records it
+            signed = rt.sign_approval("model.promote", payload, load_private(keys["lead"][0]))
+            assert not (await c.call_tool("approval.grant", {"approval": signed})).is_error
             ok = await c.call_tool("model.promote", payload)
             assert not ok.is_error, ok.content[0].text
             assert ok.structured_content["result"]["to"] == version
@@ -109,12 +132,11 @@ def test_stdio_subprocess_client(plane, tmp_path):
     anyio.run(scenario)
 
 
-def test_cli_promotions_go_through_the_control_plane(plane, tmp_path):
+def test_cli_promotions_go_through_the_control_plane(plane, tmp_path, keys, bundle):
     rt, _, version, workspace = plane
-    bundle = tmp_path / "bundle"
-    shutil.copytree(DEFAULT_BUNDLE.parent, bundle)
-    env = {**os.environ, "UNITY_MLOPS_CONTROL_PLANE_BUNDLE": str(bundle / "bundle.yaml"),
-           "UNITY_MLOPS_CONTROL_PLANE_EVENTS": str(tmp_path / "cli-events.jsonl"), "UNITY_MLOPS_ACTOR": "ops-bot"}
+    env = {**os.environ, "UNITY_MLOPS_CONTROL_PLANE_BUNDLE": str(bundle),
+           "UNITY_MLOPS_CONTROL_PLANE_EVENTS": str(tmp_path / "cli-events.jsonl"),
+           "UNITY_MLOPS_IDENTITY_KEY": str(keys["agent"][0])}
 
     def cli(*args, actor="ops-bot"):
         return subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", *args], capture_output=True, text=True,
@@ -125,7 +147,13 @@ def test_cli_promotions_go_through_the_control_plane(plane, tmp_path):
     assert r.returncode == 2 and "control plane HALT" in r.stderr and "guardrails_ok" in r.stderr
     assert cli("control-plane", "assert", "guardrails_ok", actor="sre").returncode == 0
     payload = f'{{"version": "{version}", "to": "staging"}}'
-    assert cli("control-plane", "approve", "model.promote", "--payload", payload, actor="lead").returncode == 0
+    r = cli("control-plane", "approve", "model.promote", "--payload", payload, "--key", str(keys["agent"][0]),
+            actor="lead")  # the agent's own key, whatever actor name it claims
+    assert r.returncode == 0
+    r = cli(*reg, "promote", version, "--to", "staging")
+    assert r.returncode == 2 and "not in the approval policy" in r.stderr
+    assert cli("control-plane", "approve", "model.promote", "--payload", payload, "--key",
+               str(keys["lead"][0])).returncode == 0
     r = cli(*reg, "promote", version, "--to", "staging")
     assert r.returncode == 0, r.stderr
     assert cli("control-plane", "verify").returncode == 0

@@ -314,17 +314,24 @@ def _cmd_cp_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_cp_approve(args: argparse.Namespace) -> int:
+    from .controlplane.keys import KeyFileError, load_private
     from .controlplane.runtime import UnknownAction
 
     rt = _control_plane(args)
     try:
+        key = load_private(args.key)
         payload = json.loads(args.payload)
-        ev = rt.grant_approval(args.action_id, payload, args.ttl, args.reason or "")
+        approval = rt.sign_approval(args.action_id, payload, key, args.ttl, args.reason or "")
+    except KeyFileError as exc:
+        raise UserError(str(exc), hint="create one with `unity-mlops control-plane keygen NAME`") from None
     except (ValueError, UnknownAction) as exc:
         raise UserError(str(exc), hint="--ttl takes seconds, e.g. --ttl 3600") from None
-    p = ev["payload"]
-    print(f"approved {args.action_id} as {p['approver']}: {p['approval_id']} "
-          f"(expires {p['expires_at']}, seq {ev['seq']})")
+    if args.sign_only:  # to hand to an agent, which records it with the approval.grant tool
+        print(json.dumps({"approval": approval}))
+        return 0
+    ev = rt.record_approval(approval)
+    print(f"approved {args.action_id} as {approval['approver']}: {approval['approval_id']} "
+          f"(expires {approval['expires_at']}, seq {ev['seq']})")
     return 0
 
 
@@ -716,7 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Bundle: --bundle, $UNITY_MLOPS_CONTROL_PLANE_BUNDLE, or the shipped default. "
                                     "Events: --events, $UNITY_MLOPS_CONTROL_PLANE_EVENTS, or "
                                     "<workspace>/_state/control-plane.jsonl. "
-                                    "Identity: $UNITY_MLOPS_ACTOR or the OS user.")
+                                    "Approvals are Ed25519 signatures by keys the bundle lists; the requester's "
+                                    "key: $UNITY_MLOPS_IDENTITY_KEY.")
     cps = cp.add_subparsers(dest="cp_command", metavar="ACTION", required=True)
     for name, helptext in (("serve", "serve the actions as MCP tools over stdio"),
                            ("verify", "verify the event log's hash chain (exit 1 on any edit)"),
@@ -746,6 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "approve":
             c.add_argument("action_id")
             c.add_argument("--payload", required=True, help="the exact JSON arguments being approved")
+            c.add_argument("--key", required=True, help="your Ed25519 private key (NAME.key from keygen); its public "
+                                                        "key must be in the bundle's approval_policy.approvers")
+            c.add_argument("--sign-only", action="store_true",
+                           help="print the signed approval instead of recording it (for the approval.grant tool)")
             c.add_argument("--ttl", type=float, help="seconds until the approval expires")
             c.add_argument("--reason")
         if name == "assert":

@@ -85,9 +85,17 @@ class PipelineActions:
         return {"schedule_id": p["schedule_id"], "paused": p["paused"]}
 
     def do_approval_grant(self, p: dict[str, Any]) -> dict[str, Any]:
-        ev = self.runtime.grant_approval(p["action_id"], p["payload"], p.get("ttl_s"), p.get("reason", ""))
-        return {"approval_id": ev["payload"]["approval_id"], "approver": ev["payload"]["approver"],
-                "expires_at": ev["payload"]["expires_at"], "seq": ev["seq"]}
+        """An agent can only pass on an approval a human signed; it cannot make one."""
+        from .keys import verify_signature
+        from .runtime import approval_message
+
+        a = p["approval"]
+        if not verify_signature(a["approver_key"], approval_message(a["subject"], a["expires_at"], a["nonce"]),
+                                a["signature"]):
+            raise ValueError("the approval's signature does not verify; nothing was recorded")
+        ev = self.runtime.record_approval(a)
+        return {"approval_id": a["approval_id"], "approver": ev["payload"]["approver"],
+                "expires_at": a["expires_at"], "seq": ev["seq"]}
 
 
 def build_server(runtime: ControlPlaneRuntime, executor: Executor):

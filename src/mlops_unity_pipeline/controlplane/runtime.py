@@ -5,12 +5,13 @@ does not resolve locally (nothing is fetched), an unknown `$schema` dialect, a r
 unknown requirement name, a destructive action without a human-approval requirement, and a transition that is
 unguarded or unreachable.
 
-At call time: inputs are validated (JSON Schema 2020-12, format checking on); facts come only from events (a missing
-fact is false, facts can expire); a transition is allowed only when all its requirements and every guardrail hold
-and, where required, a valid approval exists: approver != requester, approver allowed by the policy, bound to the
-exact action, payload hash and bundle digest, not expired, not used before. Identities come from the process
-environment (`UNITY_MLOPS_ACTOR`, else the OS user), never from tool arguments. Every decision, ALLOW or HALT, is
-appended to the event log with the facts it used and their `seq`.
+At call time: inputs are validated (JSON Schema 2020-12, format checking on, non-finite numbers refused); facts come
+only from events (a missing fact is false, facts can expire; TTLs are finite, positive and capped); a transition is
+allowed only when all its requirements and every guardrail hold and, where required, a valid approval exists: an
+Ed25519 signature by a key the bundle's `approval_policy.approvers` lists, over the exact action, payload hash,
+bundle digest, expiry and a nonce, not made with the requester's own key, not expired, not used before. No
+environment variable or tool argument makes anyone an approver. Every decision, ALLOW or HALT, is appended to the
+event log with the facts it used and their `seq`.
 """
 
 from __future__ import annotations
@@ -52,9 +53,30 @@ class UnknownAction(KeyError):
         return f"unknown action id {self.args[0]!r}"
 
 
+IDENTITY_KEY_VAR = "UNITY_MLOPS_IDENTITY_KEY"
+
+
 def identity() -> str:
-    """Who this process acts for: configuration or environment, never a tool argument."""
+    """A label for who this process acts for, recorded with events (not an authorization: approvals are
+    signatures, and the requester is known by its key)."""
     return os.environ.get("UNITY_MLOPS_ACTOR") or getpass.getuser()
+
+
+def requester_key() -> str | None:
+    """The public key of the key this process holds (`UNITY_MLOPS_IDENTITY_KEY` names the private key file). An
+    approval signed with the same key is a self-approval. Naming a file proves nothing unless it can be read."""
+    path = os.environ.get(IDENTITY_KEY_VAR)
+    if not path:
+        return None
+    from .keys import load_private, public_key_text
+
+    return public_key_text(load_private(path))
+
+
+def approval_message(subject: dict[str, Any], expires_at: str, nonce: str) -> bytes:
+    """What an approver signs: the exact action, payload hash and bundle digest, the expiry and a nonce."""
+    return canonical({"action_id": subject["action_id"], "payload_sha256": subject["payload_sha256"],
+                      "bundle_digest": subject["bundle_digest"], "expires_at": expires_at, "nonce": nonce})
 
 
 def payload_sha256(payload: dict[str, Any]) -> str:
@@ -494,38 +516,60 @@ class ControlPlaneRuntime:
                 decision.seq = self.append_sync({"event_type": "decision", **decision.to_dict()})["seq"]
         return decision
 
+    def approver_keys(self) -> dict[str, str]:
+        """public key -> name, from the bundle's policy (`approvers: [{name, key}]`). Empty: nobody can approve."""
+        out = {}
+        for a in (self.bundle.get("approval_policy") or {}).get("approvers") or []:
+            if isinstance(a, dict) and a.get("key"):
+                out[str(a["key"]).strip()] = str(a.get("name") or a["key"][:12])
+        return out
+
     def _check_approval(self, d: Decision, state: State, payload: dict[str, Any], approval_id: str | None,
                         now: datetime) -> str | None:
-        requester = identity()
+        from .keys import verify_signature
+
+        requester = requester_key()
         wanted = {"action_id": d.action_id, "payload_sha256": payload_sha256(payload),
                   "bundle_digest": self.bundle_digest}
-        policy = self.bundle.get("approval_policy") or {}
-        allowed = set(policy.get("approvers") or [])
-        candidates = [a for a in state.approvals.values() if a["subject"].get("action_id") == d.action_id]
+        allowed = self.approver_keys()
+        if not allowed:
+            return ("the bundle's approval_policy lists no approver keys, so no approval can be valid "
+                    "(`unity-mlops control-plane keygen NAME`, then add {name, key} under approval_policy.approvers)")
+        candidates = [a for a in state.approvals.values()
+                      if isinstance(a.get("subject"), dict) and a["subject"].get("action_id") == d.action_id]
         if approval_id:
-            candidates = [a for a in candidates if a["approval_id"] == approval_id]
+            candidates = [a for a in candidates if a.get("approval_id") == approval_id]
         if not candidates:
             return f"no approval recorded for {d.action_id} (`unity-mlops control-plane approve {d.action_id} ...`)"
         problems = []
         for a in sorted(candidates, key=lambda a: -a["seq"]):
+            key = str(a.get("approver_key") or "")
             if a["subject"] != wanted:
-                problems.append(f"approval {a['approval_id']} is for another payload or bundle")
+                problems.append(f"approval {a.get('approval_id')} is for another payload or bundle")
+            elif not verify_signature(key, approval_message(a["subject"], str(a.get("expires_at")),
+                                                            str(a.get("nonce"))), a.get("signature")):
+                problems.append(f"approval {a.get('approval_id')} does not carry a valid signature")
+            elif key not in allowed:
+                problems.append(f"approval {a.get('approval_id')} is signed by a key that is not in the approval "
+                                "policy")
             elif _expired(a.get("expires_at"), now):
-                problems.append(f"approval {a['approval_id']} expired at {a['expires_at']}")
-            elif a["approval_id"] in state.used_approvals:
-                problems.append(f"approval {a['approval_id']} was already used")
-            elif a["approver"] == requester:
-                problems.append(f"approval {a['approval_id']} is a self-approval by {requester}")
-            elif allowed and a["approver"] not in allowed:
-                problems.append(f"approver {a['approver']} is not in the approval policy")
+                problems.append(f"approval {a.get('approval_id')} expired at {a.get('expires_at')}")
+            elif a.get("approval_id") in state.used_approvals:
+                problems.append(f"approval {a.get('approval_id')} was already used")
+            elif requester is not None and key == requester:
+                problems.append(f"approval {a.get('approval_id')} is a self-approval (signed with the requester's "
+                                "own key)")
             else:
                 d.approval_id = a["approval_id"]
                 return None
         return "; ".join(problems)
 
-    def grant_approval(self, action_id: str, payload: dict[str, Any], ttl_s: float | None = None,
-                       reason: str = "") -> dict[str, Any]:
-        """Record an approval by this process's identity for exactly this action, payload and bundle."""
+    def sign_approval(self, action_id: str, payload: dict[str, Any], key: Any, ttl_s: float | None = None,
+                      reason: str = "") -> dict[str, Any]:
+        """An approval signed with `key` (an Ed25519 private key) for exactly this action, payload and bundle.
+        Made where the key is (the approver's terminal); recording it needs no secret."""
+        from .keys import public_key_text, sign
+
         if action_id not in self.actions:
             raise UnknownAction(action_id)
         errors = self.validate_tool_input(action_id, payload)
@@ -533,11 +577,26 @@ class ControlPlaneRuntime:
             raise ValueError("the payload to approve is invalid: " + "; ".join(errors))
         policy_ttl = (self.bundle.get("approval_policy") or {}).get("ttl_s", 3600)
         ttl = check_ttl(policy_ttl if ttl_s is None else ttl_s, "approval", MAX_APPROVAL_TTL_S)
-        rec = {"event_type": "approval.granted", "approval_id": f"apr_{uuid.uuid4().hex}", "approver": identity(),
-               "subject": {"action_id": action_id, "payload_sha256": payload_sha256(payload),
-                           "bundle_digest": self.bundle_digest},
-               "expires_at": (_now() + timedelta(seconds=ttl)).isoformat(), "reason": reason}
-        return self.append_sync(rec)
+        subject = {"action_id": action_id, "payload_sha256": payload_sha256(payload),
+                   "bundle_digest": self.bundle_digest}
+        nonce = uuid.uuid4().hex
+        expires_at = (_now() + timedelta(seconds=ttl)).isoformat()
+        pub = public_key_text(key)
+        return {"approval_id": f"apr_{nonce}", "nonce": nonce, "subject": subject, "expires_at": expires_at,
+                "approver_key": pub, "approver": self.approver_keys().get(pub, f"key:{pub[:12]}"),
+                "signature": sign(key, approval_message(subject, expires_at, nonce)), "reason": reason}
+
+    def record_approval(self, approval: dict[str, Any]) -> dict[str, Any]:
+        """Append a signed approval (from `sign_approval`, possibly made on another machine). Its signature is
+        checked when it is used, against the policy of that moment."""
+        fields = ("approval_id", "nonce", "subject", "expires_at", "approver_key", "approver", "signature", "reason")
+        return self.append_sync({"event_type": "approval.granted", **{k: approval.get(k) for k in fields}},
+                                idempotency_key=f"approval:{approval.get('approval_id')}")
+
+    def grant_approval(self, action_id: str, payload: dict[str, Any], key: Any, ttl_s: float | None = None,
+                       reason: str = "") -> dict[str, Any]:
+        """Sign and record an approval in one step (the approver's own process)."""
+        return self.record_approval(self.sign_approval(action_id, payload, key, ttl_s, reason))
 
     def assert_fact(self, fact: str, value: bool = True, subject: str = "*", ttl_s: float | None = None,
                     reason: str = "") -> dict[str, Any]:
