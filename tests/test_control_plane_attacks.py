@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,47 @@ def test_mcp_call_on_a_tampered_log_is_a_structured_halt(tmp_path):
     res = asyncio.run(call())
     assert res.is_error and res.structured_content["verdict"] == "HALT"
     assert "integrity_error" in res.structured_content
+
+
+def test_register_refuses_what_is_not_a_fitting_policy_and_unfreeze_needs_a_human(tmp_path, samples):
+    """Over MCP with every fact established: /etc/passwd and a model of another contract are refused, and an agent
+    cannot unfreeze an asset (nor freeze it) without a signed approval."""
+    import asyncio
+
+    from mcp import Client
+
+    from mlops_unity_pipeline.controlplane.mcp_server import PipelineActions, build_server
+
+    rt = ControlPlaneRuntime(DEFAULT_BUNDLE, None, tmp_path / "events.jsonl")
+    rt.load_bundle()
+    rt.compile_schemas()
+    rt.assert_fact("guardrails_ok")
+    actions = PipelineActions(rt, tmp_path / "runs")
+    base = {"asset_id": "ball-1", "asset_name": "Ball", "behavior_name": "Ball"}
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mlops_unity_pipeline.behavior import build_behavior
+    from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
+    from onnx_policies import linear_policy
+
+    nav = build_behavior(behavior_name="Nav", archetype="navigation")
+    (tmp_path / "behavior.json").write_text(nav.to_json())
+    LocalModelRegistry(tmp_path / "runs" / "_registry").register(RegistrationRequest(
+        "nav-1", "Nav", "Nav", "j", linear_policy(tmp_path / "nav.onnx", 12, None, (1.0, 0.0)),
+        files={"behavior.json": tmp_path / "behavior.json"}))
+
+    async def scenario():
+        async with Client(build_server(rt, actions)) as c:
+            other = await c.call_tool("model.register", {"asset_id": "nav-1", "asset_name": "Nav",
+                                                         "behavior_name": "Nav",
+                                                         "model_path": str(samples / "onnx" / "3DBall.onnx")})
+            assert other.is_error and "does not fit Nav's behavior" in other.content[0].text
+            passwd = await c.call_tool("model.register", {**base, "model_path": "/etc/passwd"})
+            ok = await c.call_tool("model.register", {**base, "model_path": str(samples / "onnx" / "3DBall.onnx")})
+            unfreeze = await c.call_tool("model.freeze", {"asset": "ball", "frozen": False, "reason": "agent wants"})
+            return passwd, ok, unfreeze
+
+    passwd, ok, unfreeze = asyncio.run(scenario())
+    assert passwd.is_error and "not a loadable ONNX model" in passwd.content[0].text
+    assert not ok.is_error and ok.structured_content["result"]["contract"]["observation_shapes"]
+    assert unfreeze.is_error and "human_approval" in unfreeze.structured_content["missing"]

@@ -51,13 +51,30 @@ class PipelineActions:
         return result.model_dump(mode="json", exclude={"log_tail"})
 
     def do_model_register(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Only an ML-Agents policy is registered, and only one that fits the asset's behavior: the contract of its
+        latest version (whose behavior.json the new version inherits)."""
+        from ..evaluation.onnx_policy import OnnxPolicy
         from ..registry.base import RegistrationRequest
         from ..registry.local import LocalModelRegistry
 
-        v = LocalModelRegistry(self.registry_root).register(RegistrationRequest(
+        registry = LocalModelRegistry(self.registry_root)
+        policy = OnnxPolicy(p["model_path"])  # ContractError: not a loadable ML-Agents policy
+        files = {}
+        previous = registry.list(p["asset_name"])
+        if previous:
+            behavior = previous[-1].model_path.parent / "behavior.json"
+            if behavior.is_file():
+                from ..behavior.definition import BehaviorDefinition
+
+                problems = policy.check_against(BehaviorDefinition.from_dict(json.loads(behavior.read_text())))
+                if problems:
+                    raise ValueError(f"{p['model_path']} does not fit {p['asset_name']}'s behavior (as of "
+                                     f"{previous[-1].version}): " + "; ".join(problems))
+                files["behavior.json"] = behavior
+        v = registry.register(RegistrationRequest(
             asset_id=p["asset_id"], asset_name=p["asset_name"], behavior_name=p["behavior_name"],
-            job_id=p.get("job_id", "control-plane"), model_path=Path(p["model_path"])))
-        return {"version": v.version, "model_path": str(v.model_path)}
+            job_id=p.get("job_id", "control-plane"), model_path=Path(p["model_path"]), files=files))
+        return {"version": v.version, "model_path": str(v.model_path), "contract": policy.contract.to_dict()}
 
     def do_model_promote(self, p: dict[str, Any]) -> dict[str, Any]:
         outcome = self._governance().promote(p["version"], p["to"], reason=p.get("reason", ""))
