@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mlops_unity_pipeline.behavior import build_behavior
-from mlops_unity_pipeline.evaluation.evaluate import evaluate_onnx
+from mlops_unity_pipeline.evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
 from mlops_unity_pipeline.governance import GateConfig, Governance, GovernanceError, Ledger, PromotionBlocked
 from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
 
@@ -273,3 +273,36 @@ def test_promotion_evidence_is_write_once(registry, tmp_path):
                         "report", v.version, "--out", str(path.parent)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "write-once" in r.stderr
     assert hashlib.sha256(path.read_bytes()).hexdigest() == evidence["sha256"]
+
+
+def test_reproducibility_retrains_the_recorded_job_and_fails_a_candidate_it_cannot_reproduce(tmp_path):
+    """The real fast trainer: a candidate trained from its recorded job is retrained with two further seeds. At its
+    own budget the retrained models agree with it; at a budget too small to learn they do not, and the gate says so
+    with the seeds, the results and their interval."""
+    from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
+    from mlops_unity_pipeline.governance.gates import reproducibility_gate
+    from mlops_unity_pipeline.governance.retrain import Retrainer
+
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", evaluation_episodes=200, show_progress=False)
+    job = TrainingJob(job_id="repro", asset_spec=UnityAssetSpec(asset_id="r-1", name="Repro",
+                                                                description="Reach target position"),
+                      rl_config=RLTrainingConfig(trainer="fast", max_steps=80_000, seed=3))
+    result = orch.execute_training_job_sync(job)
+    assert result.succeeded
+    candidate = orch.registry.get(result.model_version)
+    definition = build_behavior(behavior_name="Repro", archetype="reach_target")
+    retrainer = Retrainer(tmp_path / "runs")
+
+    ok = reproducibility_gate(candidate, definition, GateConfig(), retrainer)
+    assert ok.passed, ok.message
+    assert ok.numbers["mode"] == "retrain" and ok.numbers["seeds"] == [1003, 2003]
+    assert len(ok.numbers["retrained"]) == 2 and ok.numbers["evaluation_seed"] != HELD_OUT_SEED
+
+    starved = reproducibility_gate(candidate, definition, GateConfig(retrain_steps=2048), retrainer)
+    assert not starved.passed and "does not reproduce from its recorded configuration" in starved.message
+    low, high = starved.numbers["interval"]
+    assert high < starved.numbers["candidate_success_rate"] - starved.numbers["allowed_difference"]
+    assert len(orch.registry.list()) == 1, "retraining registers nothing in the real registry"
+
+    cheap = reproducibility_gate(candidate, definition, GateConfig(reproducibility="reevaluate"))
+    assert cheap.passed and cheap.numbers["evaluation_seed"] != candidate.metrics["evaluation"]["model"]["seed"]

@@ -217,7 +217,13 @@ def _governance(args: argparse.Namespace):
         from .governance.service import ApprovalHook
 
         hook = ApprovalHook(_control_plane(args))
-    return Governance(registry, gates, mirror=mirror, approval_hook=hook)
+    retrain = None
+    if gates.reproducibility in ("auto", "retrain"):  # training is possible wherever the pipeline runs
+        from .governance.retrain import Retrainer
+
+        workspace = getattr(args, "workspace", None) or os.environ.get("UNITY_MLOPS_WORKSPACE", "runs")
+        retrain = Retrainer(workspace)
+    return Governance(registry, gates, mirror=mirror, approval_hook=hook, retrain=retrain)
 
 
 def _control_plane(args: argparse.Namespace):
@@ -659,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     mpr.add_argument("--to", required=True, choices=("staging", "production"))
     mpr.add_argument("--reason", help="why (recorded in the ledger)")
     mpr.add_argument("--gates", help="gate settings file (YAML/JSON): seeds, episodes_per_seed, thresholds ...")
-    mpr.add_argument("--reproducibility", choices=("reevaluate", "retrain", "off"))
+    mpr.add_argument("--reproducibility", choices=("auto", "reevaluate", "retrain", "off"),
+                     help="auto (default): retrain the candidate's job with further seeds where it has one")
     mpr.set_defaults(func=_cmd_models_promote)
     mrb = ms.add_parser("rollback", help="re-point production to the last known-good version",
                         description="Moves production back, records an incident and freezes the asset.")

@@ -8,8 +8,11 @@ the improvement is estimated per episode and its 95 % interval comes from a pair
 (b) safety: collision rate and failure rate may not rise by more than `safety_margin` (upper bound of the
     paired interval), and the time to the goal (mean length of the episodes both solved) may not grow by more
     than `max_length_increase`;
-(c) reproducibility: re-evaluate (or retrain with the same config and seed) and land within tolerance of the
-    numbers recorded at registration;
+(c) reproducibility: `retrain` (the default where training is possible) re-runs the candidate's recorded job with
+    `retrain_seeds` further training seeds at `retrain_steps` (default: its own budget) and requires every
+    retrained model's success on fresh held-out episodes to be within `reproducibility_tolerance` of the
+    candidate's on the same episodes; `reevaluate` (the cheap check) plays the candidate on fresh held-out seeds
+    (never the recorded ones) and compares with the success recorded at registration;
 (d) contract: the ONNX inputs/outputs follow ML-Agents' v3 contract and the behavior spec.
 """
 
@@ -38,8 +41,11 @@ class GateConfig:
     min_reward_improvement: float = 0.0
     safety_margin: float = 0.02
     max_length_increase: float = 0.25
-    reproducibility: Literal["reevaluate", "retrain", "off"] = "reevaluate"
+    reproducibility: Literal["auto", "reevaluate", "retrain", "off"] = "auto"  # auto: retrain where possible
     reproducibility_tolerance: float = 0.05
+    retrain_seeds: int = 2
+    retrain_steps: int | None = None
+    reproducibility_episodes: int = 300
     bootstrap_samples: int = 4000
 
     @classmethod
@@ -155,37 +161,87 @@ def reward_and_safety_gates(ch: EpisodeOutcomes, base: EpisodeOutcomes, config: 
     return out
 
 
+FRESH_SEED_OFFSET = 7_000_003  # fresh held-out seeds: never the one the registration's evaluation used
+
+
+def _success(policy_path: Path, definition: BehaviorDefinition, episodes: int, seed: int) -> tuple[float, float]:
+    policy = OnnxPolicy(policy_path)
+    out = run_episodes(lambda o: policy.act(o), definition, episodes, seed)
+    return float(out.success.mean()), float(out.returns.mean())
+
+
+def _allowance(tol: float, p1: float, n1: int, p2: float, n2: int) -> float:
+    """The tolerance plus the sampling error of a difference of two success rates (1.96 standard errors): two
+    evaluations of the same policy on different episodes differ by chance, and that is not irreproducibility."""
+    return tol + 1.96 * float(np.sqrt(p1 * (1 - p1) / max(n1, 1) + p2 * (1 - p2) / max(n2, 1)))
+
+
 def reproducibility_gate(version: ModelVersion, definition: BehaviorDefinition, config: GateConfig,
-                         retrain: Callable[[ModelVersion], Path] | None = None) -> GateResult:
-    if config.reproducibility == "off":
-        return GateResult("reproducibility", True, "skipped (reproducibility: off)")
-    recorded = ((version.metrics.get("evaluation") or {}).get("model")) or {}
-    if not recorded:
-        return GateResult("reproducibility", False, "the version has no recorded evaluation to reproduce")
-    model_path = version.model_path
+                         retrain: Callable[..., Path] | None = None) -> GateResult:
     mode = config.reproducibility
+    if mode == "off":
+        return GateResult("reproducibility", True, "skipped (reproducibility: off)")
+    can_retrain = retrain is not None and (version.model_path.parent / "job.json").is_file()
+    if mode == "auto":
+        mode = "retrain" if can_retrain else "reevaluate"
+    recorded = ((version.metrics.get("evaluation") or {}).get("model")) or {}
+    fresh = int(recorded.get("seed", HELD_OUT_SEED)) + FRESH_SEED_OFFSET
+    episodes, tol = config.reproducibility_episodes, config.reproducibility_tolerance
     if mode == "retrain":
         if retrain is None:
-            return GateResult("reproducibility", False, "retraining is not available here")
-        model_path = retrain(version)
-    policy = OnnxPolicy(model_path)
-    outcomes = run_episodes(lambda o: policy.act(o), definition, int(recorded.get("episodes", 500)),
-                            int(recorded.get("seed", HELD_OUT_SEED)))
-    success, reward = float(outcomes.success.mean()), float(outcomes.returns.mean())
+            return GateResult("reproducibility", False, "retrain requested, but no retrainer is configured here")
+        return _retrain_gate(version, definition, config, retrain, fresh)
+    if not recorded:
+        return GateResult("reproducibility", False, "the version has no recorded evaluation to reproduce")
+    success, reward = _success(version.model_path, definition, episodes, fresh)
     d_success = abs(success - recorded["success_rate"])
-    numbers = {"mode": mode, "recorded_success_rate": recorded["success_rate"], "success_rate": success,
-               "recorded_mean_reward": recorded["mean_reward"], "mean_reward": reward,
-               "tolerance": config.reproducibility_tolerance}
-    if d_success > config.reproducibility_tolerance:
-        return GateResult("reproducibility", False, f"{mode}: success {success:.3f} vs recorded "
-                          f"{recorded['success_rate']:.3f}, off by {d_success:.3f} (tolerance "
-                          f"{config.reproducibility_tolerance})", numbers)
-    return GateResult("reproducibility", True, f"{mode}: success {success:.3f} vs recorded "
-                      f"{recorded['success_rate']:.3f} (within {config.reproducibility_tolerance})", numbers)
+    allowed = _allowance(tol, success, episodes, recorded["success_rate"], int(recorded.get("episodes", 500)))
+    numbers = {"mode": mode, "evaluation_seed": fresh, "episodes": episodes,
+               "recorded_success_rate": recorded["success_rate"], "success_rate": success,
+               "recorded_mean_reward": recorded["mean_reward"], "mean_reward": reward, "tolerance": tol,
+               "allowed_difference": allowed,
+               "note": "re-evaluation on fresh held-out episodes; the version has no recorded job to retrain"}
+    verdict = f"reevaluate on fresh seed {fresh}: success {success:.3f} vs recorded {recorded['success_rate']:.3f}"
+    if d_success > allowed:
+        return GateResult("reproducibility", False, f"{verdict}, off by {d_success:.3f} (allowed {allowed:.3f}: "
+                          f"tolerance {tol} + sampling error)", numbers)
+    return GateResult("reproducibility", True, f"{verdict} (within {allowed:.3f}; not retrained: no recorded job)",
+                      numbers)
+
+
+def _retrain_gate(version: ModelVersion, definition: BehaviorDefinition, config: GateConfig,
+                  retrain: Callable[..., Path], fresh: int) -> GateResult:
+    from .retrain import RetrainUnavailable
+
+    episodes, tol = config.reproducibility_episodes, config.reproducibility_tolerance
+    base_seed = int((version.lineage.get("seeds") or {}).get("training") or 0)
+    seeds = [base_seed + 1000 * (i + 1) for i in range(config.retrain_seeds)]
+    candidate, _ = _success(version.model_path, definition, episodes, fresh)
+    results = []
+    try:
+        for s in seeds:
+            success, reward = _success(retrain(version, s, config.retrain_steps), definition, episodes, fresh)
+            results.append({"seed": s, "success_rate": success, "mean_reward": reward})
+    except (RetrainUnavailable, ContractError) as exc:
+        return GateResult("reproducibility", False, f"retrain: {exc}", {"mode": "retrain", "seeds": seeds})
+    rates = [r["success_rate"] for r in results]
+    worst = max(abs(r - candidate) for r in rates)
+    allowed = max(_allowance(tol, r, episodes, candidate, episodes) for r in rates)
+    numbers = {"mode": "retrain", "seeds": seeds, "steps": config.retrain_steps or "as recorded",
+               "evaluation_seed": fresh, "episodes": episodes, "candidate_success_rate": candidate,
+               "retrained": results, "interval": [min(rates), max(rates)], "tolerance": tol,
+               "allowed_difference": allowed}
+    verdict = (f"retrained with seeds {seeds}: success {', '.join(f'{r:.3f}' for r in rates)} (interval "
+               f"[{min(rates):.3f}, {max(rates):.3f}]) vs the candidate's {candidate:.3f} on fresh seed {fresh}")
+    if worst > allowed:
+        return GateResult("reproducibility", False, f"{verdict}: off by up to {worst:.3f} (allowed {allowed:.3f}: "
+                          f"tolerance {tol} + sampling error); the candidate does not reproduce from its recorded "
+                          "configuration", numbers)
+    return GateResult("reproducibility", True, f"{verdict}: within {allowed:.3f}", numbers)
 
 
 def run_gates(challenger: ModelVersion, baseline: ModelVersion | None, config: GateConfig,
-              retrain: Callable[[ModelVersion], Path] | None = None) -> GateReport:
+              retrain: Callable[..., Path] | None = None) -> GateReport:
     definition = definition_of(challenger)
     results = [contract_gate(challenger, definition)]
     if not results[0].passed:

@@ -79,7 +79,7 @@ def _same_contract(candidate: ModelVersion, baseline: ModelVersion) -> None:
 
 class Governance:
     def __init__(self, registry: LocalModelRegistry, gate_config: GateConfig | None = None,
-                 retrain: Callable[[ModelVersion], Path] | None = None,
+                 retrain: Callable[..., Path] | None = None,
                  approval_hook: ApprovalHook | None = None, mirror: Any = None) -> None:
         self.registry = registry
         self.mirror = mirror  # e.g. a VertexModelRegistry whose aliases follow the ledger
