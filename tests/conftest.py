@@ -37,5 +37,6 @@ def trainer_env():
 @pytest.fixture
 def clean_build_env(monkeypatch):
     """Jobs use the embedded defaults unless a test sets these."""
-    for var in ("UNITY_BUILD_COMMAND", "MLAGENTS_TRAIN_COMMAND", "UNITY_MLOPS_WORKSPACE", "UNITY_MLOPS_REGISTRY"):
+    for var in ("UNITY_BUILD_COMMAND", "MLAGENTS_TRAIN_COMMAND", "UNITY_MLOPS_WORKSPACE", "UNITY_MLOPS_REGISTRY",
+                "GOOGLE_CLOUD_PROJECT", "UNITY_MLOPS_VERTEX_PROJECT", "VERTEX_REGION"):
         monkeypatch.delenv(var, raising=False)

@@ -12,9 +12,17 @@ from urllib.parse import unquote, urlsplit
 
 
 class FakeVertex:
-    def __init__(self) -> None:
+    """`pending_polls`: how many times an upload's long-running operation answers `done: false` before it
+    completes (the SDK polls it). `fail_uploads`: how many coming uploads fail with HTTP 503 (a remote error).
+    `fail_operations`: how many coming operations complete with an error instead of a model."""
+
+    def __init__(self, pending_polls: int = 0) -> None:
         self.models: dict[str, dict] = {}  # id -> {"versions": {vid: resource}}
         self.calls: list[tuple[str, str, dict]] = []
+        self.operations: dict[str, dict] = {}
+        self.pending_polls = pending_polls
+        self.fail_uploads = 0
+        self.fail_operations = 0
         self._next = 1000
         fake = self
 
@@ -33,6 +41,10 @@ class FakeVertex:
                 fake.calls.append(("POST", path, body))
                 m = re.fullmatch(r"/v1/projects/([^/]+)/locations/([^/]+)/models:upload", path)
                 if m:
+                    if fake.fail_uploads > 0:
+                        fake.fail_uploads -= 1
+                        return self._reply(503, {"error": {"code": 503, "message": "the service is unavailable",
+                                                           "status": "UNAVAILABLE"}})
                     return self._reply(200, fake.upload(m.group(1), m.group(2), body))
                 m = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/models/[^@/]+)@([^:]+):mergeVersionAliases",
                                  path)
@@ -45,7 +57,7 @@ class FakeVertex:
                 fake.calls.append(("GET", path, {}))
                 m = re.fullmatch(r"/(?:v1|ui)/(projects/[^/]+/locations/[^/]+/operations/\d+)", path)
                 if m:
-                    return self._reply(200, {"name": m.group(1), "done": True})
+                    return self._reply(200, fake.poll(m.group(1)))
                 m = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/models/[^@/]+)@(.+)", path)
                 if m:
                     resource = fake.get(m.group(1), m.group(2))
@@ -82,9 +94,28 @@ class FakeVertex:
                          "versionAliases": aliases, "versionDescription": spec.get("versionDescription", ""),
                          "containerSpec": spec.get("containerSpec", {})}
         self._next += 1
-        return {"name": f"projects/{project}/locations/{location}/operations/{self._next}", "done": True,
-                "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
-                             "model": model_name, "modelVersionId": vid}}
+        name = f"projects/{project}/locations/{location}/operations/{self._next}"
+        if self.fail_operations > 0:  # the operation will end in an error; nothing was created
+            self.fail_operations -= 1
+            del versions[vid]
+            final = {"name": name, "done": True, "error": {"code": 13, "message": "internal error while importing"}}
+        else:
+            final = {"name": name, "done": True,
+                     "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
+                                  "model": model_name, "modelVersionId": vid}}
+        self.operations[name] = {"polls_left": self.pending_polls, "final": final}
+        return self.poll(name, count=False)
+
+    def poll(self, name, count=True):
+        op = self.operations.get(name)
+        if op is None:
+            return {"name": name, "done": True}
+        if op["polls_left"] > 0:
+            if count:
+                op["polls_left"] -= 1
+            meta = "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelOperationMetadata"
+            return {"name": name, "done": False, "metadata": {"@type": meta}}
+        return op["final"]
 
     def _version(self, model_name, ref):
         versions = self.models.get(model_name.rsplit("/", 1)[1], {}).get("versions", {})

@@ -76,7 +76,8 @@ def test_upload_versions_and_labels(tmp_path, gcs, vertex):
         spec = body["model"]
         assert spec["versionAliases"] == [v.version], "is_default_version=False: only our version alias"
         assert spec["labels"]["unity_mlops_version"] == v.version and spec["labels"]["unity_mlops_asset"] == "nav"
-        assert spec["artifactUri"] == f"gs://unity-models/unity-mlops/nav/{v.version}"
+        assert "artifactUri" not in spec and "containerSpec" not in spec, "a registry entry, no serving container"
+        assert spec["versionDescription"].endswith(f"gs://unity-models/unity-mlops/nav/{v.version}")
     assert v1.uri.endswith("@1") and v2.uri.endswith("@2") and v1.uri.startswith("projects/test-proj/")
     client = storage.Client(project="test-proj", credentials=AnonymousCredentials())
     names = {b.name for b in client.list_blobs("unity-models", prefix=f"unity-mlops/nav/{v2.version}/")}
@@ -124,3 +125,89 @@ def test_orchestrator_registers_in_vertex_when_vertex_project_is_set(tmp_path, g
     assert result.succeeded, (result.failed_stage, result.error)
     assert result.model_uri.startswith("projects/test-proj/locations/us-central1/models/")
     assert Path(result.trained_model_path).is_file()
+
+
+JOB = """job_id: {job_id}
+asset_spec: {{asset_id: vx-1, name: VxAgent, description: Reach target position}}
+rl_config: {{trainer: fast, max_steps: 4096, checkpoint_interval: 2048, summary_freq: 2048,
+            hyperparameters: {{buffer_size: 1024, batch_size: 256}}}}
+vertex: {{project: test-proj, region: us-central1, bucket: "gs://unity-models"}}
+"""
+
+
+def _env(vertex, gcs_env):
+    import os
+
+    return {**os.environ, "UNITY_MLOPS_VERTEX_ENDPOINT": vertex.endpoint, **gcs_env, "PYTHONUNBUFFERED": "1"}
+
+
+def _cli(*args, env, cwd):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def test_a_job_file_registers_through_vertex_waiting_on_its_operation_and_a_failure_leaves_no_orphan(
+        tmp_path, gcs, vertex, monkeypatch, clean_build_env):
+    """`unity-mlops train` with `vertex:` in the job file. The upload's long-running operation stays pending for two
+    polls; the first run meets a remote error (HTTP 503), keeps the version incomplete and says so; the re-run
+    completes the same version — one local version, one Vertex version."""
+    import os
+
+    vertex.pending_polls = 2
+    vertex.fail_uploads = 1
+    job = tmp_path / "job.yaml"
+    job.write_text(JOB.format(job_id="vx-job"))
+    env = _env(vertex, {"STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"]})
+    ws = ["--workspace", str(tmp_path / "runs"), "-q", "--episodes", "50"]
+    first = _cli("train", str(job), *ws, env=env, cwd=tmp_path)
+    assert first.returncode == 1 and "stage register" in first.stderr and "re-run the job" in first.stderr
+    second = _cli("train", str(job), *ws, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    local = LocalModelRegistry(tmp_path / "runs" / "_registry").list()
+    assert len(local) == 1 and f"model version: {local[0].version}" in second.stdout
+    [model] = vertex.models.values()
+    assert len(model["versions"]) == 1 and local[0].version in model["versions"]["1"]["versionAliases"]
+    polls = [p for m, p, _ in vertex.calls if m == "GET" and "/operations/" in p]
+    assert len(polls) >= 2, "the SDK waited on the pending operation"
+    log = (tmp_path / "runs" / "vx-job" / "logs" / "pipeline.log").read_text()
+    assert "already complete at step" in log, "the re-run kept the trained model instead of training again"
+
+
+def test_a_scheduled_run_registers_through_vertex_and_a_failed_operation_is_completed_by_the_retry(
+        tmp_path, gcs, vertex, clean_build_env):
+    """`schedule run-once` (what a CronJob pod runs) with `vertex:` in the scheduler config; the first pod's upload
+    operation ends in an error, the retried pod (same Kubernetes Job name) completes the same version."""
+    import os
+
+    import yaml
+
+    vertex.fail_operations = 1
+    cfg = tmp_path / "scheduler.yaml"
+    job = yaml.safe_load(JOB.format(job_id="unused"))
+    cfg.write_text(yaml.safe_dump({"workspace": str(tmp_path / "runs"), "vertex": job["vertex"], "schedules": [
+        {"schedule_id": "nightly", "cron_expression": "0 2 * * *", "asset_specs": [job["asset_spec"]],
+         "rl_config": job["rl_config"]}]}))
+    env = {**_env(vertex, {"STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"]}),
+           "UNITY_MLOPS_K8S_JOB_NAME": "train-nightly-29000000"}
+    first = _cli("schedule", "run-once", str(cfg), "nightly", env=env, cwd=tmp_path)
+    assert first.returncode == 1 and "internal error while importing" in first.stdout + first.stderr
+    second = _cli("schedule", "run-once", str(cfg), "nightly", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    local = LocalModelRegistry(tmp_path / "runs" / "_registry").list()
+    assert len(local) == 1 and local[0].job_id == "train-nightly-29000000-vx-1"
+    versions = [v for m in vertex.models.values() for v in m["versions"].values()]
+    assert len(versions) == 1 and local[0].version in versions[0]["versionAliases"]
+
+
+def test_the_setup_guides_environment_selects_vertex(tmp_path, monkeypatch):
+    from mlops_unity_pipeline import UnityMLOpsOrchestrator
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "guide-proj")
+    monkeypatch.setenv("VERTEX_REGION", "europe-west4")
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
+    assert isinstance(orch.registry, VertexModelRegistry)
+    assert (orch.registry.project, orch.registry.region) == ("guide-proj", "europe-west4")
+    monkeypatch.setenv("UNITY_MLOPS_VERTEX", "off")
+    assert isinstance(UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False).registry, LocalModelRegistry)

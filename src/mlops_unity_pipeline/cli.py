@@ -37,6 +37,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     if args.job_id:
         job = job.model_copy(update={"job_id": args.job_id})
+    if args.vertex_project:
+        from .specs import VertexSettings
+
+        job = job.model_copy(update={"vertex": VertexSettings(project=args.vertex_project,
+                                                              region=args.vertex_region or "us-central1",
+                                                              bucket=args.vertex_bucket)})
     orch = UnityMLOpsOrchestrator(args.workspace, registry_root=args.registry, evaluation_episodes=args.episodes,
                                   show_progress=not args.quiet)
     result = orch.execute_training_job_sync(job)
@@ -208,10 +214,13 @@ def _governance(args: argparse.Namespace):
         gates.reproducibility = args.reproducibility
     registry = _registry(args)
     mirror = None
-    if os.environ.get("UNITY_MLOPS_VERTEX_PROJECT"):
+    from .specs import VertexSettings
+
+    vertex = VertexSettings.from_environment()
+    if vertex is not None:  # aliases follow the ledger in Vertex AI
         from .pipeline.orchestrator import vertex_registry
 
-        mirror = vertex_registry(registry, os.environ["UNITY_MLOPS_VERTEX_PROJECT"])
+        mirror = vertex_registry(registry, vertex.project, vertex.region, vertex.bucket)
     hook = None
     if os.environ.get("UNITY_MLOPS_CONTROL_PLANE_BUNDLE"):  # consequential moves go through the control plane
         from .governance.service import ApprovalHook
@@ -452,7 +461,7 @@ def _cmd_schedule_run(args: argparse.Namespace) -> int:
 
     cfg, store = _scheduler_parts(args)
     outbox = cfg.outbox(store.dir)
-    orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False)
+    orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False, vertex=cfg.vertex)
     port = args.health_port if args.health_port is not None else cfg.health.port
     if port is None and os.environ.get("UNITY_MLOPS_HEALTH_PORT"):
         port = int(os.environ["UNITY_MLOPS_HEALTH_PORT"])
@@ -475,7 +484,7 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
     if spec is None:
         raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
     outbox = cfg.outbox(store.dir)
-    orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False)
+    orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False, vertex=cfg.vertex)
     slot = utc_now().replace(second=0, microsecond=0)
     k8s_job = os.environ.get("UNITY_MLOPS_K8S_JOB_NAME", "").strip()  # stable across pod retries: resume
     failed = 0
@@ -582,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--registry", help="local registry root (default: <workspace>/_registry)")
     t.add_argument("--episodes", type=int, default=500, help="held-out evaluation episodes (default 500)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--vertex-project", help="also register in Vertex AI (default: the job file's `vertex:`, else "
+                                            "$GOOGLE_CLOUD_PROJECT; UNITY_MLOPS_VERTEX=off keeps models local)")
+    t.add_argument("--vertex-region", help="Vertex AI region (default $VERTEX_REGION or us-central1)")
+    t.add_argument("--vertex-bucket", help="gs:// bucket for the artifacts (default <project>-mlops-unity-models)")
     t.set_defaults(func=_cmd_train)
 
     tr = sub.add_parser("trainer", help="manage the isolated ML-Agents trainer environment",

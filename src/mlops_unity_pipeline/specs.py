@@ -212,6 +212,30 @@ class RLTrainingConfig(_Model):
         return self
 
 
+class VertexSettings(_Model):
+    """Register versions in Vertex AI too (extra `vertex`). In a job file or scheduler config as `vertex:`; from the
+    environment as the setup guide writes it: `GOOGLE_CLOUD_PROJECT` (or `UNITY_MLOPS_VERTEX_PROJECT`),
+    `VERTEX_REGION`, `UNITY_MLOPS_VERTEX_BUCKET`; `UNITY_MLOPS_VERTEX=off` keeps models local regardless."""
+
+    project: str = Field(min_length=1, max_length=200)
+    region: str = Field(default="us-central1", max_length=100)
+    bucket: str | None = Field(default=None, description="gs://bucket (default: <project>-mlops-unity-models)")
+    serving_image: str | None = Field(default=None, description="An ONNX-capable serving container you host "
+                                                                "(default: none; models are for Unity clients).")
+
+    @classmethod
+    def from_environment(cls) -> VertexSettings | None:
+        import os
+
+        if os.environ.get("UNITY_MLOPS_VERTEX", "").strip().lower() in ("off", "0", "false", "no"):
+            return None
+        project = (os.environ.get("UNITY_MLOPS_VERTEX_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "").strip()
+        if not project:
+            return None
+        return cls(project=project, region=os.environ.get("VERTEX_REGION") or "us-central1",
+                   bucket=os.environ.get("UNITY_MLOPS_VERTEX_BUCKET") or None)
+
+
 class TrainingJob(_Model):
     """One run of the pipeline for one asset."""
 
@@ -219,6 +243,7 @@ class TrainingJob(_Model):
     asset_spec: UnityAssetSpec
     rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
     timeout_s: float | None = Field(default=None, description="Stop training (with a checkpoint) after this.")
+    vertex: VertexSettings | None = Field(default=None, description="Also register the version in Vertex AI.")
 
     @field_validator("job_id")
     @classmethod

@@ -53,6 +53,11 @@ def _container(cfg: SchedulerConfig, args: list[str], secret_envs: list[str]) ->
     ]
     for name in secret_envs:
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": "unity-mlops-webhooks", "key": name}}})
+    if cfg.vertex is not None:  # as the setup guide passes them; credentials come from Workload Identity
+        env += [{"name": "GOOGLE_CLOUD_PROJECT", "value": cfg.vertex.project},
+                {"name": "VERTEX_REGION", "value": cfg.vertex.region}]
+        if cfg.vertex.bucket:
+            env.append({"name": "UNITY_MLOPS_VERTEX_BUCKET", "value": cfg.vertex.bucket})
     return {
         "name": "unity-mlops",
         "image": k.image,

@@ -33,7 +33,7 @@ from ..logs import ensure_console_logging, job_log
 from ..redaction import redact
 from ..registry.base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError
 from ..registry.local import LocalModelRegistry
-from ..specs import TrainingJob, TrainingResult
+from ..specs import TrainingJob, TrainingResult, VertexSettings
 from ..trainer import environment as trainer_env
 from ..trainer.config import agents_per_env
 from ..trainer.ports import reserve_ports
@@ -98,7 +98,7 @@ class JobContext:
 
 
 def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None,
-                    bucket: str | None = None) -> ModelRegistry:
+                    bucket: str | None = None, serving_image: str | None = None) -> ModelRegistry:
     """The Vertex AI backend over the local registry. `UNITY_MLOPS_VERTEX_ENDPOINT` points the SDK at another
     endpoint (a regional or private one; an http:// one, such as a local test server, uses anonymous credentials)."""
     from ..registry.vertex import VertexModelRegistry, default_bucket
@@ -113,7 +113,7 @@ def vertex_registry(local: LocalModelRegistry, project: str, region: str | None 
         return VertexModelRegistry(
             project, region or os.environ.get("VERTEX_REGION", "us-central1"),
             bucket or os.environ.get("UNITY_MLOPS_VERTEX_BUCKET") or default_bucket(project), local,
-            api_endpoint=endpoint, credentials=credentials)
+            api_endpoint=endpoint, credentials=credentials, serving_image=serving_image)
     except RegistryError as exc:
         raise UserError(str(exc)) from None
 
@@ -131,6 +131,7 @@ class UnityMLOpsOrchestrator:
         vertex_project: str | None = None,
         vertex_region: str | None = None,
         vertex_bucket: str | None = None,
+        vertex: VertexSettings | None = None,
         trainer_env_path: str | Path | None = None,
         generator: CodeGenerator | None = None,
         evaluation_episodes: int = 500,
@@ -139,9 +140,17 @@ class UnityMLOpsOrchestrator:
     ) -> None:
         self.workspace = Path(workspace or os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)).resolve()
         root = registry_root or os.environ.get("UNITY_MLOPS_REGISTRY") or self.workspace / REGISTRY_DIRNAME
-        if registry is None and vertex_project:
-            registry = vertex_registry(LocalModelRegistry(root), vertex_project, vertex_region, vertex_bucket)
-        self.registry = registry or LocalModelRegistry(root)
+        self.local_registry = LocalModelRegistry(root)
+        if vertex_project:
+            vertex = VertexSettings(project=vertex_project, region=vertex_region or "us-central1",
+                                    bucket=vertex_bucket)
+        elif vertex is None and registry is None:
+            vertex = VertexSettings.from_environment()  # GOOGLE_CLOUD_PROJECT / VERTEX_REGION, as in the setup guide
+        self.vertex = vertex
+        self._registries: dict[Any, ModelRegistry] = {}
+        if registry is None and vertex is not None:
+            registry = self._vertex_registry(vertex)
+        self.registry = registry or self.local_registry
         self.trainer_env_path = Path(trainer_env_path) if trainer_env_path else None
         self.generator = generator or TemplateGenerator()
         self.evaluation_episodes = evaluation_episodes
@@ -149,6 +158,17 @@ class UnityMLOpsOrchestrator:
         if webhooks is None and os.environ.get("WEBHOOK_URL", "").strip():
             webhooks = WebhookOutbox.from_environment(self.workspace / STATE_DIRNAME / "webhooks.db")
         self.webhooks = webhooks
+
+    def _vertex_registry(self, v: VertexSettings) -> ModelRegistry:
+        key = (v.project, v.region, v.bucket, v.serving_image)
+        if key not in self._registries:
+            self._registries[key] = vertex_registry(self.local_registry, v.project, v.region, v.bucket,
+                                                    v.serving_image)
+        return self._registries[key]
+
+    def registry_for(self, job: TrainingJob) -> ModelRegistry:
+        """The job's `vertex:` settings, where it has them, else the orchestrator's registry."""
+        return self._vertex_registry(job.vertex) if job.vertex is not None else self.registry
 
     def notify(self, event_type: str, data: dict[str, Any], key: str | None = None) -> None:
         """Queue a lifecycle event (durably); delivery happens in the background and never fails a job. Events
@@ -196,8 +216,8 @@ class UnityMLOpsOrchestrator:
         try:
             atomic_write_json(ws.dir / "job.json", job.model_dump(mode="json"))
             try:
-                done = self.registry.find_run(key)
-            except RegistryError as exc:
+                done = self.registry_for(job).find_run(key)
+            except (RegistryError, UserError) as exc:
                 raise StageError("register", str(exc)) from None
             if done is not None:  # registered before a restart: finish the bookkeeping only
                 ctx.version, ctx.recovered = done, True
@@ -320,9 +340,10 @@ class UnityMLOpsOrchestrator:
         self._mark_trained(ctx)
 
     def _trained(self, ctx: JobContext) -> bool:
-        """After a restart in phase "trained": the attempt's complete training output is on disk; keep it."""
-        t = ctx.state.training
-        if ctx.state.phase != "trained" or not t:
+        """After a restart past training (killed, or failed in evaluate/register): the attempt's complete training
+        output is on disk; keep it instead of training again."""
+        t = ctx.state.training  # recorded when this attempt's training completed; a later failure keeps it
+        if not t:
             return False
         outcome = TrainingOutcome(returncode=0, run_dir=Path(t["run_dir"]), onnx_path=Path(t["onnx_path"]),
                                   final_step=t["final_step"], max_steps=t["max_steps"], interrupted=False,
@@ -492,7 +513,7 @@ class UnityMLOpsOrchestrator:
             run_key=ctx.state.run_key,
         )
         try:
-            ctx.version = self.registry.register(request)
+            ctx.version = self.registry_for(job).register(request)
         except RegistryError as exc:
             raise StageError("register", str(exc)) from None
         log.info("register: %s -> %s", ctx.version.version, ctx.version.model_path)

@@ -27,8 +27,12 @@ CREATE TABLE IF NOT EXISTS vertex_versions (
     version TEXT PRIMARY KEY, resource_name TEXT NOT NULL, version_id TEXT NOT NULL, artifact_uri TEXT NOT NULL
 );
 """
-DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-0:latest"  # placeholder: ONNX needs a
-# custom serving image; the registry entry is what matters for Unity clients that download the .onnx
+# Models are for Unity: clients (Inference Engine / Sentis) download the .onnx. Registered without a serving
+# container, a version is a Vertex registry entry (a "referenced" model: versions, aliases, labels, the artifacts'
+# gs:// URI in its description), not deployable to an endpoint. To serve on Vertex, set `serving_image` to an
+# ONNX-capable container you host (e.g. NVIDIA Triton with its ONNX Runtime backend); the artifact URI is then
+# passed to it as the model's `artifactUri`.
+DEFAULT_SERVING_IMAGE: str | None = None
 
 
 def _label(value: str) -> str:
@@ -39,7 +43,7 @@ def _label(value: str) -> str:
 class VertexModelRegistry(ModelRegistry):
     def __init__(self, project: str, region: str, bucket: str, local: LocalModelRegistry, *,
                  api_endpoint: str | None = None, credentials: Any = None, storage_client: Any = None,
-                 serving_image: str = DEFAULT_SERVING_IMAGE) -> None:
+                 serving_image: str | None = DEFAULT_SERVING_IMAGE) -> None:
         try:
             from google.cloud import aiplatform, storage  # noqa: F401
         except ImportError:
@@ -110,15 +114,16 @@ class VertexModelRegistry(ModelRegistry):
             parent = self._parent(asset)
             labels = {"unity_mlops_asset": _label(asset), "unity_mlops_job": _label(request.job_id),
                       "unity_mlops_version": _label(version.version), "unity_mlops_git_sha": _label(request.git_sha)}
+            serving = {"artifact_uri": artifact_uri, "serving_container_image_uri": self.serving_image} \
+                if self.serving_image else {}
             model = aiplatform.Model.upload(
-                display_name=f"unity-{asset}", artifact_uri=artifact_uri,
-                serving_container_image_uri=self.serving_image,
-                parent_model=parent, is_default_version=False, version_aliases=[version.version],
-                version_description=version.version, labels=labels, sync=True,
+                display_name=f"unity-{asset}", parent_model=parent, is_default_version=False,
+                version_aliases=[version.version], version_description=f"{version.version}: artifacts {artifact_uri}",
+                labels=labels, sync=True, **serving,
             )
-        except (gexc.GoogleAPIError, OSError, ValueError) as exc:
-            raise RegistryError(f"{version.version} is registered locally, but the Vertex AI registration failed: "
-                                f"{exc}") from None
+        except (gexc.GoogleAPIError, OSError, ValueError, RuntimeError) as exc:
+            raise RegistryError(f"the Vertex AI registration of {version.version} failed ({exc}); the version is "
+                                "kept locally but not complete: re-run the job to finish the same version") from None
         with closing(self.local._connect()) as conn:
             conn.execute("INSERT OR IGNORE INTO vertex_models VALUES (?,?)", (asset, model.resource_name))
             conn.execute("INSERT OR REPLACE INTO vertex_versions VALUES (?,?,?,?)",

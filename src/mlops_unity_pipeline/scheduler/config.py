@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ..errors import SpecError
-from ..specs import TrainingSchedule, _Model, load_document, parse_model
+from ..specs import TrainingSchedule, VertexSettings, _Model, load_document, parse_model
 from ..webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S, Endpoint
 
 
@@ -66,6 +66,7 @@ class SchedulerConfig(_Model):
         description="Delays before each webhook retry (default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); a "
                     "delivery is dead-lettered after the last one fails.")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    vertex: VertexSettings | None = Field(default=None, description="Register every version in Vertex AI too.")
     schedules: list[TrainingSchedule] = Field(default_factory=list)
 
     @field_validator("schedules")
