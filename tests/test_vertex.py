@@ -151,8 +151,8 @@ def _cli(*args, env, cwd):
 def test_a_job_file_registers_through_vertex_waiting_on_its_operation_and_a_failure_leaves_no_orphan(
         tmp_path, gcs, vertex, monkeypatch, clean_build_env):
     """`unity-mlops train` with `vertex:` in the job file. The upload's long-running operation stays pending for two
-    polls; the first run meets a remote error (HTTP 503), keeps the version incomplete and says so; the re-run
-    completes the same version — one local version, one Vertex version."""
+    polls; the first run meets a remote error (HTTP 503) and leaves nothing registered on either side; the re-run keeps
+    the trained model and registers the same version — one local version, one Vertex version."""
     import os
 
     vertex.pending_polls = 2
@@ -163,10 +163,12 @@ def test_a_job_file_registers_through_vertex_waiting_on_its_operation_and_a_fail
     ws = ["--workspace", str(tmp_path / "runs"), "-q", "--episodes", "50"]
     first = _cli("train", str(job), *ws, env=env, cwd=tmp_path)
     assert first.returncode == 1 and "stage register" in first.stderr and "re-run the job" in first.stderr
+    assert LocalModelRegistry(tmp_path / "runs" / "_registry").list() == [], "no local orphan"
     second = _cli("train", str(job), *ws, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     local = LocalModelRegistry(tmp_path / "runs" / "_registry").list()
     assert len(local) == 1 and f"model version: {local[0].version}" in second.stdout
+    assert local[0].version in first.stderr, "the re-run registered the version the first run announced"
     [model] = vertex.models.values()
     assert len(model["versions"]) == 1 and local[0].version in model["versions"]["1"]["versionAliases"]
     polls = [p for m, p, _ in vertex.calls if m == "GET" and "/operations/" in p]
@@ -193,6 +195,7 @@ def test_a_scheduled_run_registers_through_vertex_and_a_failed_operation_is_comp
            "UNITY_MLOPS_K8S_JOB_NAME": "train-nightly-29000000"}
     first = _cli("schedule", "run-once", str(cfg), "nightly", env=env, cwd=tmp_path)
     assert first.returncode == 1 and "internal error while importing" in first.stdout + first.stderr
+    assert LocalModelRegistry(tmp_path / "runs" / "_registry").list() == [], "no local orphan"
     second = _cli("schedule", "run-once", str(cfg), "nightly", env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     local = LocalModelRegistry(tmp_path / "runs" / "_registry").list()

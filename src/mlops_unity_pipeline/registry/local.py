@@ -217,6 +217,22 @@ class LocalModelRegistry(ModelRegistry):
             raise VersionNotFound(f"model version {version!r} not found in {self.root}")
         return self._from_row(row)
 
+    def discard_incomplete(self, version: str) -> None:
+        """Undo a registration whose remote half failed (a composite registry's compensation): the version was
+        never complete, never aliased, and is removed whole, so that nothing exists on one side only."""
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM versions WHERE version = ?", (version,))
+                staging = self.models / f".{version}.discarded"
+                if (self.models / version).exists():
+                    os.replace(self.models / version, staging)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        shutil.rmtree(staging, ignore_errors=True)
+
     def find_run(self, run_key: str) -> ModelVersion | None:
         if not self.db_path.exists():
             return None

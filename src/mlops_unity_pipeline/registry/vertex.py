@@ -102,6 +102,7 @@ class VertexModelRegistry(ModelRegistry):
         from google.api_core import exceptions as gexc
         from google.cloud import aiplatform
 
+        existed = request.run_key is not None and self.local.find_run(request.run_key) is not None
         version = self.local.register(request)  # idempotent per run: a retried run gets its version back
         link = self.vertex_version(version.version)
         if link:  # this run already completed its remote registration
@@ -122,8 +123,10 @@ class VertexModelRegistry(ModelRegistry):
                 labels=labels, sync=True, **serving,
             )
         except (gexc.GoogleAPIError, OSError, ValueError, RuntimeError) as exc:
-            raise RegistryError(f"the Vertex AI registration of {version.version} failed ({exc}); the version is "
-                                "kept locally but not complete: re-run the job to finish the same version") from None
+            if not existed:  # atomic across both sides: nothing is left registered on one side only
+                self.local.discard_incomplete(version.version)
+            raise RegistryError(f"the Vertex AI registration of {version.version} failed ({exc}); nothing was "
+                                "registered: re-run the job to register it (its trained model is kept)") from None
         with closing(self.local._connect()) as conn:
             conn.execute("INSERT OR IGNORE INTO vertex_models VALUES (?,?)", (asset, model.resource_name))
             conn.execute("INSERT OR REPLACE INTO vertex_versions VALUES (?,?,?,?)",
