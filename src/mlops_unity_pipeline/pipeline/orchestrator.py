@@ -141,13 +141,19 @@ class UnityMLOpsOrchestrator:
         self.workspace = Path(workspace or os.environ.get("UNITY_MLOPS_WORKSPACE", DEFAULT_WORKSPACE)).resolve()
         root = registry_root or os.environ.get("UNITY_MLOPS_REGISTRY") or self.workspace / REGISTRY_DIRNAME
         self.local_registry = LocalModelRegistry(root)
+        self._registries: dict[Any, ModelRegistry] = {}
         if vertex_project:
             vertex = VertexSettings(project=vertex_project, region=vertex_region or "us-central1",
                                     bucket=vertex_bucket)
         elif vertex is None and registry is None:
             vertex = VertexSettings.from_environment()  # GOOGLE_CLOUD_PROJECT / VERTEX_REGION, as in the setup guide
+            try:
+                registry = self._vertex_registry(vertex) if vertex is not None else None
+            except UserError as exc:  # e.g. Cloud Shell sets GOOGLE_CLOUD_PROJECT on a machine without the extra
+                log.warning("GOOGLE_CLOUD_PROJECT is set, but %s; models stay in the local registry "
+                            "(UNITY_MLOPS_VERTEX=off silences this)", exc)
+                vertex = None
         self.vertex = vertex
-        self._registries: dict[Any, ModelRegistry] = {}
         if registry is None and vertex is not None:
             registry = self._vertex_registry(vertex)
         self.registry = registry or self.local_registry
