@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python -m venv /opt/unity-mlops \
  && /opt/unity-mlops/bin/pip install --upgrade pip \
- && /opt/unity-mlops/bin/pip install --extra-index-url "${TORCH_INDEX_URL}" ".[deploy,fast]"
+ && /opt/unity-mlops/bin/pip install --extra-index-url "${TORCH_INDEX_URL}" ".[deploy,fast,vertex]"
 # The managed trainer environment, built and checked by the product itself (same absolute path at runtime).
 RUN /opt/unity-mlops/bin/unity-mlops trainer setup --python /usr/local/bin/python3.11 \
  && /opt/unity-mlops/bin/unity-mlops trainer check
