@@ -22,6 +22,7 @@ from ..player.wire import FIXED32, LEN, VARINT, WireError, iter_fields, read_var
 META_SIZE = 32
 INITIAL_POS = META_SIZE + 1
 SUPPORTED_API_VERSIONS = (0, 1)
+MAX_OBSERVATION_FLOATS = 1 << 24  # an observation shape promising more (without data) is corrupt, not allocated
 
 
 class DemoError(ValueError):
@@ -96,9 +97,7 @@ def _delimited(data: bytes, pos: int, what: str) -> tuple[memoryview, int]:
 
 
 def _floats(value, wt) -> list[float]:
-    if wt == FIXED32:
-        return [wire.read_float(value)]
-    return np.frombuffer(value, dtype="<f4").tolist()
+    return wire.read_floats(value, wt)
 
 
 def _parse_observation(buf: memoryview) -> Observation:
@@ -118,9 +117,17 @@ def _parse_observation(buf: memoryview) -> Observation:
                 if ff == 1:
                     data = np.array(_floats(fv, fwt), np.float32)
         elif f == 8:
-            name = bytes(v).decode("utf-8", "replace")
+            name = wire.read_bytes(v).decode("utf-8", "replace")
+    size = 1
+    for d in shape:
+        size *= d
+        if size > MAX_OBSERVATION_FLOATS:
+            raise WireError(f"observation shape {shape[:8]} is impossible (at most {MAX_OBSERVATION_FLOATS} floats "
+                            "in all)")
+    if data is not None and shape and data.size != size:
+        raise WireError(f"observation shape {tuple(shape)} holds {size} floats but {data.size} are stored")
     if data is None and not compressed:
-        data = np.zeros(int(np.prod(shape)) if shape else 0, np.float32)
+        data = np.zeros(size if shape else 0, np.float32)
     return Observation(tuple(shape), name, data, compressed)
 
 
@@ -137,9 +144,9 @@ def _parse_pair(buf: memoryview, continuous: int, branches: tuple[int, ...]) -> 
                 if af == 7:
                     reward = wire.read_float(av) if awt == FIXED32 else 0.0
                 elif af == 8:
-                    done = bool(av)
+                    done = bool(signed32(av))
                 elif af == 9:
-                    max_step = bool(av)
+                    max_step = bool(signed32(av))
                 elif af == 10:
                     agent_id = signed32(av)
                 elif af == 11:
@@ -159,9 +166,13 @@ def _parse_pair(buf: memoryview, continuous: int, branches: tuple[int, ...]) -> 
 
 def read_demo(path: str | Path) -> Demonstration:
     p = Path(path)
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DemoError(f"cannot read {p}: {exc.strerror or exc}") from None
     if not data:
         raise DemoError(f"{p} is empty")
+    pos = 0
     try:
         meta_buf, _ = _delimited(data, 0, "demonstration metadata")
         api, name, steps, episodes, mean = 0, "", 0, 0, 0.0
@@ -169,7 +180,7 @@ def read_demo(path: str | Path) -> Demonstration:
             if f == 1:
                 api = signed32(v)
             elif f == 2:
-                name = bytes(v).decode("utf-8", "replace")
+                name = wire.read_bytes(v).decode("utf-8", "replace")
             elif f == 3:
                 steps = signed32(v)
             elif f == 4:
@@ -187,27 +198,32 @@ def read_demo(path: str | Path) -> Demonstration:
         legacy_type = 0
         for f, wt, v, _ in iter_fields(brain_buf, INITIAL_POS):
             if f == 7:
-                behavior = bytes(v).decode("utf-8", "replace")
+                behavior = wire.read_bytes(v).decode("utf-8", "replace")
             elif f == 9:
                 nd = 0
                 sizes: list[int] = []
                 for af, awt, av, _ in iter_fields(v):
                     if af == 1:
-                        continuous = av
+                        continuous = signed32(av)
                     elif af == 2:
-                        nd = av
+                        nd = signed32(av)
                     elif af == 3:
                         sizes.extend(unpack_varints(av, awt))
                 branches = tuple(sizes[:nd]) if nd else tuple(sizes)
             elif f == 3:
                 legacy_sizes.extend(unpack_varints(v, wt))
             elif f == 6:
-                legacy_type = v
+                legacy_type = signed32(v)
         if not continuous and not branches:  # files from before communication 1.3
             if legacy_type == 1:
                 continuous = legacy_sizes[0] if legacy_sizes else 0
             else:
                 branches = tuple(legacy_sizes)
+        if not behavior or steps <= 0 or (continuous <= 0 and not branches) or continuous > 4096 \
+                or any(not 0 < b <= 1 << 16 for b in branches):
+            raise DemoError(f"{p}: no valid demonstration header (behavior {behavior!r}, {steps} steps, "
+                            f"{continuous} continuous actions, branches {tuple(branches)[:8]}): not a .demo file, "
+                            "or its metadata is corrupt")
         records: list[Step] = []
         for i in range(steps):
             if pos >= len(data):
@@ -221,6 +237,10 @@ def read_demo(path: str | Path) -> Demonstration:
             pos = next_pos
     except WireError as exc:
         raise DemoError(f"{p}: corrupt protobuf data: {exc}") from None
+    except DemoError as exc:  # every message names the file (a directory of demos has many)
+        raise exc if str(p) in str(exc) else DemoError(f"{p}: {exc}") from None
+    except (ValueError, OverflowError, MemoryError) as exc:  # a value no decoder check anticipated: still a clear error
+        raise DemoError(f"{p}: corrupt data near byte offset {pos}: {exc}") from None
     return Demonstration(p, api, name, steps, episodes, mean, behavior, int(continuous), tuple(branches), records)
 
 

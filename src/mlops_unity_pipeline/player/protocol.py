@@ -17,6 +17,7 @@ from .wire import (
     FIXED32,
     LEN,
     VARINT,
+    WireError,
     bool_field,
     int_field,
     iter_fields,
@@ -129,6 +130,8 @@ class TrainerInput:
 def _floats(value, wt) -> list[float]:
     if wt == FIXED32:
         return [read_float(value)]
+    if not isinstance(value, memoryview) or len(value) % 4:
+        raise WireError("expected packed floats (a multiple of 4 bytes)")
     return list(np.frombuffer(value, dtype="<f4"))
 
 

@@ -14,11 +14,20 @@ _F32 = struct.Struct("<f")
 
 
 class WireError(ValueError):
-    """Malformed bytes; `offset` is where decoding stopped."""
+    """Malformed bytes; `offset` is where decoding stopped (None where the caller knows it better)."""
 
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(f"{message} at byte offset {offset}")
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message if offset is None else f"{message} at byte offset {offset}")
         self.offset = offset
+
+
+
+
+def _wanted(value: object, kind: type | tuple[type, ...], what: str) -> None:
+    """A field whose wire type is not the one its schema says (a flipped bit turns a varint into a length...)."""
+    if not isinstance(value, kind):
+        got = "a varint" if isinstance(value, int) else f"{len(value)} bytes"  # type: ignore[arg-type]
+        raise WireError(f"expected {what}, found {got}")
 
 
 def varint(n: int) -> bytes:
@@ -82,6 +91,7 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
 
 
 def signed32(n: int) -> int:
+    _wanted(n, int, "a varint")
     n &= 0xFFFFFFFF
     return n - (1 << 32) if n & 0x80000000 else n
 
@@ -122,7 +132,9 @@ def iter_fields(buf: bytes | memoryview, base: int = 0):
 def unpack_varints(value: bytes | memoryview | int, wire_type: int) -> list[int]:
     """A repeated integer field may arrive packed (LEN) or as single VARINTs."""
     if wire_type == VARINT:
+        _wanted(value, int, "a varint")
         return [int(value)]  # type: ignore[arg-type]
+    _wanted(value, (bytes, memoryview), "packed varints")
     out, pos, mv = [], 0, memoryview(value)  # type: ignore[arg-type]
     while pos < len(mv):
         v, pos = read_varint(mv, pos)
@@ -131,4 +143,22 @@ def unpack_varints(value: bytes | memoryview | int, wire_type: int) -> list[int]
 
 
 def read_float(value: memoryview) -> float:
+    _wanted(value, (bytes, memoryview), "a fixed32 float")
+    if len(value) != 4:
+        raise WireError(f"expected a 4-byte float, found {len(value)} bytes")
     return _F32.unpack(value)[0]
+
+
+def read_bytes(value: memoryview | int) -> bytes:
+    _wanted(value, (bytes, memoryview), "length-delimited bytes")
+    return bytes(value)  # type: ignore[arg-type]
+
+
+def read_floats(value: memoryview | int, wire_type: int) -> list[float]:
+    """A repeated float field, packed (LEN, a multiple of 4 bytes) or single (FIXED32)."""
+    if wire_type == FIXED32:
+        return [read_float(value)]  # type: ignore[arg-type]
+    _wanted(value, (bytes, memoryview), "packed floats")
+    if len(value) % 4:  # type: ignore[arg-type]
+        raise WireError(f"packed floats of {len(value)} bytes: not a multiple of 4")  # type: ignore[arg-type]
+    return list(struct.unpack(f"<{len(value) // 4}f", value))  # type: ignore[arg-type]
