@@ -822,7 +822,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # a request line per webhook attempt is noise at INFO
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away is met here, not at interpreter exit
+        return rc
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -834,6 +836,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `unity-mlops models history X | head`: the reader stopped; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -52,8 +52,14 @@ def _check_safe_id(value: str, what: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=True)
+    # NaN and infinities are refused in every float field: they pass range checks and fail an hour later
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=True,
+                              allow_inf_nan=False)
 
+
+LIMITS = {"max_steps": 10**10, "num_envs": 64, "seed": 2**31 - 1, "bc_updates": 10**6, "agents_per_env": 1024,
+          "summary_freq": 10**9, "checkpoint_interval": 10**10, "keep_checkpoints": 1000, "time_horizon": 10**6}
+MAX_SECONDS = 366 * 86400.0  # a timeout, deadline or backoff beyond a year is a typo
 
 class UnityAssetSpec(_Model):
     """A plain description of one agent. `observation_space`/`action_space` are optional: the behavior's
@@ -115,6 +121,19 @@ class UnityAssetSpec(_Model):
                 raise ValueError(f"action_space.branches must be a list of positive integers, got {b!r}")
         return v
 
+    @model_validator(mode="after")
+    def _behavior(self) -> UnityAssetSpec:
+        """The behavior the spec describes must exist: checked where the spec is written, not an hour later."""
+        from .behavior.definition import BehaviorError, build_behavior
+
+        try:
+            build_behavior(behavior_name=self.effective_behavior_name, asset_type=self.asset_type,
+                           description=self.description, observation_space=self.observation_space,
+                           action_space=self.action_space, archetype=self.archetype)
+        except BehaviorError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
     @property
     def effective_behavior_name(self) -> str:
         return self.behavior_name or self.name
@@ -163,26 +182,27 @@ class RLTrainingConfig(_Model):
             raise ValueError(f"algorithm {v!r} is not supported; choose one of {', '.join(ALGORITHMS)}")
         return up
 
-    @field_validator("max_steps", "num_envs")
+    @field_validator("max_steps", "num_envs", "bc_updates", "agents_per_env", "summary_freq", "checkpoint_interval",
+                     "keep_checkpoints", "time_horizon")
     @classmethod
-    def _positive(cls, v: int, info: Any) -> int:
-        if v <= 0:
-            raise ValueError(f"{info.field_name} must be > 0, got {v}")
+    def _positive(cls, v: int | None, info: Any) -> int | None:
+        limit = LIMITS[info.field_name]
+        if v is not None and not 0 < v <= limit:
+            raise ValueError(f"{info.field_name} must be > 0 and at most {limit:,}, got {v:,}")
         return v
 
-    @field_validator("bc_updates", "agents_per_env", "summary_freq", "checkpoint_interval", "keep_checkpoints",
-                     "time_horizon")
+    @field_validator("seed")
     @classmethod
-    def _positive_opt(cls, v: int | None, info: Any) -> int | None:
-        if v is not None and v <= 0:
-            raise ValueError(f"{info.field_name} must be > 0, got {v}")
+    def _seed(cls, v: int) -> int:
+        if not 0 <= v <= LIMITS["seed"]:
+            raise ValueError(f"seed must be between 0 and {LIMITS['seed']:,} (a 32-bit seed), got {v:,}")
         return v
 
     @field_validator("time_scale")
     @classmethod
     def _time_scale(cls, v: float) -> float:
-        if not v > 0:
-            raise ValueError(f"time_scale must be > 0, got {v}")
+        if not 0 < v <= 1000:
+            raise ValueError(f"time_scale must be > 0 and at most 1000, got {v}")
         return v
 
     @field_validator("trainer_settings")
@@ -242,7 +262,8 @@ class TrainingJob(_Model):
     job_id: str
     asset_spec: UnityAssetSpec
     rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
-    timeout_s: float | None = Field(default=None, description="Stop training (with a checkpoint) after this.")
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
+                                    description="Stop training (with a checkpoint) after this.")
     vertex: VertexSettings | None = Field(default=None, description="Also register the version in Vertex AI.")
 
     @field_validator("job_id")
@@ -302,8 +323,8 @@ class TrainingSchedule(_Model):
     @field_validator("starting_deadline_s", "job_timeout_s")
     @classmethod
     def _positive_seconds(cls, v: float | None, info: Any) -> float | None:
-        if v is not None and v <= 0:
-            raise ValueError(f"{info.field_name} must be > 0 seconds, got {v}")
+        if v is not None and not 0 < v <= MAX_SECONDS:
+            raise ValueError(f"{info.field_name} must be > 0 and at most {MAX_SECONDS:.0f} seconds, got {v}")
         return v
 
     @field_validator("max_catchup_runs")
@@ -316,8 +337,9 @@ class TrainingSchedule(_Model):
     @field_validator("jitter_s", "retry_backoff_s", "max_retries")
     @classmethod
     def _non_negative(cls, v: float, info: Any) -> float:
-        if v < 0:
-            raise ValueError(f"{info.field_name} must be >= 0, got {v}")
+        limit = 100 if info.field_name == "max_retries" else MAX_SECONDS
+        if not 0 <= v <= limit:
+            raise ValueError(f"{info.field_name} must be between 0 and {limit:.0f}, got {v}")
         return v
 
     @field_validator("asset_specs")
@@ -369,6 +391,31 @@ def format_validation_error(err: ValidationError, source: str | None = None) -> 
     return f"invalid {err.title}{where}:\n" + "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's spec forbids duplicate keys; PyYAML keeps the last one silently. Here it is an error."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _unique_json(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
 def load_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON mapping, with errors that name the file."""
     p = Path(path)
@@ -376,8 +423,9 @@ def load_document(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"file not found: {p}", hint="pass the path of a YAML or JSON file")
     try:
         text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text, object_pairs_hook=_unique_json) if p.suffix.lower() == ".json" else \
+            yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise SpecError(f"could not parse {p}: {exc}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{p} must contain a mapping at the top level, got {type(data).__name__}")

@@ -11,6 +11,7 @@ the tasks learnable in about 100k steps (world-axis variants stall; see shared/r
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -170,22 +171,29 @@ def choose_archetype(asset_type: str, description: str, override: str | None = N
 
 def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[ObservationComponent, ...]:
     layout: dict[str, int] = {}
+    problems: list[str] = []
     source = requested if requested else ARCHETYPE_DEFAULTS[archetype]["observations"]
     for raw_key, size in source.items():
         key = OBSERVATION_ALIASES.get(raw_key.lower(), raw_key.lower())
         if key not in OBSERVATION_KEYS:
-            known = ", ".join(sorted(OBSERVATION_KEYS))
-            raise BehaviorError(f"observation_space key {raw_key!r} is unknown; known keys: {known}")
+            near = difflib.get_close_matches(key, [*OBSERVATION_KEYS, *OBSERVATION_ALIASES], n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            problems.append(f"observation_space key {raw_key!r} is unknown{hint}; known keys: "
+                            f"{', '.join(sorted(OBSERVATION_KEYS))}")
+            continue
         if key in layout:
-            raise BehaviorError(f"observation_space lists {key!r} twice (aliases count as the same key)")
+            problems.append(f"observation_space lists {key!r} twice (aliases count as the same key)")
+            continue
         fixed, _ = OBSERVATION_KEYS[key]
         if fixed is not None and size != fixed:
-            raise BehaviorError(f"observation_space[{raw_key!r}] must be {fixed}, got {size}")
-        if key == "raycast" and not 1 <= size <= 64:
-            raise BehaviorError(f"observation_space[{raw_key!r}] must be between 1 and 64 rays, got {size}")
-        if key == "waypoint_progress" and archetype != "patrol":
-            raise BehaviorError("observation_space key 'waypoint_progress' only exists for patrol behaviors")
+            problems.append(f"observation_space[{raw_key!r}] must be {fixed}, got {size}")
+        elif key == "raycast" and not 1 <= size <= 64:
+            problems.append(f"observation_space[{raw_key!r}] must be between 1 and 64 rays, got {size}")
+        elif key == "waypoint_progress" and archetype != "patrol":
+            problems.append("observation_space key 'waypoint_progress' only exists for patrol behaviors")
         layout[key] = int(size)
+    if problems:
+        raise BehaviorError("; ".join(problems))
     for key in REQUIRED_OBSERVATIONS[archetype]:  # the task cannot be solved without them
         layout.setdefault(key, OBSERVATION_KEYS[key][0] or 1)
     return tuple(ObservationComponent(k, s) for k, s in layout.items())
@@ -228,15 +236,31 @@ def build_behavior(
     action_space: dict[str, Any] | None = None,
     archetype: str | None = None,
 ) -> BehaviorDefinition:
-    """Derive the behavior from the fields of a `UnityAssetSpec`."""
+    """Derive the behavior from the fields of a `UnityAssetSpec`. Every problem is reported at once."""
+    problems: list[str] = []
     if _NON_IDENT.search(behavior_name):
-        raise BehaviorError(f"behavior name {behavior_name!r} must be a C# identifier")
-    kind = choose_archetype(asset_type, description, archetype)
+        problems.append(f"behavior name {behavior_name!r} must be a C# identifier")
+    try:
+        kind = choose_archetype(asset_type, description, archetype)
+    except BehaviorError as exc:
+        problems.append(str(exc))
+        kind = choose_archetype(asset_type, description)  # still check the spaces against the described task
+    observations, action = None, None
+    try:
+        observations = _observations(kind, observation_space)
+    except BehaviorError as exc:
+        problems.append(str(exc))
+    try:
+        action = _action(action_space)
+    except BehaviorError as exc:
+        problems.append(str(exc))
+    if problems or observations is None or action is None:
+        raise BehaviorError("; ".join(problems))
     return BehaviorDefinition(
         behavior_name=behavior_name,
         archetype=kind,
-        observations=_observations(kind, observation_space),
-        action=_action(action_space),
+        observations=observations,
+        action=action,
         params=ARCHETYPE_DEFAULTS[kind]["params"],
         description=description,
     )

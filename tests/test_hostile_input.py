@@ -1,0 +1,83 @@
+"""User mistakes meet one error path: one block naming every problem with its field (and a suggestion for a
+near-miss key), exit code 2, nothing written; NaN, infinities, negative durations and absurd sizes are refused at
+the spec; duplicate keys are errors; a closed pipe ends a command quietly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mlops_unity_pipeline.errors import SpecError
+from mlops_unity_pipeline.scheduler.config import load_scheduler_config
+from mlops_unity_pipeline.specs import load_job
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_an_invalid_behaviour_is_one_block_with_every_problem_exit_2_and_nothing_written(tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        "job_id: bad\nasset_spec: {asset_id: a, name: Bad, description: reach, archetype: flying,\n"
+        "  observation_space: {velocty: 2, raycast: 500}}\nrl_config: {max_steps: 1000}\n")
+    r = cli("train", "job.yaml", "--workspace", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    for words in ("archetype 'flying' is unknown", "did you mean 'velocity'", "between 1 and 64 rays"):
+        assert words in r.stderr, r.stderr
+    assert r.stderr.count("archetype 'flying'") == 1, "said once"
+    assert "artifacts kept" not in r.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("timeout_s", ".nan"), ("timeout_s", "-5"), ("timeout_s", ".inf"),
+    ("rl_config.seed", "1e30"), ("rl_config.time_scale", ".inf"), ("rl_config.max_steps", str(10**30)),
+    ("rl_config.num_envs", str(10**30)), ("rl_config.seed", "-1"),
+])
+def test_values_that_used_to_pass_and_fail_later_are_refused_at_the_spec(tmp_path, field, value):
+    top, _, sub = field.partition(".")
+    body = f"rl_config: {{{sub}: {value}}}\n" if sub else f"{top}: {value}\n"
+    (tmp_path / "job.yaml").write_text("job_id: j\nasset_spec: {asset_id: a, name: A}\n" + body)
+    with pytest.raises(SpecError, match=(sub or top)):
+        load_job(tmp_path / "job.yaml")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("jitter_s", ".nan"), ("retry_backoff_s", ".inf"), ("starting_deadline_s", "-5"), ("job_timeout_s", ".inf"),
+    ("max_retries", "1000000"),
+])
+def test_schedule_numbers_are_finite_and_bounded(tmp_path, field, value):
+    (tmp_path / "s.yaml").write_text(f"schedules:\n  - schedule_id: s\n    cron_expression: '0 2 * * *'\n"
+                                     f"    asset_specs: [{{asset_id: a, name: A}}]\n    {field}: {value}\n")
+    with pytest.raises(SpecError, match=field):
+        load_scheduler_config(tmp_path / "s.yaml")
+
+
+def test_duplicate_keys_are_errors(tmp_path):
+    (tmp_path / "job.yaml").write_text("job_id: j\nasset_spec: {asset_id: a, name: A}\njob_id: k\n")
+    r = cli("train", "job.yaml", "--workspace", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "duplicate key 'job_id'" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "job.json").write_text('{"job_id": "j", "job_id": "k", "asset_spec": {"asset_id": "a", "name": "A"}}')
+    with pytest.raises(SpecError, match="duplicate key 'job_id'"):
+        load_job(tmp_path / "job.json")
+
+
+def test_binary_yaml_is_a_clear_error(tmp_path):
+    (tmp_path / "job.yaml").write_text("job_id: j\nasset_spec: {asset_id: a, name: A, description: !!binary gICA}\n")
+    r = cli("train", "job.yaml", "--workspace", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "asset_spec.description" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, samples):
+    from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
+
+    reg = LocalModelRegistry(tmp_path / "reg")
+    for _ in range(40):
+        reg.register(RegistrationRequest("a", "Piped", "Piped", "j", samples / "onnx" / "3DBall.onnx"))
+    for reader in ("head -1", "true"):  # `true` never reads: every write meets a closed pipe
+        r = subprocess.run(f"{sys.executable} -m mlops_unity_pipeline models --registry {tmp_path / 'reg'} list "
+                           f"| {reader}", shell=True, capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
