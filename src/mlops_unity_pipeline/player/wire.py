@@ -98,6 +98,7 @@ def signed32(n: int) -> int:
 
 def iter_fields(buf: bytes | memoryview, base: int = 0):
     """Yield (field_number, wire_type, value, offset). LEN values are memoryviews (no copy)."""
+    _wanted(buf, (bytes, bytearray, memoryview), "an embedded message")
     mv = memoryview(buf)
     pos, end = 0, len(mv)
     while pos < end:
