@@ -167,12 +167,22 @@ def test_resume_after_a_timeout(tmp_path):
     assert "Resuming from" in log and f"at step {stopped}" in log
 
 
-def test_unsupported_options_are_reported_not_ignored(tmp_path):
+def test_unsupported_options_are_refused_before_any_work(tmp_path):
+    """Honoured or refused at validation (not at the train stage), each option once, only options the user set."""
+    from pydantic import ValidationError
+
     assert unsupported_options({"trainer_type": "sac"}) == ["trainer_type sac (the fast trainer is PPO only)"]
-    orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
-    cfg = RLTrainingConfig(trainer="fast", max_steps=1000,
-                           reward_signals={"extrinsic": {"gamma": 0.99}, "curiosity": {"strength": 0.02}},
-                           network_settings={"memory": {"memory_size": 64}})
-    r = orch.execute_training_job_sync(TrainingJob(job_id="u", asset_spec=ASSET, rl_config=cfg))
-    assert r.failed_stage in ("generate", "train")
-    assert "reward_signals.curiosity" in r.error and "network_settings.memory" in r.error
+    with pytest.raises(ValidationError) as err:
+        RLTrainingConfig(trainer="fast", max_steps=1000,
+                         reward_signals={"extrinsic": {"gamma": 0.99}, "curiosity": {"strength": 0.02}},
+                         network_settings={"memory": {"memory_size": 64}},
+                         environment_parameters={"wall_height": {"sampler_type": "uniform",
+                                                                 "sampler_parameters": {"min_value": 0,
+                                                                                        "max_value": 4}}})
+    text = str(err.value)
+    assert "reward_signals.curiosity" in text and "environment_parameters" in text
+    assert text.count("network_settings.memory") == 1, "listed once"
+    with pytest.raises(ValidationError) as err:
+        RLTrainingConfig(trainer="fast", algorithm="SAC")
+    assert "trainer_type sac" in str(err.value) and "buffer_init_steps" not in str(err.value), "only what was set"
+    assert not (tmp_path / "runs").exists()

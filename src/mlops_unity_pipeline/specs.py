@@ -224,6 +224,18 @@ class RLTrainingConfig(_Model):
         return parse_model(cls, fields, str(path))
 
     @model_validator(mode="after")
+    def _fast_supports_it(self) -> RLTrainingConfig:
+        """Honoured or refused before any work starts: trainer 'fast' never ignores an option silently."""
+        if self.trainer == "fast":
+            from .fast.options import unsupported_in_config
+
+            problems = unsupported_in_config(self)
+            if problems:
+                raise ValueError("trainer 'fast' does not support " + ", ".join(problems) +
+                                 "; use trainer 'mlagents' (the default) for them")
+        return self
+
+    @model_validator(mode="after")
     def _offline(self) -> RLTrainingConfig:
         if self.use_offline_rl and not self.demonstrations_path:
             raise ValueError(

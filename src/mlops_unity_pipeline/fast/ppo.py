@@ -33,37 +33,12 @@ from ..evaluation.tfevents import EventWriter
 from .export import export_onnx
 from .loss import Minibatch, continuous_grads, discrete_grads
 from .network import ActorCritic, Adam
+from .options import unsupported_options
 from .rollout import Rollout, RolloutCollector, gae
-
-SUPPORTED_HYPER = {"batch_size", "buffer_size", "learning_rate", "beta", "epsilon", "lambd", "num_epoch",
-                   "learning_rate_schedule", "beta_schedule", "epsilon_schedule", "shared_critic"}
-SUPPORTED_NETWORK = {"normalize", "hidden_units", "num_layers", "vis_encode_type"}
-SUPPORTED_BEHAVIOR = {"trainer_type", "hyperparameters", "network_settings", "reward_signals", "max_steps",
-                      "time_horizon", "summary_freq", "checkpoint_interval", "keep_checkpoints"}
 
 
 class UnsupportedOption(ValueError):
     pass
-
-
-def unsupported_options(settings: dict[str, Any]) -> list[str]:
-    """What the fast trainer cannot honour in a behavior's ML-Agents settings (it must not silently ignore them)."""
-    out = []
-    if settings.get("trainer_type", "ppo") != "ppo":
-        out.append(f"trainer_type {settings['trainer_type']} (the fast trainer is PPO only)")
-    out += [f"{k}" for k in settings if k not in SUPPORTED_BEHAVIOR]
-    hyper = settings.get("hyperparameters") or {}
-    out += [f"hyperparameters.{k}" for k in hyper if k not in SUPPORTED_HYPER]
-    if hyper.get("shared_critic"):
-        out.append("hyperparameters.shared_critic: true")
-    net = settings.get("network_settings") or {}
-    out += [f"network_settings.{k}" for k in net if k not in SUPPORTED_NETWORK]
-    if net.get("memory"):
-        out.append("network_settings.memory")
-    signals = settings.get("reward_signals") or {"extrinsic": {}}
-    out += [f"reward_signals.{k}" for k in signals if k != "extrinsic"]
-    out += [f"reward_signals.extrinsic.{k}" for k in (signals.get("extrinsic") or {}) if k not in ("gamma", "strength")]
-    return out
 
 
 @dataclass
