@@ -170,6 +170,9 @@ class RLTrainingConfig(_Model):
     environment_parameters: dict[str, Any] | None = Field(
         default=None, description="ML-Agents environment_parameters (samplers, curriculum)."
     )
+    curriculum_behavior: str | None = Field(
+        default=None, description="The behavior name in the curricula's completion criteria that means this job's "
+                                  "behavior (needed when they name several; set by from_mlagents_yaml).")
     trainer_settings: dict[str, Any] = Field(
         default_factory=dict, description="Other ML-Agents behavior keys: init_path, threaded, self_play, ..."
     )
@@ -217,9 +220,14 @@ class RLTrainingConfig(_Model):
     @classmethod
     def from_mlagents_yaml(cls, path: str | Path, behavior: str | None = None, **overrides: Any) -> RLTrainingConfig:
         """Import one behavior of an existing ML-Agents trainer config (keeps its tuned settings)."""
+        from .trainer.config import curriculum_behaviors
         from .trainer.mlagents_yaml import import_mlagents_yaml
 
         fields = import_mlagents_yaml(path, behavior)
+        named = curriculum_behaviors(fields.get("environment_parameters"))
+        chosen = fields.pop("_behavior", None) or behavior
+        if len(named) > 1 and chosen in named:  # the user named the behavior: its lessons are this job's
+            fields["curriculum_behavior"] = chosen
         fields.update(overrides)
         return parse_model(cls, fields, str(path))
 
@@ -233,6 +241,17 @@ class RLTrainingConfig(_Model):
             if problems:
                 raise ValueError("trainer 'fast' does not support " + ", ".join(problems) +
                                  "; use trainer 'mlagents' (the default) for them")
+        return self
+
+    @model_validator(mode="after")
+    def _one_curriculum_behavior(self) -> RLTrainingConfig:
+        from .trainer.config import curriculum_behaviors
+
+        names = curriculum_behaviors(self.environment_parameters)
+        if len(names) > 1 and self.curriculum_behavior not in names:
+            raise ValueError(f"environment_parameters: the curricula's completion criteria name {len(names)} behaviors "
+                             f"({', '.join(names)}) and a job trains one; say which is this job's with "
+                             f"curriculum_behavior: {names[0]} (or import with behavior=...)")
         return self
 
     @model_validator(mode="after")

@@ -92,17 +92,35 @@ def trainer_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> 
         "env_settings": {"seed": config.seed},
     }
     if config.environment_parameters:
-        doc["environment_parameters"] = _retarget_curriculum(config.environment_parameters, definition.behavior_name)
+        doc["environment_parameters"] = _retarget_curriculum(config.environment_parameters, definition.behavior_name,
+                                                             config.curriculum_behavior)
     return doc
 
 
-def _retarget_curriculum(params: dict[str, Any], behavior: str) -> dict[str, Any]:
-    """Curriculum completion criteria name a behavior; imported configs name theirs, so point them at ours."""
+def curriculum_behaviors(params: dict[str, Any] | None) -> list[str]:
+    """The behavior names the curricula's completion criteria refer to, in order of appearance."""
+    names: list[str] = []
+    for value in (params or {}).values():
+        if isinstance(value, dict):
+            for lesson in value.get("curriculum") or []:
+                criteria = lesson.get("completion_criteria") if isinstance(lesson, dict) else None
+                if isinstance(criteria, dict) and isinstance(criteria.get("behavior"), str):
+                    names.append(criteria["behavior"])
+    return list(dict.fromkeys(names))
+
+
+def _retarget_curriculum(params: dict[str, Any], behavior: str, source: str | None = None) -> dict[str, Any]:
+    """Curriculum completion criteria name a behavior; an imported config names its own. Only the lessons of the
+    behavior that is this job's are re-targeted: `source`, or the one behavior named when there is only one (a
+    config naming several without `source` is refused at validation). The other behaviors' lessons keep their
+    names."""
     out = copy.deepcopy(params)
+    named = curriculum_behaviors(out)
+    source = source or (named[0] if len(named) == 1 else None)
     for value in out.values():
         if isinstance(value, dict):
             for lesson in value.get("curriculum") or []:
                 criteria = lesson.get("completion_criteria") if isinstance(lesson, dict) else None
-                if isinstance(criteria, dict) and "behavior" in criteria:
+                if isinstance(criteria, dict) and criteria.get("behavior") == source:
                     criteria["behavior"] = behavior
     return out

@@ -119,6 +119,7 @@ def import_mlagents_yaml(path: str | Path, behavior: str | None = None) -> dict[
         "behavioral_cloning": bc,
         "environment_parameters": doc.get("environment_parameters"),
         "trainer_settings": {k: settings[k] for k in EXTRA_TRAINER_KEYS if k in settings},
+        "_behavior": behavior,  # which behavior was imported (from_mlagents_yaml uses it, then drops it)
     }
     for key in ("max_steps", "summary_freq", "checkpoint_interval", "keep_checkpoints", "time_horizon"):
         if key in settings:
