@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
+from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.evaluation.onnx_policy import OnnxPolicy
 from mlops_unity_pipeline.registry.base import VERSION_RE
 
@@ -157,3 +158,31 @@ def test_resume_after_the_trainer_is_killed(tmp_path, trainer_env):
     player_log = (ws / "training" / "resume-job" / "run_logs" / "Player-0.log").read_text()
     steps_second_run = int(player_log.rsplit("agent_steps=", 1)[1].split()[0])
     assert steps_second_run < 30000 - killed_at + 4000, "total steps were not restarted from zero"
+
+
+@pytest.mark.trainer
+@pytest.mark.parametrize("form", ["plain", "guide"])
+def test_mlagents_train_command_as_the_setup_guide_writes_it(tmp_path, monkeypatch, clean_build_env, trainer_env,
+                                                              form):
+    """`MLAGENTS_TRAIN_COMMAND=mlagents-learn` from the trainer environment, and the guide's form with its own
+    config (`mlagents-learn training_config.yaml --run-id nightly --force`): both train and export the ONNX (the
+    legacy exporter is applied to them too)."""
+    import yaml
+
+    from mlops_unity_pipeline.trainer.config import trainer_config
+
+    monkeypatch.setenv("PATH", f"{trainer_env.path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    cfg = RLTrainingConfig(max_steps=3000, summary_freq=1000, agents_per_env=16,
+                           hyperparameters={"buffer_size": 1024, "batch_size": 256})
+    asset = UnityAssetSpec(asset_id="cmd-1", name="SimpleAgent", description="Reach target position")
+    command = "mlagents-learn"
+    if form == "guide":
+        d = build_behavior(behavior_name="SimpleAgent", description=asset.description)
+        (tmp_path / "training_config.yaml").write_text(yaml.safe_dump(trainer_config(d, cfg)))
+        command = "mlagents-learn training_config.yaml --run-id nightly --force"
+    monkeypatch.setenv("MLAGENTS_TRAIN_COMMAND", command)
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", evaluation_episodes=50, show_progress=False)
+    result = orch.execute_training_job_sync(TrainingJob(job_id=f"cmd-{form}", asset_spec=asset, rl_config=cfg))
+    assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
+    assert result.metrics["training"]["final_step"] >= 3000 and Path(result.trained_model_path).is_file()

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -151,13 +152,15 @@ def build_command(
     custom_command: str | None = None,
 ) -> list[str]:
     """`mlagents-learn` flags for this run. A custom command (`MLAGENTS_TRAIN_COMMAND`) gets the same flags
-    appended; its own --run-id/--force are overridden because argparse keeps the last value."""
-    base = shlex.split(custom_command) if custom_command else [*trainer.launcher_command()]  # type: ignore[union-attr]
-    if custom_command:
-        base = [a for a in base if a not in ("--force", "--resume")]
+    appended, except the trainer config when it names its own (the setup guide's `mlagents-learn training_config.yaml
+    --run-id nightly --force`); its --force/--resume are dropped, and its --run-id and other flags are overridden
+    because argparse keeps the last value. A command that is `mlagents-learn` runs through the launcher of the
+    environment it belongs to, so the legacy ONNX exporter is used there too."""
+    base = custom_base(custom_command) if custom_command else [*trainer.launcher_command()]  # type: ignore[union-attr]
+    own_config = bool(custom_command) and _has_config(base)
     args = [
         *base,
-        str(config_path),
+        *([] if own_config else [str(config_path)]),
         "--env", str(env_path),
         "--run-id", run_id,
         "--results-dir", str(results_dir),
@@ -171,6 +174,39 @@ def build_command(
     if env_args:
         args += ["--env-args", *env_args]
     return args
+
+
+def custom_base(command: str) -> list[str]:
+    parts = [a for a in shlex.split(command) if a not in ("--force", "--resume")]
+    # the trainer runs in the job's directory: a relative config path means the caller's directory
+    parts = [str(Path(a).resolve()) if a.endswith((".yaml", ".yml")) and Path(a).is_file() else a for a in parts]
+    if parts and Path(parts[0]).name == "mlagents-learn":
+        script = shutil.which(parts[0])
+        python = _shebang_python(Path(script)) if script else None
+        if python:
+            launcher = Path(__file__).with_name("launcher.py")
+            return [python, "-s", str(launcher), *parts[1:]]
+    return parts
+
+
+def _shebang_python(script: Path) -> str | None:
+    """The interpreter of a console script (`#!/path/to/venv/bin/python`), if it is one."""
+    try:
+        first = script.open("rb").readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = shlex.split(first[2:])
+    return words[0] if words and "python" in Path(words[0]).name else None
+
+
+def _has_config(args: list[str]) -> bool:
+    """A positional trainer config: a .yaml/.yml argument that is not the value of an option."""
+    for prev, arg in zip(["-"] + args, args, strict=False):
+        if arg.endswith((".yaml", ".yml")) and not (prev.startswith("-") and "=" not in prev and prev != "-"):
+            return True
+    return False
 
 
 def run_trainer(
