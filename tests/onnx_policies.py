@@ -41,3 +41,30 @@ def linear_policy(path: Path, obs_size: int, weights=None, bias=(1.0, 0.0)) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def contract_model(path: Path, inputs: dict[str, list], constants: dict[str, list[float]],
+                   extra_outputs: dict[str, list] | None = None) -> Path:
+    """A model with the given inputs (each passed through to an output of its own) and constant outputs: enough to
+    stand for any ML-Agents export format (visual, recurrent, hybrid, v2, older) in classification tests."""
+    f = TensorProto.FLOAT
+    nodes, inits, outs = [], [], []
+    for name, values in constants.items():
+        inits.append(numpy_helper.from_array(np.asarray(values, np.float32), f"{name}_const"))
+        nodes.append(helper.make_node("Identity", [f"{name}_const"], [name]))
+        outs.append(helper.make_tensor_value_info(name, f, [len(values)]))
+    for name, shape in (extra_outputs or {}).items():
+        src = next(iter(inputs))
+        nodes.append(helper.make_node("Identity", [src], [name]))
+        outs.append(helper.make_tensor_value_info(name, f, shape))
+    for name, shape in inputs.items():
+        nodes.append(helper.make_node("Identity", [name], [f"{name}_echo"]))
+        outs.append(helper.make_tensor_value_info(f"{name}_echo", f, shape))
+    graph = helper.make_graph(nodes, "contract", [helper.make_tensor_value_info(n, f, s) for n, s in inputs.items()],
+                              outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], producer_name="unity-mlops-tests")
+    model.ir_version = 6
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -20,6 +20,12 @@ class ContractError(ValueError):
     """The model does not match the ML-Agents contract or the behavior spec."""
 
 
+KINDS = ("v3", "v2", "recurrent", "visual", "hybrid", "legacy")
+_OBS_PREFIXES = ("obs_", "vector_observation", "visual_observation_")
+_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+           "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+
+
 @dataclass
 class ModelContract:
     version: int
@@ -30,9 +36,11 @@ class ModelContract:
     inputs: dict[str, tuple[str, list]] = field(default_factory=dict)
     outputs: dict[str, tuple[str, list]] = field(default_factory=dict)
     opset: int | None = None
+    kind: str = "v3"  # one of KINDS: what the evaluator can (v3) or cannot run
 
     def to_dict(self) -> dict:
         return {
+            "kind": self.kind,
             "version": self.version,
             "observation_shapes": [list(s) for s in self.observation_shapes],
             "continuous_actions": self.continuous,
@@ -41,6 +49,11 @@ class ModelContract:
             "inputs": {k: {"type": t, "shape": s} for k, (t, s) in self.inputs.items()},
             "outputs": {k: {"type": t, "shape": s} for k, (t, s) in self.outputs.items()},
         }
+
+
+def _dim(d: object) -> int:
+    """A declared dimension; symbolic ones (a batch or sequence name) count as 1."""
+    return d if isinstance(d, int) and d > 0 else 1
 
 
 def _session(path: Path):
@@ -67,33 +80,70 @@ class OnnxPolicy:
         self.contract = self._read_contract()
 
     def _read_contract(self) -> ModelContract:
+        """Classify the model from its declared inputs and outputs first; run it (on zeros of every declared
+        input) only to read its constant outputs, so no model can make onnxruntime fail later."""
         inputs = {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()}
         outputs = {o.name: (o.type, list(o.shape)) for o in self.session.get_outputs()}
-        obs_names = sorted((n for n in inputs if n.startswith("obs_")), key=lambda n: int(n[4:]))
-        if not obs_names and "vector_observation" in inputs:
-            obs_names = ["vector_observation"]
+        obs_names = sorted((n for n in inputs if n.startswith(_OBS_PREFIXES)),
+                           key=lambda n: (not n.startswith("obs_"), n))
         if not obs_names:
-            raise ContractError(f"{self.path}: no obs_<i> inputs; not an ML-Agents policy")
+            raise ContractError(f"{self.path}: not an ML-Agents policy: no observation inputs (obs_<i>, "
+                                f"vector_observation, visual_observation_<i>); its inputs are {sorted(inputs)[:8]}")
         self._obs_names = obs_names
-        shapes = [tuple(int(d) for d in inputs[n][1][1:]) for n in obs_names]
+        shapes = [tuple(_dim(d) for d in inputs[n][1][1:]) for n in obs_names]
         constants = [n for n in ("version_number", "memory_size", "continuous_action_output_shape",
-                                 "discrete_action_output_shape") if n in outputs]
-        missing = {"version_number", "memory_size"} - set(constants)
-        if missing:
-            raise ContractError(f"{self.path}: missing outputs {sorted(missing)} required by the ML-Agents contract")
-        feed = self._feed(np.zeros((1, *shapes[0]), np.float32) if len(shapes) == 1 else
-                          [np.zeros((1, *s), np.float32) for s in shapes], inputs)
-        values = dict(zip(constants, self.session.run(constants, feed), strict=True))
-        version = int(np.asarray(values["version_number"]).reshape(-1)[0])
-        memory = int(np.asarray(values["memory_size"]).reshape(-1)[0])
-        cont = int(np.asarray(values["continuous_action_output_shape"]).reshape(-1)[0]) \
-            if "continuous_action_output_shape" in values and "continuous_actions" in outputs else 0
+                                 "discrete_action_output_shape", "action_output_shape", "is_continuous_control")
+                     if n in outputs]
+        if "version_number" not in constants and "action" in outputs:
+            kind_hint = "legacy"
+        elif not {"version_number", "memory_size"} <= set(constants):
+            missing = sorted({"version_number", "memory_size"} - set(constants))
+            raise ContractError(f"{self.path}: not an ML-Agents policy: missing outputs {missing} of the ML-Agents "
+                                f"contract (outputs: {sorted(outputs)[:8]})")
+        else:
+            kind_hint = ""
+        feed = {name: np.zeros((1, *(_dim(d) for d in shape[1:])), _DTYPES.get(t, np.float32))
+                for name, (t, shape) in inputs.items()}
+        try:
+            values = dict(zip(constants, self.session.run(constants, feed), strict=True))
+        except Exception as exc:  # onnxruntime's own error types: the model cannot even produce its constants
+            raise ContractError(f"{self.path}: the model cannot be run to read its ML-Agents contract: "
+                                f"{str(exc).splitlines()[0][:300]}") from None
+
+        def first(name: str, default: int = 0) -> int:
+            return int(np.asarray(values[name]).reshape(-1)[0]) if name in values else default
+
+        version, memory = first("version_number", 1), first("memory_size")
+        cont = first("continuous_action_output_shape") if "continuous_actions" in outputs else 0
         branches: tuple[int, ...] = ()
         if "discrete_action_output_shape" in values:
             branches = tuple(int(x) for x in np.asarray(values["discrete_action_output_shape"]).reshape(-1))
-        if version not in (2, 3):
-            raise ContractError(f"{self.path}: version_number {version} is not 2 or 3")
-        return ModelContract(version, shapes, cont, branches, memory, inputs, outputs)
+        if kind_hint == "legacy" or version not in (2, 3):
+            kind = "legacy"
+        elif any(len(s) != 1 for s in shapes) or any(n.startswith("visual_observation_") for n in obs_names):
+            kind = "visual"
+        elif memory or "recurrent_in" in inputs:
+            kind = "recurrent"
+        elif cont and branches:
+            kind = "hybrid"
+        else:
+            kind = f"v{version}"
+        return ModelContract(version, shapes, cont, branches, memory, inputs, outputs, kind=kind)
+
+    def not_evaluable(self) -> str | None:
+        """Why the evaluator cannot run this model on the vector simulator (None: it can)."""
+        c = self.contract
+        return {
+            "legacy": f"an ML-Agents model of an API before v2 (version {c.version}; outputs "
+                      f"{sorted(c.outputs)[:6]}): re-export it with ML-Agents >= 2.0",
+            "visual": f"a visual-observation model (observations {c.observation_shapes}): the simulator produces "
+                      "vector observations only",
+            "recurrent": f"a recurrent model (memory size {c.memory_size}): the evaluator runs feed-forward policies",
+            "hybrid": f"a hybrid-action model ({c.continuous} continuous + branches {list(c.branches)}): the "
+                      "behaviors use one kind of action",
+            "v2": "an ML-Agents API v2 model: its discrete outputs are log-probabilities, not actions; re-export it "
+                  "with ML-Agents >= 2.0 (API v3)",
+        }.get(c.kind)
 
     def _feed(self, obs, inputs=None) -> dict[str, np.ndarray]:
         inputs = inputs or {i.name: (i.type, i.shape) for i in self.session.get_inputs()}
@@ -111,6 +161,9 @@ class OnnxPolicy:
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of single-vector observations: float [B, n] or int64 [B, branches]."""
+        reason = self.not_evaluable()
+        if reason:
+            raise ContractError(f"{self.path} cannot be evaluated: {reason}")
         c = self.contract
         if c.continuous:
             name = "deterministic_continuous_actions" if deterministic else "continuous_actions"
@@ -123,7 +176,10 @@ class OnnxPolicy:
     def check_against(self, definition: BehaviorDefinition) -> list[str]:
         """Differences between the model and the behavior spec (empty when it fits)."""
         c, problems = self.contract, []
-        if c.version != 3:
+        reason = self.not_evaluable()
+        if reason:
+            problems.append(f"it is {reason}")
+        elif c.version != 3:
             problems.append(f"model API version {c.version}, expected 3")
         if c.observation_shapes != [(definition.observation_size,)]:
             problems.append(f"observation shapes {c.observation_shapes}, expected [({definition.observation_size},)]")
@@ -131,6 +187,4 @@ class OnnxPolicy:
             problems.append(f"{c.continuous} continuous actions, expected {definition.action.continuous}")
         if c.branches != definition.action.branches:
             problems.append(f"discrete branches {list(c.branches)}, expected {list(definition.action.branches)}")
-        if c.memory_size:
-            problems.append(f"recurrent memory of size {c.memory_size} is not supported by the evaluator")
         return problems
