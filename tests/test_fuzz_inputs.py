@@ -1,0 +1,164 @@
+"""Property-based fuzzing of every other input kind (hypothesis, deterministic): ONNX files, job and scheduler YAML,
+spec dicts, cron strings and control-plane tool payloads. Each asserts that only the product's error types escape
+and that an accepted input works; `UNITY_MLOPS_FUZZ_EXAMPLES` sets how many per kind (300 here; the long run
+10,000), and `UNITY_MLOPS_FUZZ_REPORT=FILE` writes the counts (accepted / clear errors) there."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import tempfile
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlops_unity_pipeline.errors import SpecError
+from mlops_unity_pipeline.specs import TrainingSchedule, UnityAssetSpec, load_job, parse_model
+
+EXAMPLES = int(os.environ.get("UNITY_MLOPS_FUZZ_EXAMPLES", "300"))
+SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
+SCRATCH = Path(tempfile.mkdtemp(prefix="unity-mlops-fuzz-"))
+COUNTS: dict[str, Counter] = {}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def count(kind: str, outcome: str) -> None:
+    COUNTS.setdefault(kind, Counter())[outcome] += 1
+
+
+@atexit.register
+def _report() -> None:
+    if os.environ.get("UNITY_MLOPS_FUZZ_REPORT") and COUNTS:
+        Path(os.environ["UNITY_MLOPS_FUZZ_REPORT"]).write_text(json.dumps(COUNTS, indent=2))
+
+
+def _mutate(data: bytes, ops) -> bytes:
+    b = bytearray(data)
+    for kind, where, value in ops:
+        if not b:
+            break
+        i = where % len(b)
+        if kind == 0:
+            b[i] = value
+        elif kind == 1:
+            del b[i:]
+        else:
+            b[i:i] = bytes([value]) * (1 + value % 5)
+    return bytes(b)
+
+
+OPS = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=3)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**31), 10**31), st.floats(allow_nan=True),
+                    st.text(max_size=40))
+JSONISH = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                        st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+                       max_leaves=12)
+
+
+@SETTINGS
+@given(ops=OPS)
+def test_onnx_files(ops, samples):
+    from mlops_unity_pipeline.evaluation.onnx_policy import ContractError, OnnxPolicy
+
+    path = SCRATCH / "fuzzed.onnx"
+    path.write_bytes(_mutate((samples / "onnx" / "3DBall.onnx").read_bytes(), ops))
+    try:
+        policy = OnnxPolicy(path)
+    except ContractError as exc:
+        assert str(path) in str(exc)
+        count("onnx", "clear error")
+        return
+    count("onnx", "accepted")
+    policy.not_evaluable()
+
+
+JOB_TEXT = (ROOT / "examples" / "navigation_job.yaml").read_bytes()
+
+
+@SETTINGS
+@given(ops=OPS, extra=st.dictionaries(st.sampled_from(["job_id", "asset_spec", "rl_config", "timeout_s", "vertex",
+                                                       "bogus"]), JSONISH, max_size=2))
+def test_job_files(ops, extra):
+    path = SCRATCH / "job.yaml"
+    text = _mutate(JOB_TEXT, ops)
+    if extra:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError:
+            doc = None
+        if isinstance(doc, dict):
+            text = yaml.safe_dump({**doc, **extra}).encode()
+    path.write_bytes(text)
+    try:
+        load_job(path)
+        count("job file", "accepted")
+    except SpecError as exc:
+        assert str(path) in str(exc) or "job.yaml" in str(exc), exc
+        count("job file", "clear error")
+
+
+@SETTINGS
+@given(data=st.dictionaries(st.sampled_from(["asset_id", "name", "asset_type", "description", "observation_space",
+                                             "action_space", "archetype", "behavior_name", "extra"]),
+                            JSONISH, max_size=6))
+def test_spec_dicts(data):
+    try:
+        parse_model(UnityAssetSpec, data, "spec")
+        count("spec dict", "accepted")
+    except SpecError as exc:
+        assert "spec" in str(exc)
+        count("spec dict", "clear error")
+
+
+CRON_FIELD = st.one_of(st.just("*"), st.integers(-2, 70).map(str), st.text("0123456789*/,-LW#?", max_size=6),
+                       st.sampled_from(["MON", "jan", "*/0", "1-0", "L", "31", "30", "29"]))
+
+
+@SETTINGS
+@given(expr=st.one_of(st.lists(CRON_FIELD, min_size=1, max_size=7).map(" ".join), st.text(max_size=30),
+                      st.sampled_from(["@hourly", "@daily", "@weekly", "@yearly", "@reboot", "@every 5m"])),
+       tz=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Mars/Olympus", ""]))
+def test_cron_strings(expr, tz):
+    from pydantic import ValidationError
+
+    from mlops_unity_pipeline.scheduler.triggers import CronTrigger
+
+    try:
+        s = TrainingSchedule(schedule_id="s", cron_expression=expr, timezone=tz, asset_specs=[{"asset_id": "a",
+                                                                                               "name": "A"}])
+    except ValidationError:
+        count("cron", "clear error")
+        return
+    count("cron", "accepted")
+    CronTrigger(s.cron_expression, s.timezone).next_after(datetime(2026, 1, 1, tzinfo=timezone.utc))  # it works
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory):
+    from mlops_unity_pipeline.controlplane import ControlPlaneRuntime
+    from mlops_unity_pipeline.controlplane.runtime import DEFAULT_BUNDLE
+
+    rt = ControlPlaneRuntime(DEFAULT_BUNDLE, None, tmp_path_factory.mktemp("cp") / "events.jsonl")
+    rt.load_bundle()
+    rt.compile_schemas()
+    return rt
+
+
+@SETTINGS
+@given(action=st.sampled_from(["model.promote", "model.rollback", "model.freeze", "model.register",
+                               "schedule.pause", "approval.grant", "training.run_job"]), payload=JSONISH)
+def test_tool_payloads(action, payload, plane):
+    errors = plane.validate_tool_input(action, payload)
+    assert all(isinstance(e, str) and len(e) < 2000 for e in errors)
+    count("tool payload", "clear error" if errors else "accepted")
+    if errors:  # a rejected call is a HALT decision, logged small
+        d = plane.gate(action, payload)
+        assert not d.allowed
