@@ -81,3 +81,22 @@ def test_a_closed_pipe_ends_quietly(tmp_path, samples):
         r = subprocess.run(f"{sys.executable} -m mlops_unity_pipeline models --registry {tmp_path / 'reg'} list "
                            f"| {reader}", shell=True, capture_output=True, text=True, timeout=120)
         assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+def test_the_seed_scheduler_script_against_a_held_store_is_one_clear_error(tmp_path):
+    import fcntl
+    import os
+    from pathlib import Path
+
+    state = tmp_path / "runs" / "_state"
+    state.mkdir(parents=True)
+    fd = os.open(state / "scheduler.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another scheduler holds the store
+    try:
+        script = Path(__file__).resolve().parents[1] / "scripts" / "scheduler_24x7.py"
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    finally:
+        os.close(fd)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: another scheduler") and "fix:" in r.stderr
+    assert list((state).iterdir()) == [state / "scheduler.lock"], "nothing written into the held store"

@@ -157,7 +157,9 @@ def _cmd_demos_show(args: argparse.Namespace) -> int:
     except DemoError as exc:
         raise UserError(str(exc)) from None
     for d in demos:
-        actions = f"continuous {d.continuous_size}" if d.continuous_size else f"discrete {list(d.branches)}"
+        parts = ([f"continuous {d.continuous_size}"] if d.continuous_size else []) + \
+            ([f"discrete {list(d.branches)}"] if d.branches else [])
+        actions = " + ".join(parts) or "none"
         print(f"{d.path}: behavior {d.behavior_name!r}, {d.number_steps} steps, {d.number_episodes} episodes, "
               f"mean reward {d.mean_reward:.4f}, observations {d.observation_shapes}, actions {actions}")
     return 0

@@ -31,8 +31,34 @@ def ensure_console_logging(timestamps: bool = False) -> None:
     handler.setFormatter(logging.Formatter(TIMESTAMPED if timestamps else "%(message)s"))
     setattr(handler, _MARK, True)
     logger.addHandler(handler)
+    _install_user_error_hook()
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+def _install_user_error_hook() -> None:
+    """In a plain script (like the seeds'), a mistake the user can fix (`UserError`: a held scheduler store, a
+    missing trainer environment) ends with its one-line message and exit code 2, not a traceback. Every other
+    exception goes to the previous hook unchanged."""
+    import os
+    import sys
+
+    from .errors import UserError
+
+    previous = sys.excepthook
+    if getattr(previous, "_unity_mlops", False):
+        return
+
+    def hook(kind, value, tb):
+        if isinstance(value, UserError):
+            print(f"error: {value}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(value.exit_code)
+        previous(kind, value, tb)
+
+    hook._unity_mlops = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 class RedactSecrets(logging.Filter):
