@@ -10,37 +10,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzzing import OPS, SETTINGS, mutate
 from mlops_unity_pipeline.demos.demofile import DemoError, read_demo
 
-EXAMPLES = int(os.environ.get("UNITY_MLOPS_FUZZ_EXAMPLES", "300"))
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "mlagents-samples" / "demos"
 if not SAMPLES.exists():
     SAMPLES = Path(os.environ.get("UNITY_MLOPS_SAMPLES", "/work/shared/mlagents-samples")) / "demos"
 NAMES = ("ExpertBasic.demo", "test.demo", "testdcvis.demo", "Expert3DBall.demo")
 ORIGINALS = {n: (SAMPLES / n).read_bytes()[:60_000] for n in NAMES if (SAMPLES / n).exists()}
 SCRATCH = Path(tempfile.mkdtemp(prefix="unity-mlops-fuzz-"))
-
-
-def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
-    b = bytearray(data)
-    for kind, where, value in ops:
-        if not b:
-            break
-        i = where % len(b)
-        if kind == 0:
-            b[i] = value
-        elif kind == 1:
-            b[i] ^= 1 << (value % 8)
-        elif kind == 2:
-            del b[i:]
-        elif kind == 3:
-            b[i:i] = bytes([value]) * (1 + value % 7)
-        else:
-            b[i:i + 1 + value % 16] = bytes([value % 3 * 0x7F]) * (1 + value % 16)
-    return bytes(b)
 
 
 def _read(data: bytes) -> None:
@@ -52,13 +33,10 @@ def _read(data: bytes) -> None:
         assert str(path) in str(exc), f"the error must name the file: {exc}"
 
 
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(name=st.sampled_from(sorted(ORIGINALS)),
-       ops=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1,
-                    max_size=4))
+@SETTINGS
+@given(name=st.sampled_from(sorted(ORIGINALS)), ops=OPS)
 def test_corrupted_unity_demos_give_a_demo_or_one_clear_error(name, ops):
-    _read(_mutate(ORIGINALS[name], ops))
+    _read(mutate(ORIGINALS[name], ops))
 
 
 @pytest.mark.parametrize("name", sorted(ORIGINALS))

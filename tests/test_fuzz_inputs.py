@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzzing import OPS, SETTINGS, mutate
 from mlops_unity_pipeline.errors import SpecError
 from mlops_unity_pipeline.specs import TrainingSchedule, UnityAssetSpec, load_job, parse_model
 
-EXAMPLES = int(os.environ.get("UNITY_MLOPS_FUZZ_EXAMPLES", "300"))
-SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
 SCRATCH = Path(tempfile.mkdtemp(prefix="unity-mlops-fuzz-"))
 COUNTS: dict[str, Counter] = {}
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,22 +37,6 @@ def _report() -> None:
         Path(os.environ["UNITY_MLOPS_FUZZ_REPORT"]).write_text(json.dumps(COUNTS, indent=2))
 
 
-def _mutate(data: bytes, ops) -> bytes:
-    b = bytearray(data)
-    for kind, where, value in ops:
-        if not b:
-            break
-        i = where % len(b)
-        if kind == 0:
-            b[i] = value
-        elif kind == 1:
-            del b[i:]
-        else:
-            b[i:i] = bytes([value]) * (1 + value % 5)
-    return bytes(b)
-
-
-OPS = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=3)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**31), 10**31), st.floats(allow_nan=True),
                     st.text(max_size=40))
 JSONISH = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -69,7 +50,7 @@ def test_onnx_files(ops, samples):
     from mlops_unity_pipeline.evaluation.onnx_policy import ContractError, OnnxPolicy
 
     path = SCRATCH / "fuzzed.onnx"
-    path.write_bytes(_mutate((samples / "onnx" / "3DBall.onnx").read_bytes(), ops))
+    path.write_bytes(mutate((samples / "onnx" / "3DBall.onnx").read_bytes(), ops))
     try:
         policy = OnnxPolicy(path)
     except ContractError as exc:
@@ -88,7 +69,7 @@ JOB_TEXT = (ROOT / "examples" / "navigation_job.yaml").read_bytes()
                                                        "bogus"]), JSONISH, max_size=2))
 def test_job_files(ops, extra):
     path = SCRATCH / "job.yaml"
-    text = _mutate(JOB_TEXT, ops)
+    text = mutate(JOB_TEXT, ops)
     if extra:
         try:
             doc = yaml.safe_load(text)
