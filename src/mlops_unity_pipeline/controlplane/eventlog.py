@@ -54,12 +54,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def parse_line(line: bytes) -> dict[str, Any]:
-    """One stored record, strictly: JSON without duplicate keys, written exactly as the writer writes it."""
-    rec = json.loads(line, object_pairs_hook=_no_duplicates)
-    if not isinstance(rec, dict) or canonical(rec) != line:
+def parse_line(line: bytes) -> tuple[dict[str, Any], str]:
+    """One stored record, strictly, and its recomputed hash: the line must be byte for byte what the writer writes
+    (so a reformatted line, or one with a duplicate key, is refused). One canonical encoding serves both checks:
+    the record without its hash is what the hash covers, and the line is that with the hash member in place."""
+    rec = json.loads(line)
+    if not isinstance(rec, dict) or not isinstance(rec.get("prev_hash"), str) or not isinstance(rec.get("hash"), str):
+        raise IntegrityError("not a record of this log")
+    body = canonical({k: v for k, v in rec.items() if k != "hash"})
+    expected = body.replace(b',"idempotency_key":', b',"hash":"' + rec["hash"].encode() + b'","idempotency_key":', 1)
+    if expected != line:
+        json.loads(line, object_pairs_hook=_no_duplicates)  # the precise reason when it is a duplicate key
         raise IntegrityError("not in canonical form (reformatted or re-encoded)")
-    return rec
+    return rec, hashlib.sha256(rec["prev_hash"].encode() + body).hexdigest()
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -92,8 +99,8 @@ class EventLog:
             line = data[pos:nl]
             why = "breaks the hash chain or the sequence"
             try:
-                rec = parse_line(line)
-                ok = rec.get("seq") == seq + 1 and rec.get("prev_hash") == head and rec.get("hash") == record_hash(rec)
+                rec, digest = parse_line(line)
+                ok = rec.get("seq") == seq + 1 and rec.get("prev_hash") == head and rec["hash"] == digest
             except IntegrityError as exc:
                 ok, rec, why = False, None, str(exc)
             except (ValueError, KeyError, TypeError, AttributeError):
