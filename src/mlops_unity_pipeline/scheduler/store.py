@@ -98,10 +98,6 @@ class StateStore:
             self._schema_ready = True
         return conn
 
-    @property
-    def holds_lock(self) -> bool:
-        return self._lock_fd is not None
-
     # ------------------------------------------------------------------ single active scheduler
     def acquire(self) -> None:
         """Become the one active scheduler of this store (idempotent). Taken before any write."""
