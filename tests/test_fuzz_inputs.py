@@ -86,10 +86,23 @@ def test_job_files(ops, extra):
         count("job file", "clear error")
 
 
+SPEC_VALUES = {
+    "asset_type": st.sampled_from(["behavior", "npc", ""]) | JSONISH,
+    "description": st.sampled_from(["reach the target", "avoid obstacles", "patrol waypoints"]) | st.text(max_size=80),
+    "observation_space": st.dictionaries(st.sampled_from(["raycast", "velocity", "target", "rays", "lidar",
+                                                          "position", "waypoint_progress"]),
+                                         st.integers(-3, 100), max_size=4) | JSONISH,
+    "action_space": st.fixed_dictionaries({"type": st.sampled_from(["continuous", "discrete", "x"])},
+                                          optional={"size": st.integers(-1, 6),
+                                                    "branches": st.lists(st.integers(-1, 6), max_size=3)}) | JSONISH,
+    "archetype": st.sampled_from(["navigation", "patrol", "reach-target", "flying"]) | JSONISH,
+    "name": st.sampled_from(["Agent", "Nav_Bot", "1bad", "class"]) | JSONISH,
+}
+
+
 @SETTINGS
-@given(data=st.dictionaries(st.sampled_from(["asset_id", "name", "asset_type", "description", "observation_space",
-                                             "action_space", "archetype", "behavior_name", "extra"]),
-                            JSONISH, max_size=6))
+@given(data=st.fixed_dictionaries({"asset_id": st.just("a")}, optional=SPEC_VALUES).map(
+    lambda d: {"name": "Agent", **d}))
 def test_spec_dicts(data):
     try:
         parse_model(UnityAssetSpec, data, "spec")
@@ -133,9 +146,20 @@ def plane(tmp_path_factory):
     return rt
 
 
+VERSION = "unity-nav-20261123-abc1234-v001"
+PAYLOADS = st.one_of(
+    JSONISH,
+    st.fixed_dictionaries({"version": st.sampled_from([VERSION, "v1", ""]) | JSONISH,
+                           "to": st.sampled_from(["staging", "production", "prod"]) | JSONISH},
+                          optional={"reason": st.text(max_size=30) | JSONISH, "x": JSONISH}),
+    st.fixed_dictionaries({"schedule_id": st.sampled_from(["nightly", "x" * 300]) | JSONISH,
+                           "paused": st.booleans() | JSONISH}),
+)
+
+
 @SETTINGS
 @given(action=st.sampled_from(["model.promote", "model.rollback", "model.freeze", "model.register",
-                               "schedule.pause", "approval.grant", "training.run_job"]), payload=JSONISH)
+                               "schedule.pause", "approval.grant", "training.run_job"]), payload=PAYLOADS)
 def test_tool_payloads(action, payload, plane):
     errors = plane.validate_tool_input(action, payload)
     assert all(isinstance(e, str) and len(e) < 2000 for e in errors)
