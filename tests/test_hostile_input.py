@@ -100,3 +100,21 @@ def test_the_seed_scheduler_script_against_a_held_store_is_one_clear_error(tmp_p
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: another scheduler") and "fix:" in r.stderr
     assert list((state).iterdir()) == [state / "scheduler.lock"], "nothing written into the held store"
+
+
+def test_demos_show_names_the_bad_file_in_a_directory_and_both_parts_of_a_hybrid_spec(tmp_path, samples):
+    import numpy as np
+
+    from mlops_unity_pipeline.demos.demofile import write_demo
+
+    n = 5
+    write_demo(tmp_path / "hybrid.demo", "Hyb", np.zeros((n, 4), np.float32), np.zeros((n, 2), np.float32),
+               np.zeros(n, np.float32), np.array([0, 0, 0, 0, 1], bool), continuous=2, branches=(3,))
+    r = cli("demos", "show", str(tmp_path / "hybrid.demo"), cwd=tmp_path)
+    assert r.returncode == 0 and "actions continuous 2 + discrete [3]" in r.stdout, r.stdout + r.stderr
+    (tmp_path / "good.demo").write_bytes((samples / "demos" / "ExpertBasic.demo").read_bytes())
+    data = bytearray((samples / "demos" / "ExpertBasic.demo").read_bytes())
+    data[1] = 0x0A
+    (tmp_path / "broken.demo").write_bytes(bytes(data))
+    r = cli("demos", "show", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "broken.demo" in r.stderr and "Traceback" not in r.stderr
