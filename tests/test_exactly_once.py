@@ -131,6 +131,8 @@ def test_child_environment_is_an_allow_list(monkeypatch):
     text = f"url http://u:{PASSWORD}@127.0.0.1:1/x?token={TOKEN} secret {SECRET} pw {PASSWORD}"
     masked = redact(text)
     assert PASSWORD not in masked and TOKEN not in masked and SECRET[6:] not in masked and "***" in masked
+    monkeypatch.setenv("DASHBOARD_URL", "http://127.0.0.1:1/d?debug=true&page=home")
+    assert redact("debug=true on page home") == "debug=true on page home", "ordinary query values are no secrets"
 
 
 class _Receiver:

@@ -38,7 +38,12 @@ def register_secret(value: str | None) -> None:
                 _registered.add(value[6:])
 
 
+_SECRET_PARAM = re.compile(r"token|key|secret|sig|pass|auth|code|credential", re.I)
+
+
 def url_secrets(value: str) -> set[str]:
+    """The password of a URL, and the values of query parameters named like secrets (`token=`, `sig=`, `key=`...),
+    plus the whole URL when it carries either. Other query values (`debug=true`) are not secrets."""
     if "://" not in value:
         return set()
     try:
@@ -46,8 +51,8 @@ def url_secrets(value: str) -> set[str]:
         found = {parts.password or "", unquote(parts.password or "")}
         if parts.username and parts.password:
             found.add(f"{parts.username}:{parts.password}")
-        found |= {v for _, v in parse_qsl(parts.query)}
-        if parts.password or parts.query:
+        found |= {v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)}
+        if {f for f in found if f}:
             found.add(value.strip())
     except ValueError:
         return set()
