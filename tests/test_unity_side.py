@@ -267,3 +267,29 @@ def test_a_config_mlagents_rejects_fails_the_generate_stage(tmp_path, trainer_en
     assert result.failed_stage == "generate"
     assert "ML-Agents rejects it" in result.error and "option tau" in result.error
     assert json.loads((tmp_path / "runs" / "bad-yaml" / "metrics.json").read_text())["failed_stage"] == "generate"
+
+
+@pytest.mark.trainer
+def test_the_strict_yaml_check_is_cached_by_content_and_environment(tmp_path, trainer_env, monkeypatch):
+    """The second check of the same config with the same environment runs no parser at all (the wrapper
+    interpreter counts its runs); another config runs it again."""
+    from mlops_unity_pipeline.trainer.mlagents_yaml import validate_with_mlagents
+
+    monkeypatch.setenv("UNITY_MLOPS_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs.txt"
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(f"#!/bin/sh\necho run >> {runs}\nexec {trainer_env.python} \"$@\"\n")
+    python.chmod(0o755)
+    d = build_behavior(behavior_name="Cached", archetype="navigation")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(trainer_config(d, RLTrainingConfig(max_steps=1000))))
+    assert validate_with_mlagents(config, python) is None
+    assert validate_with_mlagents(config, python) is None
+    assert runs.read_text().count("run") == 1, "the cached verdict was used"
+    doc = yaml.safe_load(config.read_text())
+    doc["behaviors"]["Cached"]["hyperparameters"]["tau"] = 0.1
+    config.write_text(yaml.safe_dump(doc))
+    assert "tau" in validate_with_mlagents(config, python)
+    assert validate_with_mlagents(config, python) == validate_with_mlagents(config, python)
+    assert runs.read_text().count("run") == 2, "a rejection is cached too"

@@ -9,7 +9,9 @@ way ML-Agents reports them ("The option X was specified in your YAML file for Y,
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -162,5 +164,36 @@ def validate_many_with_mlagents(paths: list[str | Path], python: str | Path) -> 
 
 
 def validate_with_mlagents(config_path: str | Path, python: str | Path) -> str | None:
-    """ML-Agents' verdict on one config: its error text, or None when it accepts it."""
-    return validate_many_with_mlagents([config_path], python)[str(config_path)]
+    """ML-Agents' verdict on one config: its error text, or None when it accepts it. Cached by the config's bytes
+    and the trainer environment's identity (its lock marker, or the interpreter's path and mtime): the parser takes
+    seconds to start, the verdict never changes for the same two."""
+    path = cache_path(Path(config_path).read_bytes(), Path(python))
+    try:
+        return json.loads(path.read_text())["error"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    error = validate_many_with_mlagents([config_path], python)[str(config_path)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"error": error}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return error
+
+
+def cache_path(config: bytes, python: Path) -> Path:
+    from platformdirs import user_cache_dir
+
+    from .environment import MARKER
+
+    marker = python.parent.parent / MARKER
+    try:
+        identity = marker.read_bytes() if marker.is_file() else \
+            f"{python.resolve()}:{python.stat().st_mtime_ns}".encode()
+    except OSError:
+        identity = str(python).encode()
+    key = hashlib.sha256(hashlib.sha256(config).digest() + identity).hexdigest()
+    root = Path(os.environ.get("UNITY_MLOPS_CACHE_DIR") or user_cache_dir("unity-mlops"))
+    return root / "yaml-checks" / f"{key}.json"
