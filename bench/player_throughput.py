@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from mlops_unity_pipeline.behavior import build_behavior
-from mlops_unity_pipeline.player.build import build_headless_player
+from mlops_unity_pipeline.build.headless import build_headless_player
 from mlops_unity_pipeline.specs import RLTrainingConfig
 from mlops_unity_pipeline.trainer.config import trainer_config
 from mlops_unity_pipeline.trainer.environment import resolve

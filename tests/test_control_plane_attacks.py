@@ -180,7 +180,8 @@ def test_mcp_call_on_a_tampered_log_is_a_structured_halt(tmp_path):
 
     from mcp import Client
 
-    from mlops_unity_pipeline.controlplane.mcp_server import PipelineActions, build_server
+    from mlops_unity_pipeline.app.actions import PipelineActions
+    from mlops_unity_pipeline.controlplane.mcp_server import build_server
 
     rt = ControlPlaneRuntime(DEFAULT_BUNDLE, None, tmp_path / "events.jsonl")
     rt.load_bundle()
@@ -205,7 +206,8 @@ def test_register_refuses_what_is_not_a_fitting_policy_and_unfreeze_needs_a_huma
 
     from mcp import Client
 
-    from mlops_unity_pipeline.controlplane.mcp_server import PipelineActions, build_server
+    from mlops_unity_pipeline.app.actions import PipelineActions
+    from mlops_unity_pipeline.controlplane.mcp_server import build_server
 
     rt = ControlPlaneRuntime(DEFAULT_BUNDLE, None, tmp_path / "events.jsonl")
     rt.load_bundle()

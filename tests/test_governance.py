@@ -17,7 +17,7 @@ import pytest
 
 from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
-from mlops_unity_pipeline.governance import GateConfig, Governance, GovernanceError, Ledger, PromotionBlocked
+from mlops_unity_pipeline.governance import GateConfig, Governance, GovernanceError, PromotionBlocked
 from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -78,7 +78,7 @@ def test_better_challenger_passes_and_worse_one_is_blocked_with_the_reason(regis
     gates = {g.name: g for g in outcome.report.results}
     assert set(gates) == {"contract", "reward", "safety", "reproducibility"} and outcome.report.passed
     assert gates["reward"].numbers["ci95"][0] > 0
-    assert Ledger(registry).aliases("Nav") == {"staging": better.version, "production": better.version}
+    assert registry.ledger.aliases("Nav") == {"staging": better.version, "production": better.version}
 
     worse = register(registry, tmp_path, "straight")
     gov.promote(worse.version, "staging")
@@ -87,8 +87,8 @@ def test_better_challenger_passes_and_worse_one_is_blocked_with_the_reason(regis
     failed = {g.name: g for g in blocked.value.report.failures()}
     assert "reward" in failed and "lower bound" in failed["reward"].message
     assert "short by" in failed["reward"].message and "collision_rate" in failed["safety"].message
-    assert Ledger(registry).aliases("Nav")["production"] == better.version, "a blocked move changes nothing"
-    assert Ledger(registry).history("Nav")[-1].action == "promotion-blocked"
+    assert registry.ledger.aliases("Nav")["production"] == better.version, "a blocked move changes nothing"
+    assert registry.ledger.history("Nav")[-1].action == "promotion-blocked"
 
 
 def test_a_challenger_that_is_not_clearly_better_fails(registry, tmp_path):
@@ -125,7 +125,7 @@ def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, t
     newer = register(registry, tmp_path, "avoid")
     to_production(gov, newer)
     entry = gov.rollback("Nav", reason="players report agents stuck on walls", corrective_action="add wall rays")
-    ledger = Ledger(registry)
+    ledger = registry.ledger
     assert entry.from_version == newer.version and entry.to_version == good.version
     assert ledger.aliases("Nav")["production"] == good.version
     [incident] = ledger.incidents("Nav")
@@ -154,7 +154,7 @@ def test_freeze_blocks_promotion_and_the_ledger_is_append_only(registry, tmp_pat
     gov.unfreeze("Nav", "ok")
     with pytest.raises(GovernanceError, match="must hold the staging alias"):
         gov.promote(v.version, "production")
-    conn = registry._connect()
+    conn = registry.connect()
     with pytest.raises(Exception, match="append-only"):
         conn.execute("UPDATE ledger SET reason='edited'")
     with pytest.raises(Exception, match="append-only"):
@@ -172,7 +172,7 @@ def test_contract_gate_rejects_a_model_for_another_spec(registry, tmp_path, samp
 
 
 def _promote_many(root, versions, n, q):
-    ledger = Ledger(LocalModelRegistry(root))
+    ledger = LocalModelRegistry(root).ledger
     for i in range(n):
         ledger.move_alias("Nav", "staging", versions[i % len(versions)], action="promote", reason=f"p{i}",
                           respect_freeze=False)
@@ -189,11 +189,11 @@ def test_concurrent_promotions_lose_no_ledger_entry(registry, tmp_path):
     assert sum(q.get(timeout=120) for _ in procs) == 50
     for p in procs:
         p.join()
-    history = Ledger(registry).history("Nav")
+    history = registry.ledger.history("Nav")
     assert len(history) == 50 and [e.seq for e in history] == sorted({e.seq for e in history})
     for prev, cur in zip(history, history[1:], strict=False):
         assert cur.from_version == prev.to_version, "every move saw the previous one: atomic"
-    assert Ledger(registry).aliases("Nav")["staging"] == history[-1].to_version
+    assert registry.ledger.aliases("Nav")["staging"] == history[-1].to_version
 
 
 def test_report_and_cli(registry, tmp_path):
@@ -235,7 +235,7 @@ def test_rollback_never_lands_on_a_version_whose_promotion_was_blocked(registry,
         gov.promote(blocked.version, "production", gate_config=QUICK)
     with pytest.raises(GovernanceError, match="no earlier known-good"):
         gov.rollback("Nav", reason="regression")
-    assert Ledger(registry).aliases("Nav")["production"] == only.version
+    assert registry.ledger.aliases("Nav")["production"] == only.version
 
 
 def test_promotion_across_contracts_is_refused_with_both_named(registry, tmp_path):

@@ -14,12 +14,12 @@ import yaml
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 
+from mlops_unity_pipeline.app.actions import PipelineActions
 from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.controlplane import ControlPlaneRuntime
 from mlops_unity_pipeline.controlplane.keys import generate, load_private
-from mlops_unity_pipeline.controlplane.mcp_server import PipelineActions, build_server
+from mlops_unity_pipeline.controlplane.mcp_server import build_server
 from mlops_unity_pipeline.controlplane.runtime import DEFAULT_BUNDLE
-from mlops_unity_pipeline.governance import Ledger
 from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -106,7 +106,7 @@ def test_in_process_client(plane, keys):
             assert ok.structured_content["result"]["to"] == version
 
     anyio.run(scenario)
-    assert Ledger(LocalModelRegistry(workspace / "_registry")).aliases("Nav")["staging"] == version
+    assert LocalModelRegistry(workspace / "_registry").ledger.aliases("Nav")["staging"] == version
     types = [e["type"] for e in rt.events.read()]
     assert "call.rejected" in types and "approval.used" in types and "transition.executed" in types
     assert types.count("decision") >= 4 and rt.events.verify()["events"] == len(types)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mlops_unity_pipeline import wire
 from mlops_unity_pipeline.behavior import build_behavior
-from mlops_unity_pipeline.player import wire
-from mlops_unity_pipeline.player.build import build_headless_player
+from mlops_unity_pipeline.build.headless import build_headless_player
 from mlops_unity_pipeline.trainer.environment import clean_env
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -32,8 +32,8 @@ CROSSCHECK = textwrap.dedent("""
     from mlagents_envs.communicator_objects.unity_message_pb2 import UnityMessageProto
     from mlagents_envs.communicator_objects.unity_input_pb2 import UnityInputProto
     from mlagents_envs.communicator_objects.agent_action_pb2 import AgentActionProto
-    from mlops_unity_pipeline.player.protocol import (AgentInfoEncoder, brain_parameters, initialization_message,
-        parse_trainer_message)
+    from mlops_unity_pipeline.in_trainer_env.protocol import (AgentInfoEncoder, brain_parameters,
+        initialization_message, parse_trainer_message)
     out = {}
     m = UnityMessageProto.FromString(initialization_message("Foo"))
     init = m.unity_output.rl_initialization_output

@@ -218,7 +218,7 @@ FAKE_UNITY = textwrap.dedent("""
     if os.environ.get("FAKE_UNITY_MODE") == "no-player":
         sys.exit(0)
     from mlops_unity_pipeline.behavior import BehaviorDefinition
-    from mlops_unity_pipeline.player.build import build_headless_player
+    from mlops_unity_pipeline.build.headless import build_headless_player
     generated = Path(os.environ["UNITY_MLOPS_GENERATED_DIR"])
     d = BehaviorDefinition.from_dict(json.loads((generated / "behavior.json").read_text()))
     print("Build succeeded")

@@ -15,7 +15,7 @@ from google.auth.credentials import AnonymousCredentials  # noqa: E402
 
 from mlops_unity_pipeline.behavior import build_behavior  # noqa: E402
 from mlops_unity_pipeline.evaluation.evaluate import evaluate_onnx  # noqa: E402
-from mlops_unity_pipeline.governance import GateConfig, Governance, Ledger  # noqa: E402
+from mlops_unity_pipeline.governance import GateConfig, Governance  # noqa: E402
 from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest  # noqa: E402
 from mlops_unity_pipeline.registry.vertex import VertexModelRegistry  # noqa: E402
 
@@ -89,7 +89,7 @@ def test_upload_versions_and_labels(tmp_path, gcs, vertex):
 
 def test_promotion_and_rollback_move_vertex_aliases_and_sync_reports_drift(tmp_path, gcs, vertex):
     reg = make_registry(tmp_path, vertex)
-    gov = Governance(reg.local, GateConfig(seeds=(3,), episodes_per_seed=150, bootstrap_samples=500), mirror=reg)
+    gov = Governance(reg, GateConfig(seeds=(3,), episodes_per_seed=150, bootstrap_samples=500))
     v1 = register(reg, tmp_path, "slow", (0.6, 0.0))
     v2 = register(reg, tmp_path, "fast", (1.0, 0.0))
     for v in (v1, v2):
@@ -102,11 +102,11 @@ def test_promotion_and_rollback_move_vertex_aliases_and_sync_reports_drift(tmp_p
     assert len(merges) == 4
     gov.rollback("Nav", reason="bad playtest", corrective_action="retrain with more obstacles")
     assert reg.remote_aliases("Nav")["production"] == v1.version
-    assert reg.sync_report("Nav", Ledger(reg.local).aliases("Nav"))["drift"] == {}
+    assert reg.sync_report("Nav", reg.local.ledger.aliases("Nav"))["drift"] == {}
     # someone re-points production in the console: drift is reported
     model_name, _ = reg.vertex_version(v2.version)
     vertex.merge_aliases(model_name, "2", ["production"])
-    drift = reg.sync_report("Nav", Ledger(reg.local).aliases("Nav"))["drift"]
+    drift = reg.sync_report("Nav", reg.local.ledger.aliases("Nav"))["drift"]
     assert drift == {"production": {"local": v1.version, "vertex": v2.version}}
 
 

@@ -15,15 +15,15 @@ import os
 import time
 from pathlib import Path
 
-VAR = "UNITY_MLOPS_FAILPOINT"
-FILE_VAR = "UNITY_MLOPS_FAILPOINT_FILE"
+from . import settings
+
 POINTS = ("generate", "build", "trained", "registered", "finished")
 
 
 def failpoint(name: str) -> None:
-    if os.environ.get(VAR) != name:
+    point, marker = settings.failpoint()
+    if point != name:
         return
-    marker = os.environ.get(FILE_VAR)
     if marker:
         tmp = Path(f"{marker}.tmp")
         tmp.write_text(f"{name} {os.getpid()}\n")

@@ -9,11 +9,12 @@ variable a config names).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from . import settings
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH", re.I)
@@ -60,7 +61,7 @@ def url_secrets(value: str) -> set[str]:
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> set[str]:
-    env = os.environ if env is None else env
+    env = settings.environ() if env is None else env
     found: set[str] = set()
     for name, value in env.items():
         if not value:
@@ -99,7 +100,7 @@ def redact_data(data):
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a trainer (and the player it starts) runs with: an allow-list, never the product's
     credentials (`WEBHOOK_*`, cloud credentials, database URLs)."""
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in settings.environ().items()
            if (k in _ALLOWED or k.startswith(_ALLOWED_PREFIXES)) and not _SECRET_NAME.search(k)}
     env.setdefault("PYTHONUNBUFFERED", "1")
     if extra:

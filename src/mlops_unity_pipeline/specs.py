@@ -276,15 +276,10 @@ class VertexSettings(_Model):
 
     @classmethod
     def from_environment(cls) -> VertexSettings | None:
-        import os
+        from . import settings
 
-        if os.environ.get("UNITY_MLOPS_VERTEX", "").strip().lower() in ("off", "0", "false", "no"):
-            return None
-        project = (os.environ.get("UNITY_MLOPS_VERTEX_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "").strip()
-        if not project:
-            return None
-        return cls(project=project, region=os.environ.get("VERTEX_REGION") or "us-central1",
-                   bucket=os.environ.get("UNITY_MLOPS_VERTEX_BUCKET") or None)
+        found = settings.vertex_env()
+        return cls(**found) if found else None
 
 
 class TrainingJob(_Model):
@@ -296,6 +291,9 @@ class TrainingJob(_Model):
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
                                     description="Stop training (with a checkpoint) after this.")
     vertex: VertexSettings | None = Field(default=None, description="Also register the version in Vertex AI.")
+    registry: str | None = Field(default=None, min_length=1, max_length=2000,
+                                 description="Registry URI for this job (a path, file:, sqlite:, vertex://...; "
+                                             "default: the workspace's).")
 
     @field_validator("job_id")
     @classmethod

@@ -3,7 +3,6 @@ player (a Python simulator that speaks the ML-Agents protocol) is built for the 
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -11,12 +10,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from ..behavior.definition import BehaviorDefinition
 from ..errors import StageError
 from ..generate.base import GeneratedArtifacts
-from ..player.build import build_digest, build_headless_player
-
-DEFAULT_UNITY_BUILD_TIMEOUT_S = 1800.0  # Unity's own CI uses 30 minutes
+from .headless import build_digest, build_headless_player
 
 
 @dataclass
@@ -68,7 +66,7 @@ class UnityCommandBuilder(EnvironmentBuilder):
     ``UNITY_MLOPS_BEHAVIOR``.
     """
 
-    def __init__(self, command: str, timeout_s: float = DEFAULT_UNITY_BUILD_TIMEOUT_S,
+    def __init__(self, command: str, timeout_s: float = settings.DEFAULT_UNITY_BUILD_TIMEOUT_S,
                  project_path: Path | None = None, scene: str | None = None) -> None:
         self.command = command
         self.timeout_s = timeout_s
@@ -108,7 +106,7 @@ class UnityCommandBuilder(EnvironmentBuilder):
             argv += ["--mlagents-build-scene-path", self.scene]
         argv += ["-logFile", str(log_path.with_suffix(".unity.log")), "--mlagents-build-output-path", str(output),
                  "--mlagents-build-target", "StandaloneLinux64"]
-        env = dict(os.environ, UNITY_MLOPS_BUILD_OUTPUT=str(output),
+        env = dict(settings.environ(), UNITY_MLOPS_BUILD_OUTPUT=str(output),
                    UNITY_MLOPS_GENERATED_DIR=str(generated.agent_source.parent),
                    UNITY_MLOPS_BEHAVIOR=definition.behavior_name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,16 +135,13 @@ class UnityCommandBuilder(EnvironmentBuilder):
 
 
 def unity_build_requested() -> bool:
-    return bool(os.environ.get("UNITY_BUILD_COMMAND", "").strip() or os.environ.get("UNITY_EDITOR", "").strip())
+    return settings.unity_build().requested
 
 
 def select_builder(python: Path | None, agents_per_env: int) -> EnvironmentBuilder:
     """`UNITY_BUILD_COMMAND`, or `UNITY_EDITOR` + `UNITY_PROJECT_PATH`, selects a Unity build; else the player."""
-    command = os.environ.get("UNITY_BUILD_COMMAND", "").strip()
-    editor = os.environ.get("UNITY_EDITOR", "").strip()
-    project = os.environ.get("UNITY_PROJECT_PATH", "").strip()
-    timeout = float(os.environ.get("UNITY_BUILD_TIMEOUT_S", DEFAULT_UNITY_BUILD_TIMEOUT_S))
-    scene = os.environ.get("UNITY_BUILD_SCENE", "").strip() or None
+    unity = settings.unity_build()
+    command, editor, project, timeout, scene = unity.command, unity.editor, unity.project, unity.timeout_s, unity.scene
     if not command and editor:
         if not project:
             raise StageError("build", "UNITY_EDITOR is set but UNITY_PROJECT_PATH is not",

@@ -17,11 +17,9 @@ event log with the facts it used and their `seq`.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import hashlib
 import json
 import math
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -34,6 +32,7 @@ from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 
+from .. import settings
 from .eventlog import Checkpoints, EventLog, canonical
 
 APPROVAL = "human_approval"
@@ -53,19 +52,10 @@ class UnknownAction(KeyError):
         return f"unknown action id {self.args[0]!r}"
 
 
-IDENTITY_KEY_VAR = "UNITY_MLOPS_IDENTITY_KEY"
-
-
-def identity() -> str:
-    """A label for who this process acts for, recorded with events (not an authorization: approvals are
-    signatures, and the requester is known by its key)."""
-    return os.environ.get("UNITY_MLOPS_ACTOR") or getpass.getuser()
-
-
 def requester_key() -> str | None:
     """The public key of the key this process holds (`UNITY_MLOPS_IDENTITY_KEY` names the private key file). An
     approval signed with the same key is a self-approval. Naming a file proves nothing unless it can be read."""
-    path = os.environ.get(IDENTITY_KEY_VAR)
+    path = settings.identity_key_path()
     if not path:
         return None
     from .keys import load_private, public_key_text
@@ -604,7 +594,7 @@ class ControlPlaneRuntime:
         if spec is None:
             raise KeyError(f"unknown fact {fact!r}")
         etype = spec["established_by"][0]
-        payload = {"event_type": etype, "fact": fact, "value": value, "subject": subject, "actor": identity(),
+        payload = {"event_type": etype, "fact": fact, "value": value, "subject": subject, "actor": settings.actor(),
                    "reason": reason}
         if ttl_s is not None:
             payload["ttl_s"] = check_ttl(ttl_s, f"fact {fact!r}", MAX_FACT_TTL_S)
@@ -639,6 +629,10 @@ class ControlPlaneRuntime:
                 d.allowed = False
                 d.reasons.append(f"{subject} is in state {current!r}; transition {t['id']!r} starts from {sources}")
         return self.enforce_guardrails_and_hitl(d, state, payload, approval_id)
+
+    def record_staged(self, version: str) -> None:
+        """A version now holds staging: the fact production promotions require (`model_in_staging`)."""
+        self.append_sync({"event_type": "model.staged", "fact": "model_in_staging", "subject": version, "value": True})
 
     def record_outcome(self, decision: Decision, payload: dict[str, Any], ok: bool, detail: dict[str, Any]) -> None:
         """After an allowed action ran: move the workflow state and record the outcome."""

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..player import wire
-from ..player.protocol import decode_action
-from ..player.wire import FIXED32, LEN, VARINT, WireError, iter_fields, read_varint, signed32, unpack_varints
+from .. import wire
+from ..wire import FIXED32, LEN, VARINT, WireError, decode_action, iter_fields, read_varint, signed32, unpack_varints
 
 META_SIZE = 32
 INITIAL_POS = META_SIZE + 1

@@ -11,7 +11,7 @@ import struct
 from collections import defaultdict
 from pathlib import Path
 
-from ..player.wire import FIXED32, FIXED64, iter_fields
+from ..wire import FIXED32, FIXED64, iter_fields
 
 
 def read_scalars(path: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -91,7 +91,7 @@ class EventWriter:
     @staticmethod
     def _event(step: int, wall_time: float, scalars: dict[str, float] | None = None,
                file_version: bool = False) -> bytes:
-        from ..player import wire
+        from .. import wire
 
         body = wire.key(1, 1) + struct.pack("<d", wall_time) + wire.int_field(2, step)
         if file_version:

@@ -13,14 +13,11 @@ Outputs are what the pipeline reads from ML-Agents: `<run>/<B>/<B>-<step>.onnx|.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ..behavior.definition import BehaviorDefinition
-from ..evaluation.tfevents import EventWriter
-from .export import export_onnx
+from ..trainer.base import Callback, StopCondition
+from ..trainer.settings import TrainerSettings
+from .callbacks import Checkpoints, Summaries
 from .loss import Minibatch, continuous_grads, discrete_grads
 from .network import ActorCritic, Adam
 from .options import unsupported_options
@@ -41,43 +39,20 @@ class UnsupportedOption(ValueError):
     pass
 
 
-@dataclass
-class FastProgress:
-    step: int
-    max_steps: int
-    elapsed_s: float
-    mean_reward: float | None
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 class FastPPOTrainer:
-    def __init__(self, definition: BehaviorDefinition, settings: dict[str, Any], run_dir: Path, *, num_agents: int,
-                 seed: int = 0, on_progress: Callable[[FastProgress], None] | None = None,
-                 log: Callable[[str], None] = print) -> None:
-        problems = unsupported_options(settings)
+    def __init__(self, definition: BehaviorDefinition, settings: TrainerSettings, run_dir: Path, *,
+                 num_agents: int, seed: int = 0, log: Callable[[str], None] = print) -> None:
+        problems = unsupported_options(settings.raw)
         if problems:
             raise UnsupportedOption("the fast trainer does not support: " + ", ".join(problems)
                                     + " (use trainer: mlagents, or remove them)")
         self.d = definition
         self.s = settings
-        self.h = {"learning_rate_schedule": "linear", **settings.get("hyperparameters", {})}
-        self.net_settings = settings.get("network_settings", {})
-        extrinsic = (settings.get("reward_signals") or {}).get("extrinsic") or {}
-        self.gamma = float(extrinsic.get("gamma", 0.99))
-        self.strength = float(extrinsic.get("strength", 1.0))
+        self.h = settings.hyperparameters
         self.run_dir = Path(run_dir)
         self.model_dir = self.run_dir / definition.behavior_name
         self.n = num_agents
         self.seed = seed
-        self.on_progress = on_progress
         self.log = log
         self.timings = {"rollout": 0.0, "prepare": 0.0, "update": 0.0}
 
@@ -85,15 +60,14 @@ class FastPPOTrainer:
     def _decay(self, initial: float, final: float, schedule: str, step: int) -> float:
         if schedule == "constant":
             return initial
-        frac = min(1.0, step / max(1, int(self.s["max_steps"])))
+        frac = min(1.0, step / max(1, self.s.max_steps))
         return initial - (initial - final) * frac
 
     def _schedules(self, step: int) -> tuple[float, float, float]:
         h = self.h
-        lr_schedule = h.get("learning_rate_schedule", "linear")
-        lr = max(self._decay(float(h.get("learning_rate", 3e-4)), 1e-10, lr_schedule, step), 1e-10)
-        beta = self._decay(float(h.get("beta", 5e-3)), 1e-5, h.get("beta_schedule", lr_schedule), step)
-        eps = self._decay(float(h.get("epsilon", 0.2)), 0.1, h.get("epsilon_schedule", lr_schedule), step)
+        lr = max(self._decay(h.learning_rate, 1e-10, h.learning_rate_schedule, step), 1e-10)
+        beta = self._decay(h.beta, 1e-5, h.beta_schedule or h.learning_rate_schedule, step)
+        eps = self._decay(h.epsilon, 0.1, h.epsilon_schedule or h.learning_rate_schedule, step)
         return lr, beta, eps
 
     # ------------------------------------------------------------------ one PPO iteration
@@ -111,7 +85,7 @@ class FastPPOTrainer:
             values = net.values(torch.from_numpy(np.concatenate([x, net.normalized(buf.next_obs[buf.boot])]))).numpy()
         v, next_values = values[:T * n].reshape(T, n), np.zeros((T, n), np.float32)
         next_values[buf.boot] = values[T * n:]
-        adv = gae(buf.rewards, v, next_values, buf.cut, self.gamma, lam)
+        adv = gae(buf.rewards, v, next_values, buf.cut, self.s.gamma, lam)
         table[o:o + width] = torch.from_numpy(buf.actions.reshape(T * n, width).T)
         table[o + width] = torch.from_numpy(buf.logp.reshape(-1))
         table[o + width + 1] = torch.from_numpy(adv.reshape(-1))
@@ -123,7 +97,7 @@ class FastPPOTrainer:
                 rng: np.random.Generator) -> list[float]:
         """`num_epoch` passes over the samples in shuffled minibatches; mean [policy loss, value loss, entropy]."""
         h, o, a = self.h, self.d.observation_size, self.d.action
-        epochs, batch_size = int(h.get("num_epoch", 3)), int(h.get("batch_size", 1024))
+        epochs, batch_size = h.num_epoch, h.batch_size
         total = table.shape[1]
         width = table.shape[0] - o - 4
         batch_size = min(batch_size, total)
@@ -146,79 +120,52 @@ class FastPPOTrainer:
                     stats.append(g.stats)
         return torch.stack(stats).mean(0).tolist()
 
-    def train(self, resume: bool = False, cancel: threading.Event | None = None,
-              deadline: float | None = None) -> dict[str, Any]:
+    def train(self, resume: bool = False, stop: StopCondition | None = None,
+              callback: Callback | None = None) -> dict[str, Any]:
         # torch's update uses both cores; NumPy's BLAS (the rollout's small matmuls) gets one thread, so that its
         # idle-spinning workers do not compete with torch's for the cores (measured: ~15 % of the whole run)
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._train(resume, cancel, deadline)
+            return self._train(resume, stop or StopCondition(), callback or Callback())
 
-    def _train(self, resume: bool, cancel: threading.Event | None, deadline: float | None) -> dict[str, Any]:
-        torch.manual_seed(self.seed)
-        d, h = self.d, self.h
-        max_steps = int(self.s["max_steps"])
-        buffer_size = int(h.get("buffer_size", 10240))
-        lam = float(h.get("lambd", 0.95))
-        summary_freq = int(self.s.get("summary_freq", 50000))
-        ckpt_interval = int(self.s.get("checkpoint_interval", 500000))
-        keep = int(self.s.get("keep_checkpoints", 5))
-        net = ActorCritic.for_behavior(d, int(self.net_settings.get("hidden_units", 128)),
-                                       int(self.net_settings.get("num_layers", 2)),
-                                       bool(self.net_settings.get("normalize", False)))
-        opt = Adam(net.flat, net.grad, lr=float(h.get("learning_rate", 3e-4)))
-        step, checkpoints = 0, []
-        resumed_from = None
-        self.model_dir.mkdir(parents=True, exist_ok=True)
+    def _start(self, resume: bool) -> tuple[ActorCritic, Adam, int, list[dict[str, Any]], int | None]:
+        """A new network, or the run's checkpoint when resuming: (net, optimizer, step, checkpoints, resumed from)."""
+        n = self.s.network
+        net = ActorCritic.for_behavior(self.d, n.hidden_units, n.num_layers, n.normalize)
+        opt = Adam(net.flat, net.grad, lr=self.h.learning_rate)
         ckpt_file = self.model_dir / "checkpoint.pt"
         if resume and ckpt_file.is_file():
             state = torch.load(ckpt_file, weights_only=False)
             net.load_state_dict(state["network"])
             opt.load_state_dict(state["optimizer"])
-            step, checkpoints = int(state["step"]), state.get("checkpoints", [])
-            resumed_from = step
+            step = int(state["step"])
             self.log(f"[INFO] Resuming from {ckpt_file} at step {step}.")
-        elif not resume:
+            return net, opt, step, state.get("checkpoints", []), step
+        if not resume:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            self.model_dir.mkdir(parents=True, exist_ok=True)
-        writer = EventWriter(self.model_dir)
-        collector = RolloutCollector(d, self.n, max(1, math.ceil(buffer_size / self.n)),
-                                     horizon=int(self.s.get("time_horizon", 64)), reward_scale=self.strength,
-                                     seed=self.seed)
-        episodes = collector.episodes
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        return net, opt, 0, [], None
+
+    def _train(self, resume: bool, stop: StopCondition, callback: Callback) -> dict[str, Any]:
+        torch.manual_seed(self.seed)
+        s, h, behavior = self.s, self.h, self.d.behavior_name
+        net, opt, step, history, resumed_from = self._start(resume)
+        collector = RolloutCollector(self.d, self.n, max(1, math.ceil(h.buffer_size / self.n)),
+                                     horizon=s.time_horizon, reward_scale=s.strength, seed=self.seed)
         rng = np.random.default_rng(self.seed)
-        stats: dict[str, list[float]] = {}
-        seen = 0  # episodes already summarised
-        t0 = time.monotonic()
-        next_summary = (step // summary_freq + 1) * summary_freq
-        next_ckpt = (step // ckpt_interval + 1) * ckpt_interval
-        interrupted_by_user = False
-
-        def save_checkpoint(at: int) -> None:
-            base = self.model_dir / f"{d.behavior_name}-{at}"
-            state = {"step": at, "network": net.state_dict(), "optimizer": opt.state_dict(),
-                     "checkpoints": checkpoints}
-            _save_atomic(state, Path(f"{base}.pt"))
-            export_onnx(net.torch_actor(), d, Path(f"{base}.onnx.tmp"))
-            os.replace(f"{base}.onnx.tmp", f"{base}.onnx")
-            mean = float(np.mean(episodes.returns[-100:])) if episodes.returns else None
-            checkpoints.append({"steps": at, "file_path": f"{base}.onnx", "reward": mean,
-                                "creation_time": time.time(), "auxillary_file_paths": [f"{base}.pt"]})
-            state["checkpoints"] = checkpoints
-            _save_atomic(state, ckpt_file)  # a kill -9 mid-save leaves the previous checkpoint intact
-            while len(checkpoints) > keep:
-                old = checkpoints.pop(0)
-                for f in [old["file_path"], *old["auxillary_file_paths"]]:
-                    Path(f).unlink(missing_ok=True)
-
-        while step < max_steps:
-            if (cancel is not None and cancel.is_set()) or (deadline is not None and time.monotonic() > deadline):
-                interrupted_by_user = True
+        summaries = Summaries(self.model_dir, behavior, collector.episodes, s.summary_freq, s.max_steps, self.log,
+                              start_step=step)
+        checkpoints = Checkpoints(self.run_dir, behavior, self.d, s.checkpoint_interval, s.keep_checkpoints,
+                                  collector.episodes, history, start_step=step)
+        interrupted = False
+        while step < s.max_steps:
+            if stop.should_stop():
+                interrupted = True
                 break
             t_phase = time.perf_counter()
             buf = collector.collect(net.numpy_actor())
             t_prepare = time.perf_counter()
-            table, value_estimate = self._prepare(net, buf, lam)
+            table, value_estimate = self._prepare(net, buf, h.lambd)
             step += buf.rewards.size
             t_update = time.perf_counter()
             lr, beta, eps = self._schedules(step)
@@ -228,47 +175,14 @@ class FastPPOTrainer:
             for k, v in (("rollout", t_prepare - t_phase), ("prepare", t_update - t_prepare),
                          ("update", t_end - t_update)):
                 self.timings[k] += v
-            for k, v in (("Losses/Policy Loss", policy_loss), ("Losses/Value Loss", value_loss),
-                         ("Policy/Entropy", entropy), ("Policy/Learning Rate", lr), ("Policy/Beta", beta),
-                         ("Policy/Epsilon", eps), ("Policy/Extrinsic Value Estimate", value_estimate)):
-                stats.setdefault(k, []).append(float(v))
-            if step >= next_summary or step >= max_steps:
-                elapsed = time.monotonic() - t0
-                recent = episodes.returns[seen:]
-                scalars = {k: float(np.mean(v)) for k, v in stats.items()}
-                mean_r = float(np.mean(recent)) if recent else None
-                if recent:
-                    scalars["Environment/Cumulative Reward"] = mean_r
-                    scalars["Policy/Extrinsic Reward"] = mean_r
-                    scalars["Environment/Episode Length"] = float(np.mean(episodes.lengths[-len(recent):]))
-                writer.add_scalars(step, scalars)
-                stats, seen = {}, len(episodes.returns)
-                if mean_r is None:
-                    self.log(f"[INFO] {d.behavior_name}. Step: {step}. Time Elapsed: {elapsed:.3f} s. No episode was "
-                             "completed since last summary. Training.")
-                else:
-                    self.log(f"[INFO] {d.behavior_name}. Step: {step}. Time Elapsed: {elapsed:.3f} s. Mean Reward: "
-                             f"{mean_r:.3f}. Std of Reward: {np.std(recent):.3f}. Training.")
-                if self.on_progress:
-                    self.on_progress(FastProgress(step, max_steps, elapsed, mean_r))
-                next_summary = (step // summary_freq + 1) * summary_freq
-            if step >= next_ckpt and step < max_steps:
-                save_checkpoint(step)
-                next_ckpt = (step // ckpt_interval + 1) * ckpt_interval
-        if not checkpoints or checkpoints[-1]["steps"] != step:
-            save_checkpoint(step)  # final (also on cancel: ML-Agents saves on interruption too)
-        final = self.run_dir / f"{d.behavior_name}.onnx"
-        shutil.copyfile(checkpoints[-1]["file_path"], f"{final}.tmp")
-        os.replace(f"{final}.tmp", final)
-        writer.close()
-        status = {d.behavior_name: {"checkpoints": checkpoints,
-                                    "final_checkpoint": {**checkpoints[-1], "file_path": str(final)}},
-                  "metadata": {"stats_format_version": "0.3.0", "mlagents_version": "fast (unity-mlops)",
-                               "torch_version": torch.__version__}}
-        (self.run_dir / "run_logs").mkdir(parents=True, exist_ok=True)
-        status_file = self.run_dir / "run_logs" / "training_status.json"
-        Path(f"{status_file}.tmp").write_text(json.dumps(status, indent=4))
-        os.replace(f"{status_file}.tmp", status_file)
-        return {"final_step": step, "interrupted": interrupted_by_user, "onnx": str(final),
-                "seconds": time.monotonic() - t0, "resumed_from_step": resumed_from}
-
+            summaries.add({"Losses/Policy Loss": policy_loss, "Losses/Value Loss": value_loss,
+                           "Policy/Entropy": entropy, "Policy/Learning Rate": lr, "Policy/Beta": beta,
+                           "Policy/Epsilon": eps, "Policy/Extrinsic Value Estimate": value_estimate})
+            if summaries.due(step) and not callback.on_progress(summaries.write(step)):
+                stop.stopped_by_callback = True
+            if checkpoints.due(step, s.max_steps):
+                checkpoints.save(step, net, opt)
+        final = checkpoints.finish(step, net, opt)
+        summaries.close()
+        return {"final_step": step, "interrupted": interrupted, "onnx": str(final),
+                "seconds": time.monotonic() - summaries.t0, "resumed_from_step": resumed_from}

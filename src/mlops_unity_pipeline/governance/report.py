@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..registry.base import ModelVersion
-from ..registry.local import LocalModelRegistry
-from .ledger import Ledger
+from ..registry.base import ModelRegistry, ModelVersion
 
 REWARD_TAG = "Environment/Cumulative Reward"
 
 
-def report_dir(registry: LocalModelRegistry, version: str) -> Path:
+def report_dir(registry: ModelRegistry, version: str) -> Path:
     return registry.root / "reports" / version
 
 
@@ -83,9 +81,9 @@ def _charts(out: Path, v: ModelVersion, curve: list[tuple[int, float]], evaluati
     return written
 
 
-def build_report(registry: LocalModelRegistry, version: str, promotion: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(registry: ModelRegistry, version: str, promotion: dict[str, Any] | None = None) -> dict[str, Any]:
     v = registry.get(version)
-    ledger = Ledger(registry)
+    ledger = registry.ledger
     production = ledger.aliases(v.asset_name).get("production")
     baseline = registry.get(production) if production and production != version else None
     is_production = production == version
@@ -167,7 +165,7 @@ def _markdown(r: dict[str, Any], charts: list[str]) -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
-def write_report(registry: LocalModelRegistry, version: str, out: Path | None = None,
+def write_report(registry: ModelRegistry, version: str, out: Path | None = None,
                  promotion: dict[str, Any] | None = None) -> Path:
     """Write report.md, report.json and the charts into a new directory; return the Markdown path.
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..registry.base import ModelVersion, registry_asset_name
-from ..registry.local import LocalModelRegistry
+from .. import settings
+from ..registry.base import ModelRegistry, ModelVersion, registry_asset_name
 from .gates import GateConfig, GateReport, contract_gate, definition_of, run_gates
-from .ledger import Ledger, LedgerEntry, current_actor
+from .ledger import LedgerEntry
 
 
 class PromotionBlocked(Exception):
@@ -52,8 +52,7 @@ class ApprovalHook:
 
     def done(self, decision: Any, payload: dict[str, Any], detail: dict[str, Any]) -> None:
         if payload.get("to") == "staging":
-            self.runtime.append_sync({"event_type": "model.staged", "fact": "model_in_staging",
-                                      "subject": payload["version"], "value": True})
+            self.runtime.record_staged(payload["version"])
         self.runtime.record_outcome(decision, payload, True, detail)
 
 
@@ -78,12 +77,11 @@ def _same_contract(candidate: ModelVersion, baseline: ModelVersion) -> None:
 
 
 class Governance:
-    def __init__(self, registry: LocalModelRegistry, gate_config: GateConfig | None = None,
+    def __init__(self, registry: ModelRegistry, gate_config: GateConfig | None = None,
                  retrain: Callable[..., Path] | None = None,
-                 approval_hook: ApprovalHook | None = None, mirror: Any = None) -> None:
+                 approval_hook: ApprovalHook | None = None) -> None:
         self.registry = registry
-        self.mirror = mirror  # e.g. a VertexModelRegistry whose aliases follow the ledger
-        self.ledger = Ledger(registry)
+        self.ledger = registry.ledger
         self.gate_config = gate_config or GateConfig()
         self.retrain = retrain
         self.approval_hook = approval_hook
@@ -137,10 +135,8 @@ class Governance:
     def _mirror(self, version: str, alias: str) -> None:
         from .ledger import GovernanceError
 
-        if self.mirror is None:
-            return
         try:
-            self.mirror.set_alias(version, alias)
+            self.registry.mirror_alias(version, alias)  # e.g. Vertex AI's aliases follow the ledger
         except Exception as exc:  # the ledger already moved: say so, and how to see the drift
             raise GovernanceError(f"{alias} moved to {version} in the local ledger, but the Vertex AI alias could not "
                                   f"be moved ({exc}); `unity-mlops models sync` shows the drift") from None
@@ -161,7 +157,7 @@ class Governance:
             ticket = self.approval_hook.check("model.rollback", hook_payload)
         failed = self.registry.get(current)
         entry = self.ledger.move_alias(
-            asset, "production", target, action="rollback", reason=reason, actor=actor or current_actor(),
+            asset, "production", target, action="rollback", reason=reason, actor=actor or settings.actor(),
             evidence={"failed_version": current}, respect_freeze=False,
             incident={"failed_version": current, "metrics": failed.metrics.get("evaluation", {}),
                       "corrective_action": corrective_action},

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..trainer.base import TrainingOutcome
 from .workspace import atomic_write_json
 
 PHASES = ("pending", "running", "trained", "registered", "completed", "failed", "cancelled")
@@ -86,3 +87,19 @@ class JobState:
     def run_id(self) -> str:
         """The trainer's run id (its results directory): one per attempt, so attempts never overwrite each other."""
         return self.job_id if self.attempt == 1 else f"{self.job_id}-attempt{self.attempt}"
+
+    def record_training(self, t: TrainingOutcome) -> None:
+        """Training completed: a later failure (evaluate, register, a kill) keeps this model."""
+        self.move("trained", training={"run_dir": str(t.run_dir), "onnx_path": str(t.onnx_path),
+                                       "final_step": t.final_step, "max_steps": t.max_steps,
+                                       "log_path": str(t.log_path)})
+
+    def completed_training(self) -> TrainingOutcome | None:
+        """This attempt's complete training output, when a restart comes after training."""
+        t = self.training
+        if not t:
+            return None
+        outcome = TrainingOutcome(returncode=0, run_dir=Path(t["run_dir"]), onnx_path=Path(t["onnx_path"]),
+                                  final_step=t["final_step"], max_steps=t["max_steps"], interrupted=False,
+                                  timed_out=False, log_path=Path(t["log_path"]))
+        return outcome if outcome.completed else None

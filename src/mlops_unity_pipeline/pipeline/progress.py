@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..trainer.runner import Progress
+from ..trainer.base import Progress
 
 
 def _duration(seconds: float | None) -> str:

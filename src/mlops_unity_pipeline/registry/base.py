@@ -7,7 +7,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
 
 VERSION_RE = re.compile(r"^unity-(?P<asset>[a-z0-9-]+)-(?P<date>\d{8})-(?P<sha>[0-9a-f]{7}|nogit)-v(?P<run>\d{3,})$")
 
@@ -84,7 +87,21 @@ class ModelVersion:
 
 
 class ModelRegistry(ABC):
-    """Immutable, numbered model versions per asset."""
+    """Immutable, numbered model versions per asset, their aliases and the ledger of alias moves.
+
+    As in MLflow's abstract registry store, callers see only this; a backend is chosen by URI
+    (`registry.uri.open_registry`). `root` is where the registry keeps its files (reports)."""
+
+    root: Path
+
+    @property
+    @abstractmethod
+    def ledger(self) -> Ledger:
+        """Aliases, freezes, incidents and the append-only ledger, transactional with the versions."""
+
+    def mirror_alias(self, version: str, alias: str) -> None:
+        """Called after the ledger moved `alias` to `version`: a backend with remote aliases follows it."""
+        return None
 
     @abstractmethod
     def register(self, request: RegistrationRequest) -> ModelVersion:

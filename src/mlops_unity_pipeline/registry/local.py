@@ -32,6 +32,7 @@ from .base import (
     format_version,
     registry_asset_name,
 )
+from .ledger import Ledger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -85,9 +86,17 @@ class LocalModelRegistry(ModelRegistry):
         self.objects = self.root / "objects"
         self.models = self.root / "models"
         self._schema_ready = False
+        self._ledger: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.connect)
+        return self._ledger
 
     # ------------------------------------------------------------------ storage
-    def _connect(self) -> sqlite3.Connection:
+    def connect(self) -> sqlite3.Connection:
+        """The registry's SQLite database, shared by the stores layered on it (the ledger, Vertex AI links)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             conn = connect(self.db_path, None if self._schema_ready else _SCHEMA)
@@ -136,7 +145,7 @@ class LocalModelRegistry(ModelRegistry):
         now = datetime.now(timezone.utc)
         version: str | None = None
         renamed = False
-        with closing(self._connect()) as conn:
+        with closing(self.connect()) as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 if request.run_key:  # a racing retry of the same run may have committed since the check above
@@ -211,7 +220,7 @@ class LocalModelRegistry(ModelRegistry):
     def get(self, version: str) -> ModelVersion:
         if not self.db_path.exists():
             raise VersionNotFound(f"model version {version!r} not found (the registry at {self.root} is empty)")
-        with closing(self._connect()) as conn:
+        with closing(self.connect()) as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (version,)).fetchone()
         if row is None:
             raise VersionNotFound(f"model version {version!r} not found in {self.root}")
@@ -220,7 +229,7 @@ class LocalModelRegistry(ModelRegistry):
     def discard_incomplete(self, version: str) -> None:
         """Undo a registration whose remote half failed (a composite registry's compensation): the version was
         never complete, never aliased, and is removed whole, so that nothing exists on one side only."""
-        with closing(self._connect()) as conn:
+        with closing(self.connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("DELETE FROM versions WHERE version = ?", (version,))
@@ -236,14 +245,14 @@ class LocalModelRegistry(ModelRegistry):
     def find_run(self, run_key: str) -> ModelVersion | None:
         if not self.db_path.exists():
             return None
-        with closing(self._connect()) as conn:
+        with closing(self.connect()) as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE run_key = ?", (run_key,)).fetchone()
         return self._from_row(row) if row else None
 
     def list(self, asset_name: str | None = None) -> list[ModelVersion]:
         if not self.db_path.exists():
             return []
-        with closing(self._connect()) as conn:
+        with closing(self.connect()) as conn:
             if asset_name:
                 rows = conn.execute(
                     f"SELECT {_COLUMNS} FROM versions WHERE asset_name = ? ORDER BY run_number",

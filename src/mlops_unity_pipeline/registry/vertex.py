@@ -56,8 +56,17 @@ class VertexModelRegistry(ModelRegistry):
         self.credentials = credentials
         self.serving_image = serving_image
         self._storage = storage_client
-        with closing(local._connect()) as conn:
+        self.root = local.root
+        with closing(local.connect()) as conn:
             conn.executescript(_SCHEMA)
+
+    @property
+    def ledger(self):
+        """The ledger stays local (the history of record); `mirror_alias` makes Vertex follow it."""
+        return self.local.ledger
+
+    def mirror_alias(self, version: str, alias: str) -> None:
+        self.set_alias(version, alias)
 
     # ------------------------------------------------------------------ SDK plumbing
     def _init(self) -> None:
@@ -87,12 +96,12 @@ class VertexModelRegistry(ModelRegistry):
         return f"gs://{self.bucket}/{prefix}"
 
     def _parent(self, asset: str) -> str | None:
-        with closing(self.local._connect()) as conn:
+        with closing(self.local.connect()) as conn:
             row = conn.execute("SELECT resource_name FROM vertex_models WHERE asset_name=?", (asset,)).fetchone()
         return row[0] if row else None
 
     def vertex_version(self, version: str) -> tuple[str, str] | None:
-        with closing(self.local._connect()) as conn:
+        with closing(self.local.connect()) as conn:
             row = conn.execute("SELECT resource_name, version_id FROM vertex_versions WHERE version=?",
                                (version,)).fetchone()
         return (row[0], row[1]) if row else None
@@ -127,7 +136,7 @@ class VertexModelRegistry(ModelRegistry):
                 self.local.discard_incomplete(version.version)
             raise RegistryError(f"the Vertex AI registration of {version.version} failed ({exc}); nothing was "
                                 "registered: re-run the job to register it (its trained model is kept)") from None
-        with closing(self.local._connect()) as conn:
+        with closing(self.local.connect()) as conn:
             conn.execute("INSERT OR IGNORE INTO vertex_models VALUES (?,?)", (asset, model.resource_name))
             conn.execute("INSERT OR REPLACE INTO vertex_versions VALUES (?,?,?,?)",
                          (version.version, model.resource_name, model.version_id, artifact_uri))

@@ -7,12 +7,12 @@ Secrets are never written in it: a webhook's secret is read from the environment
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from .. import settings
 from ..errors import SpecError
 from ..specs import TrainingSchedule, VertexSettings, _Model, load_document, parse_model
 from ..webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S, Endpoint
@@ -28,7 +28,7 @@ class WebhookConfig(_Model):
     def endpoint(self) -> Endpoint:
         secret = None
         if self.secret_env:
-            secret = os.environ.get(self.secret_env)
+            secret = settings.secret(self.secret_env)
             if not secret:
                 raise SpecError(f"webhook secret variable {self.secret_env} is not set",
                                 hint=f"export {self.secret_env}=whsec_... (or remove secret_env)")
@@ -67,6 +67,9 @@ class SchedulerConfig(_Model):
                     "delivery is dead-lettered after the last one fails.")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     vertex: VertexSettings | None = Field(default=None, description="Register every version in Vertex AI too.")
+    registry: str | None = Field(default=None, min_length=1, max_length=2000,
+                                 description="Registry URI (a path, file:, sqlite:, vertex://...; default: "
+                                             "<workspace>/_registry).")
     schedules: list[TrainingSchedule] = Field(default_factory=list)
 
     @field_validator("schedules")
@@ -99,14 +102,12 @@ class SchedulerConfig(_Model):
         """The webhook outbox of this configuration (plus `WEBHOOK_URL` from the environment)."""
         from ..webhooks.outbox import WebhookOutbox
 
-        return WebhookOutbox.from_environment(state_dir / "webhooks.db", self.endpoints(),
+        return WebhookOutbox.from_environment(state_dir / settings.OUTBOX_FILENAME, self.endpoints(),
                                               tuple(self.webhook_retry_schedule_s))
 
     def resolved_state_dir(self, base: Path | None = None) -> Path:
-        from ..pipeline.orchestrator import STATE_DIRNAME
-
         root = Path(self.workspace) if base is None else base / self.workspace
-        return Path(self.state_dir) if self.state_dir else root / STATE_DIRNAME
+        return Path(self.state_dir) if self.state_dir else root / settings.STATE_DIRNAME
 
 
 def load_scheduler_config(path: str | Path) -> SchedulerConfig:

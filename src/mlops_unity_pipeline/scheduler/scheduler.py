@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from .. import settings
+from ..events import Event, EventBus, ScheduleMissed, ScheduleStarted
 from ..failpoints import failpoint
 from ..logs import ensure_console_logging
-from ..pipeline.orchestrator import STATE_DIRNAME, UnityMLOpsOrchestrator
+from ..pipeline.orchestrator import UnityMLOpsOrchestrator
 from ..specs import TrainingJob, TrainingResult, TrainingSchedule
 from .store import RunRow, StateStore
 from .triggers import CronTrigger
@@ -88,7 +90,8 @@ class TrainingScheduler:
         health_host: str = "127.0.0.1",
     ) -> None:
         self.orchestrator = orchestrator
-        self.store = StateStore(state_dir or orchestrator.workspace / STATE_DIRNAME)
+        self.store = StateStore(state_dir or orchestrator.workspace / settings.STATE_DIRNAME)
+        self.events: EventBus = orchestrator.events  # one bus: the job's events and the schedule's
         self.clock = clock
         self.poll_interval_s = poll_interval_s
         self.max_concurrent_jobs = max_concurrent_jobs
@@ -161,8 +164,8 @@ class TrainingScheduler:
             return
         run, missed = self._apply_missed_policy(spec, due, now)
         for slot, reason in missed[-5:]:
-            self._notify("schedule.missed", {"schedule_id": spec.schedule_id, "slot": slot.isoformat(),
-                                             "reason": reason, "missed_total": len(missed)})
+            self._publish(ScheduleMissed(schedule_id=spec.schedule_id, slot=slot.isoformat(), reason=reason,
+                                         missed_total=len(missed)))
         if missed:
             log.warning("schedule %s missed %d run(s) (%s)", spec.schedule_id, len(missed), missed[-1][1])
         for slot in run:
@@ -174,8 +177,8 @@ class TrainingScheduler:
                 recorded += self.store.add_run(row, now)
             if recorded:
                 log.info("schedule %s fired for %s", spec.schedule_id, slot.isoformat())
-                self._notify("schedule.started", {"schedule_id": spec.schedule_id, "slot": slot.isoformat(),
-                                                  "asset_ids": [a.asset_id for a in spec.asset_specs]})
+                self._publish(ScheduleStarted(schedule_id=spec.schedule_id, slot=slot.isoformat(),
+                                              asset_ids=[a.asset_id for a in spec.asset_specs]))
         self.store.set_fire_times(spec.schedule_id, due[-1], nxt)
 
     def _apply_missed_policy(self, spec: TrainingSchedule, due: list[datetime], now: datetime):
@@ -205,8 +208,8 @@ class TrainingScheduler:
             if busy and sched.spec.overlap_policy == "forbid":
                 self.store.update_run(row.run_key, status="skipped", finished_at=now,
                                       error=f"overlap: {busy[0].row.job_id} still running")
-                self._notify("schedule.missed", {"schedule_id": row.schedule_id, "slot": row.slot.isoformat(),
-                                                 "reason": f"overlap policy forbid ({busy[0].row.job_id} running)"})
+                self._publish(ScheduleMissed(schedule_id=row.schedule_id, slot=row.slot.isoformat(),
+                                             reason=f"overlap policy forbid ({busy[0].row.job_id} running)"))
                 continue
             if busy and sched.spec.overlap_policy == "queue":
                 continue
@@ -260,8 +263,8 @@ class TrainingScheduler:
             log.error("job %s failed in stage %s: %s", row.job_id, result.failed_stage, result.error)
         self.store.prune(row.schedule_id)
 
-    def _notify(self, event: str, data: dict) -> None:
-        self.orchestrator.notify(event, {"job_id": None, "asset_id": None, "model_version": None, **data})
+    def _publish(self, event: Event) -> None:
+        self.events.publish(event)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -309,8 +312,7 @@ class TrainingScheduler:
             from .health import start_health_server
 
             server = start_health_server(self, self.health_host, self.health_port)
-        if self.orchestrator.webhooks is not None:
-            self.orchestrator.webhooks.start()
+        self.events.start()  # listeners that deliver in the background (the webhook outbox) resume their backlog
         log.info("scheduler running %d schedule(s); stop with SIGTERM or Ctrl-C", len(self.schedules))
         try:
             while not self._stop.is_set():
@@ -323,8 +325,7 @@ class TrainingScheduler:
             await self.shutdown()
             if server is not None:
                 server.shutdown()
-            if self.orchestrator.webhooks is not None:
-                self.orchestrator.webhooks.close(5.0)
+            self.events.close(5.0)
             log.info("scheduler stopped")
 
 

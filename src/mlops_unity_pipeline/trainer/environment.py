@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .. import settings
 from ..errors import TrainerEnvError
 from ..redaction import child_environment
 
@@ -33,11 +33,8 @@ WHEELS = {
     "mlagents_envs-1.1.0-py3-none-any.whl": "fbb7e54c6327a53f0b7dd615de49414af496e5f766ccc10f175d3731b32bb985",
 }
 EXTRA_NO_DEPS = ["pettingzoo==1.15.0"]  # declared by mlagents-envs; its metadata says Python < 3.11
-DEFAULT_TORCH = "torch==2.13.0"
 SUPPORTED_PYTHONS = ((3, 10), (3, 11))
 MARKER = "unity-mlops-trainer-env.json"
-ENV_VAR = "UNITY_MLOPS_TRAINER_ENV"
-PYTHON_VAR = "UNITY_MLOPS_TRAINER_PYTHON"
 
 _CHECK_SCRIPT = r"""
 import json, sys
@@ -72,14 +69,14 @@ def lock_digest() -> str:
     """Identifies what gets installed: the pins (not the comments), the wheels and the torch request."""
     pins = [ln.split("#", 1)[0].strip() for ln in lock_path().read_text().splitlines()]
     h = hashlib.sha256("\n".join(sorted(p for p in pins if p)).encode())
-    h.update(json.dumps([WHEELS, EXTRA_NO_DEPS, os.environ.get("UNITY_MLOPS_TORCH_SPEC", DEFAULT_TORCH)]).encode())
+    h.update(json.dumps([WHEELS, EXTRA_NO_DEPS, settings.torch_spec()]).encode())
     return h.hexdigest()
 
 
 def default_env_path() -> Path:
     """`$UNITY_MLOPS_TRAINER_ENV`, else a per-lock directory in the user's cache."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
+    if settings.trainer_env_path():
+        return settings.trainer_env_path()
     from platformdirs import user_cache_path
 
     return user_cache_path("unity-mlops") / f"trainer-mlagents-{MLAGENTS_VERSION}-{lock_digest()[:10]}"
@@ -101,8 +98,8 @@ def _python_version(exe: str) -> tuple[int, int, int] | None:
 def find_base_python(explicit: str | None = None) -> str:
     """A CPython 3.10 or 3.11 to build the venv from: explicit, `$UNITY_MLOPS_TRAINER_PYTHON`, or on PATH."""
     candidates = [explicit] if explicit else []
-    if not candidates and os.environ.get(PYTHON_VAR):
-        candidates = [os.environ[PYTHON_VAR]]
+    if not candidates and settings.trainer_python():
+        candidates = [settings.trainer_python()]
     if not candidates:
         candidates = ["python3.11", sys.executable, "python3.10", "python3"]
     for cand in candidates:
@@ -115,7 +112,7 @@ def find_base_python(explicit: str | None = None) -> str:
     raise TrainerEnvError(
         f"no usable Python for the ML-Agents trainer (tried {', '.join(c for c in candidates if c)}); "
         "ML-Agents 1.1.0 needs CPython 3.10 or 3.11",
-        hint=f"install python3.11, or point {PYTHON_VAR} (or --python) at a 3.10/3.11 interpreter",
+        hint=f"install python3.11, or point {settings.TRAINER_PYTHON} (or --python) at a 3.10/3.11 interpreter",
     )
 
 
@@ -163,7 +160,7 @@ class TrainerEnvironment:
 
     def launcher_command(self) -> list[str]:
         """The command that behaves like `mlagents-learn` (append its arguments)."""
-        launcher = Path(__file__).with_name("launcher.py")
+        launcher = Path(__file__).resolve().parent.parent / "in_trainer_env" / "launcher.py"
         return [str(self.python), "-s", str(launcher)]
 
 
@@ -175,7 +172,7 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _setup_env() -> dict[str, str]:
     """pip during setup needs the user's index configuration (PIP_*, proxies), but not the product's packages."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {k: v for k, v in settings.environ().items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -214,10 +211,10 @@ def setup(
     log.write_text("")
     pip = [str(env.python), "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
     _run([base, "-m", "venv", str(env.path)], "create the virtual environment", progress, log)
-    torch_spec = os.environ.get("UNITY_MLOPS_TORCH_SPEC", DEFAULT_TORCH)
+    torch_spec = settings.torch_spec()
     torch_cmd = [*pip, "install", torch_spec, "-c", str(lock_path())]
-    if os.environ.get("UNITY_MLOPS_TORCH_INDEX_URL"):
-        torch_cmd += ["--index-url", os.environ["UNITY_MLOPS_TORCH_INDEX_URL"]]
+    if settings.torch_index_url():
+        torch_cmd += ["--index-url", settings.torch_index_url()]
     _run(torch_cmd, f"install {torch_spec}", progress, log)
     _run([*pip, "install", "--no-deps", "-r", str(lock_path())], "install the pinned dependencies", progress, log)
     with tempfile.TemporaryDirectory(prefix="unity-mlops-wheels-") as tmp:
@@ -250,6 +247,6 @@ def resolve(path: Path | None = None) -> TrainerEnvironment:
     if not env.is_ready():
         raise TrainerEnvError(
             f"the ML-Agents trainer environment is not set up (looked in {env.path})",
-            hint=f"run `unity-mlops trainer setup` (or set {ENV_VAR} to an existing one)",
+            hint=f"run `unity-mlops trainer setup` (or set {settings.TRAINER_ENV} to an existing one)",
         )
     return env

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .. import settings
 from ..errors import SpecError
 
 TOP_LEVEL = {"default_settings", "behaviors", "env_settings", "engine_settings", "environment_parameters",
@@ -184,7 +185,6 @@ def validate_with_mlagents(config_path: str | Path, python: str | Path) -> str |
 
 
 def cache_path(config: bytes, python: Path) -> Path:
-    from platformdirs import user_cache_dir
 
     from .environment import MARKER
 
@@ -195,5 +195,5 @@ def cache_path(config: bytes, python: Path) -> Path:
     except OSError:
         identity = str(python).encode()
     key = hashlib.sha256(hashlib.sha256(config).digest() + identity).hexdigest()
-    root = Path(os.environ.get("UNITY_MLOPS_CACHE_DIR") or user_cache_dir("unity-mlops"))
+    root = settings.cache_dir()
     return root / "yaml-checks" / f"{key}.json"

@@ -14,23 +14,23 @@ import errno
 import fcntl
 import os
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import settings
 from ..errors import UserError
 
 DEFAULT_BASE_PORT = 5005  # ML-Agents' default
-PORT_LOCK_DIR_VAR = "UNITY_MLOPS_PORT_LOCK_DIR"
 
 
 def lock_dir() -> Path:
-    path = Path(os.environ.get(PORT_LOCK_DIR_VAR) or Path(tempfile.gettempdir()) / "unity-mlops-ports")
+    path = settings.port_lock_dir()
     try:
         path.mkdir(mode=0o1777, parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the port lock directory {path}: {exc}",
-                        hint=f"set {PORT_LOCK_DIR_VAR} to a writable directory shared by this host's jobs") from None
+                        hint=f"set {settings.PORT_LOCK_DIR} to a writable directory shared by this host's jobs",
+                        ) from None
     return path
 
 

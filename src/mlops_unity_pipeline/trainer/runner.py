@@ -18,9 +18,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import settings
+from .base import Progress, StopCondition, TrainingOutcome
 from .environment import TrainerEnvironment, clean_env
 
 PORT_IN_USE = "UnityWorkerInUseException"
@@ -28,60 +29,6 @@ PROGRESS_RE = re.compile(
     r"\[INFO\] (?P<behavior>[^.\s]+)\. Step: (?P<step>\d+)\. Time Elapsed: (?P<elapsed>[\d.]+) s\."
     r"(?: Mean Reward: (?P<reward>-?[\d.]+(?:e-?\d+)?)\.)?"
 )
-
-
-@dataclass
-class Progress:
-    step: int
-    max_steps: int
-    elapsed_s: float
-    mean_reward: float | None
-
-    @property
-    def eta_s(self) -> float | None:
-        if self.step <= 0:
-            return None
-        return self.elapsed_s * (self.max_steps - self.step) / self.step
-
-
-@dataclass
-class TrainingOutcome:
-    returncode: int
-    run_dir: Path
-    onnx_path: Path
-    final_step: int | None
-    max_steps: int
-    interrupted: bool
-    timed_out: bool
-    log_path: Path
-    progress: list[Progress] = field(default_factory=list)
-    port_in_use: bool = False  # the trainer could not listen on its base port (another process took it)
-
-    @property
-    def onnx_exists(self) -> bool:
-        return self.onnx_path.is_file()
-
-    @property
-    def completed(self) -> bool:
-        return (
-            self.returncode == 0
-            and self.onnx_exists
-            and self.final_step is not None
-            and self.final_step >= self.max_steps
-        )
-
-    def failure_reason(self) -> str | None:
-        if self.completed:
-            return None
-        if self.timed_out:
-            return f"training stopped after the time limit at step {self.final_step} of {self.max_steps}"
-        if self.interrupted:
-            return f"training was cancelled at step {self.final_step} of {self.max_steps}"
-        if self.returncode != 0:
-            return f"the trainer exited with code {self.returncode}"
-        if not self.onnx_exists:
-            return f"the trainer exited 0 but did not write {self.onnx_path}"
-        return f"the trainer stopped at step {self.final_step}, before max_steps={self.max_steps}"
 
 
 def _kill_group(pgid: int) -> None:
@@ -184,7 +131,7 @@ def custom_base(command: str) -> list[str]:
         script = shutil.which(parts[0])
         python = _shebang_python(Path(script)) if script else None
         if python:
-            launcher = Path(__file__).with_name("launcher.py")
+            launcher = Path(__file__).resolve().parent.parent / "in_trainer_env" / "launcher.py"
             return [python, "-s", str(launcher), *parts[1:]]
     return parts
 
@@ -219,17 +166,17 @@ def run_trainer(
     cwd: Path,
     on_progress: Callable[[Progress], None] | None = None,
     on_line: Callable[[str], None] | None = None,
-    timeout_s: float | None = None,
-    cancel: threading.Event | None = None,
+    stop: StopCondition | None = None,
     grace_s: float = 120.0,
     pid_file: Path | None = None,
 ) -> TrainingOutcome:
     """Run the trainer to completion, a timeout or cancellation (SIGINT, then SIGKILL after `grace_s`)."""
+    stop = stop or StopCondition()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     progress: list[Progress] = []
     port_in_use = False
     interrupted = timed_out = False
-    env = clean_env({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    env = clean_env({"OMP_NUM_THREADS": settings.omp_threads()})
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
@@ -239,7 +186,6 @@ def run_trainer(
         )
         if pid_file is not None:  # lets operators (and the scheduler) find the trainer of a job
             pid_file.write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + timeout_s if timeout_s else None
 
         def pump() -> None:
             nonlocal port_in_use
@@ -267,9 +213,9 @@ def run_trainer(
         while proc.poll() is None:
             now = time.monotonic()
             if stop_sent is None:
-                if cancel is not None and cancel.is_set():
+                if stop.cancelled:
                     interrupted = True
-                elif deadline is not None and now > deadline:
+                elif stop.timed_out:
                     timed_out = True
                 if interrupted or timed_out:
                     stop_sent = now

@@ -43,14 +43,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import settings
 from ..errors import SpecError
+from ..events import EVENT_CLASSES, Event, event_text, event_types
 from ..redaction import redact_data, register_secret, url_secrets
 from ..sqlite_store import connect
 
 log = logging.getLogger("unity_mlops.webhooks")
 
-EVENT_TYPES = ("schedule.started", "schedule.missed", "job.started", "job.completed", "job.failed",
-               "model.registered")
+EVENT_TYPES = event_types()  # the built-in ones; `events.EVENT_CLASSES` also holds those a deployment adds
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 # seconds before attempt 2, 3, ...: attempt 8 comes ~27.6 h after the first
 DEFAULT_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -109,9 +110,9 @@ class Endpoint:
                 base64.b64decode(self.secret[6:], validate=True)
             except ValueError:
                 raise SpecError("webhook secret after 'whsec_' must be base64") from None
-        unknown = set(self.events) - set(EVENT_TYPES)
+        unknown = set(self.events) - set(EVENT_CLASSES)
         if unknown:
-            raise SpecError(f"unknown webhook event types {sorted(unknown)}; known: {', '.join(EVENT_TYPES)}")
+            raise SpecError(f"unknown webhook event types {sorted(unknown)}; known: {', '.join(EVENT_CLASSES)}")
         register_secret(self.secret)
         for value in url_secrets(self.url):
             register_secret(value)
@@ -136,26 +137,6 @@ def _retry_after(value: str | None, now: float) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - now)
         except (TypeError, ValueError):
             return None
-
-
-def event_text(event_type: str, data: dict[str, Any]) -> str:
-    """A human-readable line, so a Slack incoming webhook shows something useful."""
-    job, version = data.get("job_id"), data.get("model_version")
-    if event_type == "job.started":
-        return f"Training job {job} started for asset {data.get('asset_id')}"
-    if event_type == "job.completed":
-        success = data.get("success_rate")
-        extra = f", success {success:.0%}" if isinstance(success, int | float) else ""
-        return f"Training job {job} completed: model {version}{extra}"
-    if event_type == "job.failed":
-        return f"Training job {job} failed in stage {data.get('stage')}: {data.get('message')}"
-    if event_type == "model.registered":
-        return f"Model {version} registered (asset {data.get('asset_id')}, job {job})"
-    if event_type == "schedule.started":
-        return f"Schedule {data.get('schedule_id')} started its {data.get('slot')} run"
-    if event_type == "schedule.missed":
-        return f"Schedule {data.get('schedule_id')} missed its {data.get('slot')} run ({data.get('reason')})"
-    return f"{event_type}: {json.dumps(data, default=str)[:200]}"
 
 
 @dataclass
@@ -211,9 +192,9 @@ class WebhookOutbox:
         """`WEBHOOK_URL` (optionally with `WEBHOOK_SECRET`; stored as the reference `WEBHOOK_URL`) plus configured
         endpoints."""
         endpoints = list(extra or [])
-        url = os.environ.get("WEBHOOK_URL", "").strip()
-        if url:
-            endpoints.append(Endpoint(url, os.environ.get("WEBHOOK_SECRET") or None, name="WEBHOOK_URL"))
+        found = settings.webhook_env()
+        if found:
+            endpoints.append(Endpoint(found[0], found[1], name="WEBHOOK_URL"))
         if retry_schedule_s is None:
             return cls(path, endpoints)
         return cls(path, endpoints, retry_schedule_s=retry_schedule_s)
@@ -222,10 +203,16 @@ class WebhookOutbox:
         return connect(self.path)
 
     # ------------------------------------------------------------------ producing
+    def __call__(self, event: Event) -> None:
+        """The outbox as an event listener: durably queued, delivered in the background."""
+        if self.endpoints:
+            self.start()
+            self.emit(event.type, event.data(), key=event.key)
+
     def emit(self, event_type: str, data: dict[str, Any], key: str | None = None) -> str | None:
         """Record the event for every interested endpoint (durably) and wake the sender; never raises. With a
         `key`, the message id is derived from (key, event type): emitting it again adds nothing."""
-        if event_type not in EVENT_TYPES:
+        if event_type not in EVENT_CLASSES:
             raise ValueError(f"unknown event type {event_type}")
         targets = [e for e in self.endpoints if e.wants(event_type)]
         if not targets:

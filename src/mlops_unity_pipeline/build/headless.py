@@ -1,7 +1,8 @@
 """Build a headless player: a self-contained directory that `mlagents-learn --env` launches like a Unity build.
 
-The build copies the `behavior` and `player` sources next to a small launcher, so a build keeps working (and
-keeps its exact behavior) when the installed package changes later; it is a real artifact, hashed and kept.
+The build copies the `behavior`, `wire` and `in_trainer_env` sources next to a small launcher, so a build keeps
+working (and keeps its exact behavior) when the installed package changes later; it is a real artifact, hashed and
+kept.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ exec {python} -s "$HERE/lib/run_player.py" --config "$HERE/player.json" "$@"
 
 _RUNNER = """import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mlops_unity_pipeline.player.main import main
+from mlops_unity_pipeline.in_trainer_env.player import main
 sys.exit(main())
 """
 
@@ -47,8 +48,9 @@ def build_headless_player(
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     lib = tmp / "lib" / "mlops_unity_pipeline"
-    for sub in ("behavior", "player"):
-        shutil.copytree(_PKG_ROOT / sub, lib / sub, ignore=shutil.ignore_patterns("__pycache__", "build.py"))
+    for sub in ("behavior", "in_trainer_env"):
+        shutil.copytree(_PKG_ROOT / sub, lib / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(_PKG_ROOT / "wire.py", lib / "wire.py")
     (lib / "__init__.py").write_text('"""Runtime subset of mlops_unity_pipeline for the headless player."""\n')
     (tmp / "lib" / "run_player.py").write_text(_RUNNER)
     config = {"behavior": definition.to_dict(), "agents": agents}

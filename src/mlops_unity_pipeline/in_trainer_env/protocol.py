@@ -11,23 +11,19 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from .wire import (
+from ..wire import (
     FIXED32,
     LEN,
     VARINT,
-    WireError,
     bool_field,
+    decode_action,
     int_field,
     iter_fields,
     key,
     len_field,
     packed_varints,
-    read_float,
     signed32,
     str_field,
-    unpack_varints,
     varint,
 )
 
@@ -125,29 +121,6 @@ class TrainerInput:
     side_channel: bytes = b""
     continuous: list[list[float]] = field(default_factory=list)
     discrete: list[list[int]] = field(default_factory=list)
-
-
-def _floats(value, wt) -> list[float]:
-    if wt == FIXED32:
-        return [read_float(value)]
-    if not isinstance(value, memoryview) or len(value) % 4:
-        raise WireError("expected packed floats (a multiple of 4 bytes)")
-    return list(np.frombuffer(value, dtype="<f4"))
-
-
-def decode_action(buf: memoryview) -> tuple[list[float], list[int], list[float]]:
-    """An `AgentActionProto`: (continuous_actions, discrete_actions, the deprecated vector_actions)."""
-    cont: list[float] = []
-    disc: list[int] = []
-    legacy: list[float] = []
-    for f, wt, v, _ in iter_fields(buf):
-        if f == 6:
-            cont.extend(_floats(v, wt))
-        elif f == 7:
-            disc.extend(signed32(x) for x in unpack_varints(v, wt))
-        elif f == 1:
-            legacy.extend(_floats(v, wt))
-    return cont, disc, legacy
 
 
 def _parse_actions(buf: memoryview, out: TrainerInput) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 
 _F32 = struct.Struct("<f")
@@ -163,3 +165,26 @@ def read_floats(value: memoryview | int, wire_type: int) -> list[float]:
     if len(value) % 4:  # type: ignore[arg-type]
         raise WireError(f"packed floats of {len(value)} bytes: not a multiple of 4")  # type: ignore[arg-type]
     return list(struct.unpack(f"<{len(value) // 4}f", value))  # type: ignore[arg-type]
+
+
+def _floats(value, wt) -> list[float]:
+    if wt == FIXED32:
+        return [read_float(value)]
+    if not isinstance(value, memoryview) or len(value) % 4:
+        raise WireError("expected packed floats (a multiple of 4 bytes)")
+    return list(np.frombuffer(value, dtype="<f4"))
+
+
+def decode_action(buf: memoryview) -> tuple[list[float], list[int], list[float]]:
+    """An `AgentActionProto`: (continuous_actions, discrete_actions, the deprecated vector_actions)."""
+    cont: list[float] = []
+    disc: list[int] = []
+    legacy: list[float] = []
+    for f, wt, v, _ in iter_fields(buf):
+        if f == 6:
+            cont.extend(_floats(v, wt))
+        elif f == 7:
+            disc.extend(signed32(x) for x in unpack_varints(v, wt))
+        elif f == 1:
+            legacy.extend(_floats(v, wt))
+    return cont, disc, legacy

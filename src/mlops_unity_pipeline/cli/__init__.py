@@ -1,0 +1,87 @@
+"""`unity-mlops`: the command line. User mistakes print one clear message (no traceback) and exit non-zero.
+
+Each command group is a module that owns its parser and its handlers (`register(subparsers)`); heavy imports
+(onnxruntime, pydantic models, the orchestrator) happen inside the commands, so `--help` is fast.
+Adding a command: a handler and its parser lines in its group's module; a new group: a module listed in GROUPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .. import __version__
+from ..errors import UserError
+from . import controlplane, jobs, models, schedule
+
+GROUPS = (jobs, models, schedule, controlplane)  # the order of `--help`
+
+EPILOG = """examples:
+  unity-mlops trainer setup                 create the ML-Agents trainer environment (once)
+  unity-mlops train examples/reach_target_job.yaml
+  unity-mlops models list
+  tensorboard --logdir ./runs
+
+environment:
+  UNITY_MLOPS_WORKSPACE    workspace root for jobs (default ./runs)
+  UNITY_MLOPS_REGISTRY     registry: a directory or URI (file:, sqlite:, vertex://; default <workspace>/_registry)
+  UNITY_MLOPS_TRAINER_ENV  trainer environment location (default: in the user cache)
+  UNITY_BUILD_COMMAND      build a real Unity player instead of the headless player
+  MLAGENTS_TRAIN_COMMAND   run this instead of the managed mlagents-learn
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="unity-mlops", description="Train, evaluate and register Unity ML-Agents models from a plain spec.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"unity-mlops {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return p
+
+
+INTEGRITY_EXIT = 4
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..controlplane.eventlog import IntegrityError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ..logs import TIMESTAMPED, redacting
+
+    # long-running processes (the scheduler) stamp their lines; every line has known secret values masked
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format=TIMESTAMPED if getattr(args, "timestamps", False) else "%(message)s")
+    for handler in logging.getLogger().handlers:
+        redacting(handler)
+    if not args.verbose:  # a request line per webhook attempt is noise at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        rc = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away is met here, not at interpreter exit
+        return rc
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except IntegrityError as exc:  # fail closed, in one line: nothing was appended to a log that is not trusted
+        print(f"error: the control-plane event log is not trusted: {exc}\n"
+              "  fix: restore it from a copy whose head matches your last checkpoint "
+              "(`unity-mlops control-plane verify` names the first bad line)", file=sys.stderr)
+        return INTEGRITY_EXIT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `unity-mlops models history X | head`: the reader stopped; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

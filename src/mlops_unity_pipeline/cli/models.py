@@ -1,0 +1,175 @@
+"""`models`: the registry, promotions behind gates, rollback, freezes, history, reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import settings
+from ..app import App
+from ..errors import UserError
+
+
+def _registry(args: argparse.Namespace):
+    return App.from_args(args).registry()
+
+
+def _governance(args: argparse.Namespace):
+    return App.from_args(args).governance()
+
+
+def _get_version(args: argparse.Namespace):
+    from ..registry.base import VersionNotFound
+
+    try:
+        return _registry(args).get(args.version)
+    except VersionNotFound as exc:
+        raise UserError(str(exc), hint="`unity-mlops models list` shows the registered versions") from None
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    versions = _registry(args).list(args.asset)
+    if not versions:
+        print("no models registered")
+        return 0
+    print(f"{'VERSION':48} {'JOB':24} {'SUCCESS':>8} CREATED")
+    for v in versions:
+        ev = (v.metrics.get("evaluation") or {}).get("model") or {}
+        success = f"{ev['success_rate']:.1%}" if "success_rate" in ev else "-"
+        print(f"{v.version:48} {v.job_id:24} {success:>8} {v.created_at[:19]}")
+    return 0
+
+
+def _cmd_models_show(args: argparse.Namespace) -> int:
+    print(json.dumps(_get_version(args).to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _governance_call(fn):
+    from ..governance import GovernanceError, PromotionBlocked
+
+    try:
+        return fn()
+    except PromotionBlocked as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(4) from None
+    except GovernanceError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _cmd_models_promote(args: argparse.Namespace) -> int:
+    gov = _governance(args)
+    _get_version(args)
+    outcome = _governance_call(lambda: gov.promote(args.version, args.to, reason=args.reason or ""))
+    for g in outcome.report.results:
+        print(f"PASS {g.name}: {g.message}")
+    print(f"{args.to}: {outcome.entry.from_version or '-'} -> {outcome.entry.to_version} (ledger #{outcome.entry.seq})")
+    return 0
+
+
+def _cmd_models_rollback(args: argparse.Namespace) -> int:
+    gov = _governance(args)
+    e = _governance_call(lambda: gov.rollback(args.asset, reason=args.reason,
+                                              corrective_action=args.corrective_action or ""))
+    print(f"production: {e.from_version} -> {e.to_version}; incident recorded; {e.asset_name} is frozen until "
+          f"`unity-mlops models unfreeze {e.asset_name}`")
+    return 0
+
+
+def _cmd_models_freeze(args: argparse.Namespace) -> int:
+    gov = _governance(args)
+    fn = gov.freeze if args.models_command == "freeze" else gov.unfreeze
+    e = fn(args.asset, args.reason or args.models_command)
+    print(f"{e.asset_name}: {e.action} (ledger #{e.seq})")
+    return 0
+
+
+def _cmd_models_history(args: argparse.Namespace) -> int:
+    ledger = _registry(args).ledger
+    aliases = ledger.aliases(args.asset)
+    print(f"staging: {aliases.get('staging', '-')}   production: {aliases.get('production', '-')}"
+          + (f"   FROZEN ({ledger.frozen(args.asset)['reason']})" if ledger.frozen(args.asset) else ""))
+    for e in ledger.history(args.asset):
+        moved = f"{e.alias}: {e.from_version or '-'} -> {e.to_version or '-'}" if e.alias else ""
+        print(f"#{e.seq:<4} {e.at[:19]} {e.actor:12} {e.action:18} {moved}  {e.reason}")
+    for i in ledger.incidents(args.asset):
+        print(f"incident #{i['id']} {i['opened_at'][:19]}: {i['failed_version']} rolled back to "
+              f"{i['restored_version']}: {i['reason']}; corrective action: {i['corrective_action'] or '-'}")
+    return 0
+
+
+def _cmd_models_sync(args: argparse.Namespace) -> int:
+    from ..registry.uri import vertex_registry
+
+    project = settings.vertex_project()
+    if not project:
+        raise UserError("models sync compares the local ledger with Vertex AI: set UNITY_MLOPS_VERTEX_PROJECT")
+    registry = _registry(args)
+    report = vertex_registry(registry, project).sync_report(args.asset, registry.ledger.aliases(args.asset))
+    print(json.dumps(report, indent=2))
+    return 1 if report["drift"] else 0
+
+
+def _cmd_models_report(args: argparse.Namespace) -> int:
+    from ..governance.report import write_report
+
+    _get_version(args)
+    md = write_report(_registry(args), args.version, Path(args.out) if args.out else None)
+    print(md)
+    return 0
+
+
+def _cmd_models_path(args: argparse.Namespace) -> int:
+    print(_get_version(args).model_path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("models", help="the local model registry")
+    m.add_argument("--registry", help="registry directory or URI (default: $UNITY_MLOPS_REGISTRY or "
+                                      "./runs/_registry)")
+    ms = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ml = ms.add_parser("list", help="list registered versions")
+    ml.add_argument("--asset", help="only this asset name")
+    ml.set_defaults(func=_cmd_models_list)
+    mshow = ms.add_parser("show", help="print a version's record (metrics, lineage, files)")
+    mshow.add_argument("version")
+    mshow.set_defaults(func=_cmd_models_show)
+    mp = ms.add_parser("path", help="print the path of a version's ONNX model")
+    mp.add_argument("version")
+    mp.set_defaults(func=_cmd_models_path)
+    mpr = ms.add_parser("promote", help="move the staging or production alias to a version (behind gates)",
+                        description="To staging: the ONNX contract gate. To production: the version must hold "
+                                    "staging, and the reward, safety, reproducibility and contract gates must pass "
+                                    "against the current production version. Exit 4 when a gate blocks it.")
+    mpr.add_argument("version")
+    mpr.add_argument("--to", required=True, choices=("staging", "production"))
+    mpr.add_argument("--reason", help="why (recorded in the ledger)")
+    mpr.add_argument("--gates", help="gate settings file (YAML/JSON): seeds, episodes_per_seed, thresholds ...")
+    mpr.add_argument("--reproducibility", choices=("auto", "reevaluate", "retrain", "off"),
+                     help="auto (default): retrain the candidate's job with further seeds where it has one")
+    mpr.set_defaults(func=_cmd_models_promote)
+    mrb = ms.add_parser("rollback", help="re-point production to the last known-good version",
+                        description="Moves production back, records an incident and freezes the asset.")
+    mrb.add_argument("asset")
+    mrb.add_argument("--reason", required=True)
+    mrb.add_argument("--corrective-action", help="what will be done about it (incident record)")
+    mrb.set_defaults(func=_cmd_models_rollback)
+    for name, helptext in (("freeze", "block promotions of an asset"), ("unfreeze", "allow promotions again")):
+        mf = ms.add_parser(name, help=helptext, description=helptext)
+        mf.add_argument("asset")
+        mf.add_argument("--reason")
+        mf.set_defaults(func=_cmd_models_freeze)
+    mh = ms.add_parser("history", help="aliases, the promotion ledger and incidents of an asset")
+    mh.add_argument("asset")
+    mh.set_defaults(func=_cmd_models_history)
+    msy = ms.add_parser("sync", help="report drift between the local ledger and Vertex AI aliases",
+                        description="Exit 1 when an alias differs. Needs UNITY_MLOPS_VERTEX_PROJECT.")
+    msy.add_argument("asset")
+    msy.set_defaults(func=_cmd_models_sync)
+    mre = ms.add_parser("report", help="write the evaluation report and changelog of a version")
+    mre.add_argument("version")
+    mre.add_argument("--out", help="directory (default <registry>/reports/<version>)")
+    mre.set_defaults(func=_cmd_models_report)
