@@ -89,8 +89,9 @@ class App:
 
     # ------------------------------------------------------------------ control plane
     def control_plane(self):
+        from ..controlplane.bundle_schemas import BundleError
         from ..controlplane.keys import KeyFileError, load_private, public_key_text, read_public
-        from ..controlplane.runtime import DEFAULT_BUNDLE, BundleError, ControlPlaneRuntime
+        from ..controlplane.runtime import DEFAULT_BUNDLE, ControlPlaneRuntime
 
         bundle = self.bundle or settings.control_plane_bundle() or DEFAULT_BUNDLE
         rt = ControlPlaneRuntime(bundle, self.schemas, self.events or self.paths.event_log)

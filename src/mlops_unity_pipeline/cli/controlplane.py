@@ -80,8 +80,8 @@ def _cmd_cp_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_cp_approve(args: argparse.Namespace) -> int:
+    from ..controlplane.bundle_schemas import UnknownAction
     from ..controlplane.keys import KeyFileError, load_private
-    from ..controlplane.runtime import UnknownAction
 
     rt = _control_plane(args)
     try:

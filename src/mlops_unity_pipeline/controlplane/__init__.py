@@ -1,7 +1,8 @@
 """The fail-closed control plane: bundle, schemas, hash-chained event log, facts, approvals, MCP server."""
 
+from .bundle_schemas import BundleError, UnknownAction
 from .eventlog import ConcurrencyError, EventLog, IntegrityError
-from .runtime import BundleError, ControlPlaneRuntime, Decision, State, UnknownAction
+from .runtime import ControlPlaneRuntime, Decision, State
 
 __all__ = ["BundleError", "ConcurrencyError", "ControlPlaneRuntime", "Decision", "EventLog", "IntegrityError",
            "State", "UnknownAction"]

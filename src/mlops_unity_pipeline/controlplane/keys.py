@@ -16,6 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .. import settings
+
 
 class KeyFileError(ValueError):
     """A key file that is missing, unreadable or not an Ed25519 key."""
@@ -76,3 +78,12 @@ def verify_signature(public_key: str, message: bytes, signature: Any) -> bool:
         return True
     except (InvalidSignature, ValueError, TypeError):
         return False
+
+
+def requester_key() -> str | None:
+    """The public key of the key this process holds (`UNITY_MLOPS_IDENTITY_KEY` names the private key file). An
+    approval signed with the same key is a self-approval. Naming a file proves nothing unless it can be read."""
+    path = settings.identity_key_path()
+    if not path:
+        return None
+    return public_key_text(load_private(path))

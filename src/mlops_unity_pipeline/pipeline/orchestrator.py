@@ -21,7 +21,7 @@ from ..behavior.definition import BehaviorError, build_behavior
 from ..build.builders import BuildArtifact, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import evaluate_onnx
-from ..events import Event, EventBus, JobStarted
+from ..events import EventBus, JobStarted
 from ..failpoints import failpoint
 from ..generate.base import CodeGenerator, TemplateGenerator
 from ..generate.validate import validate_generated
@@ -77,12 +77,6 @@ class UnityMLOpsOrchestrator:
         if webhooks is not None and webhooks not in self.events.listeners:
             self.events.subscribe(webhooks)
 
-    def registry_for(self, job: TrainingJob) -> ModelRegistry:
-        return self.registries.for_job(job)
-
-    def publish(self, event: Event) -> None:
-        self.events.publish(event)
-
     # ------------------------------------------------------------------ public API
     async def execute_training_job(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
         """Run the job without blocking the event loop. Cancelling the task stops training with SIGINT
@@ -123,7 +117,7 @@ class UnityMLOpsOrchestrator:
         try:
             atomic_write_json(ctx.ws.dir / "job.json", job.model_dump(mode="json"))
             try:
-                ctx.registry = self.registry_for(job)
+                ctx.registry = self.registries.for_job(job)
                 ctx.version = ctx.registry.find_run(state.run_key)
             except (RegistryError, UserError) as exc:
                 raise StageError("register", str(exc)) from None
@@ -132,8 +126,8 @@ class UnityMLOpsOrchestrator:
                 log.info("job %s: run %s already registered %s; finishing", job.job_id, state.run_key,
                          ctx.version.version)
             else:
-                self.publish(JobStarted(job_id=job.job_id, asset_id=job.asset_spec.asset_id, attempt=state.attempt,
-                                        key=state.run_key))
+                self.events.publish(JobStarted(job_id=job.job_id, asset_id=job.asset_spec.asset_id,
+                                               attempt=state.attempt, key=state.run_key))
                 if state.phase != "trained":  # a restart after training keeps the model it has
                     state.move("running")
                 log.info("job %s: %s (%s) -> %s (attempt %d)", job.job_id, job.asset_spec.name,
@@ -153,7 +147,7 @@ class UnityMLOpsOrchestrator:
             atomic_write_json(ctx.ws.result_path, result.model_dump(mode="json"))
             state.move(result.status)
             for event in report.outcome_events(ctx, result):
-                self.publish(event)
+                self.events.publish(event)
             self.events.flush(5.0)
         return result
 

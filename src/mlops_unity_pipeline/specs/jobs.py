@@ -1,0 +1,155 @@
+"""When and where: `TrainingJob`, `TrainingSchedule`, `VertexSettings`, and the outcome `TrainingResult`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ..errors import SpecError
+from .asset import UnityAssetSpec
+from .base import MAX_SECONDS, _check_safe_id, _Model
+from .training import RLTrainingConfig
+
+
+class VertexSettings(_Model):
+    """Register versions in Vertex AI too (extra `vertex`). In a job file or scheduler config as `vertex:`; from the
+    environment as the setup guide writes it: `GOOGLE_CLOUD_PROJECT` (or `UNITY_MLOPS_VERTEX_PROJECT`),
+    `VERTEX_REGION`, `UNITY_MLOPS_VERTEX_BUCKET`; `UNITY_MLOPS_VERTEX=off` keeps models local regardless."""
+
+    project: str = Field(min_length=1, max_length=200)
+    region: str = Field(default="us-central1", max_length=100)
+    bucket: str | None = Field(default=None, description="gs://bucket (default: <project>-mlops-unity-models)")
+    serving_image: str | None = Field(default=None, description="An ONNX-capable serving container you host "
+                                                                "(default: none; models are for Unity clients).")
+
+    @classmethod
+    def from_environment(cls) -> VertexSettings | None:
+        from .. import settings
+
+        found = settings.vertex_env()
+        return cls(**found) if found else None
+
+
+class TrainingJob(_Model):
+    """One run of the pipeline for one asset."""
+
+    job_id: str
+    asset_spec: UnityAssetSpec
+    rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
+                                    description="Stop training (with a checkpoint) after this.")
+    vertex: VertexSettings | None = Field(default=None, description="Also register the version in Vertex AI.")
+    registry: str | None = Field(default=None, min_length=1, max_length=2000,
+                                 description="Registry URI for this job (a path, file:, sqlite:, vertex://...; "
+                                             "default: the workspace's).")
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, v: str) -> str:
+        return _check_safe_id(v, "job_id")
+
+
+class TrainingSchedule(_Model):
+    """Retrain assets on a cron schedule."""
+
+    schedule_id: str
+    cron_expression: str
+    asset_specs: list[UnityAssetSpec]
+    rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    enabled: bool = True
+    timezone: str = Field(default="UTC", description="IANA time zone the cron expression is read in.")
+    missed_run_policy: Literal["skip", "latest", "all"] = Field(
+        default="latest", description="After downtime: run nothing missed, only the latest slot, or all (bounded)."
+    )
+    starting_deadline_s: float | None = Field(
+        default=None, description="A slot that cannot start within this many seconds is missed (None: no limit)."
+    )
+    max_catchup_runs: int = Field(default=10, description="Bound for missed_run_policy 'all'.")
+    overlap_policy: Literal["forbid", "queue", "allow"] = Field(
+        default="forbid", description="When a run of this schedule is still going: skip, wait, or run both."
+    )
+    jitter_s: float = Field(default=0.0, description="Deterministic delay in [0, jitter_s) per slot.")
+    job_timeout_s: float | None = Field(default=None, description="Stop a run's training after this long.")
+    max_retries: int = 2
+    retry_backoff_s: float = 60.0
+
+    @field_validator("schedule_id")
+    @classmethod
+    def _schedule_id(cls, v: str) -> str:
+        return _check_safe_id(v, "schedule_id")
+
+    @field_validator("cron_expression")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        fields = v.split()
+        if not (v.startswith("@") or len(fields) in (5, 6)):
+            raise ValueError(f"cron_expression {v!r} must have 5 fields (minute hour day month weekday)")
+        return v
+
+    @model_validator(mode="after")
+    def _trigger(self) -> TrainingSchedule:
+        """Checked where it is written: anything the scheduler's trigger would reject later is rejected here."""
+        from ..scheduler.triggers import CronTrigger
+
+        try:
+            CronTrigger(self.cron_expression, self.timezone)
+        except SpecError as exc:
+            raise ValueError(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+        return self
+
+    @field_validator("starting_deadline_s", "job_timeout_s")
+    @classmethod
+    def _positive_seconds(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and not 0 < v <= MAX_SECONDS:
+            raise ValueError(f"{info.field_name} must be > 0 and at most {MAX_SECONDS:.0f} seconds, got {v}")
+        return v
+
+    @field_validator("max_catchup_runs")
+    @classmethod
+    def _catchup(cls, v: int) -> int:
+        if not 1 <= v <= 100:
+            raise ValueError(f"max_catchup_runs must be between 1 and 100, got {v}")
+        return v
+
+    @field_validator("jitter_s", "retry_backoff_s", "max_retries")
+    @classmethod
+    def _non_negative(cls, v: float, info: Any) -> float:
+        limit = 100 if info.field_name == "max_retries" else MAX_SECONDS
+        if not 0 <= v <= limit:
+            raise ValueError(f"{info.field_name} must be between 0 and {limit:.0f}, got {v}")
+        return v
+
+    @field_validator("asset_specs")
+    @classmethod
+    def _assets(cls, v: list[UnityAssetSpec]) -> list[UnityAssetSpec]:
+        if not v:
+            raise ValueError("asset_specs must list at least one asset")
+        ids = [a.asset_id for a in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"asset_specs has duplicate asset_id values: {ids}")
+        return v
+
+
+class TrainingResult(_Model):
+    """The outcome of a job, for both success and failure."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    job_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    model_version: str | None = None
+    trained_model_path: str | None = None
+    model_uri: str | None = Field(default=None, description="file://... or the Vertex AI model resource name@version")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+    log_tail: str | None = None
+    started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    finished_at: datetime | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "completed"

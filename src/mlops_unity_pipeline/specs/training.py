@@ -1,0 +1,134 @@
+"""`RLTrainingConfig`: how to train (ML-Agents' trainer settings, validated before any work starts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import ALGORITHMS, LIMITS, _Model, parse_model
+
+
+class RLTrainingConfig(_Model):
+    """How to train. Unset hyperparameters come from the behavior archetype's tuned defaults."""
+
+    algorithm: str = "PPO"
+    max_steps: int = 500_000
+    num_envs: int = 1
+    time_scale: float = 20.0
+    seed: int = 42
+    agents_per_env: int | None = Field(
+        default=None, description="Agents simulated per headless player; default per archetype."
+    )
+    trainer: Literal["mlagents", "fast"] = Field(
+        default="mlagents", description="mlagents: the real ML-Agents trainer; fast: in-process PPO on the simulator.")
+    use_offline_rl: bool = False
+    demonstrations_path: str | None = None
+    offline_mode: Literal["hybrid", "offline_only"] = Field(
+        default="hybrid", description="With use_offline_rl: behavior cloning only, or BC then online fine-tuning.")
+    bc_updates: int = Field(default=100, description="Offline behavior-cloning updates (epochs over the demos).")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    network_settings: dict[str, Any] = Field(default_factory=dict)
+    summary_freq: int | None = None
+    checkpoint_interval: int | None = None
+    keep_checkpoints: int | None = None
+    time_horizon: int | None = None
+    reward_signals: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="ML-Agents reward_signals block; default: extrinsic, gamma 0.99."
+    )
+    behavioral_cloning: dict[str, Any] | None = None
+    environment_parameters: dict[str, Any] | None = Field(
+        default=None, description="ML-Agents environment_parameters (samplers, curriculum)."
+    )
+    curriculum_behavior: str | None = Field(
+        default=None, description="The behavior name in the curricula's completion criteria that means this job's "
+                                  "behavior (needed when they name several; set by from_mlagents_yaml).")
+    trainer_settings: dict[str, Any] = Field(
+        default_factory=dict, description="Other ML-Agents behavior keys: init_path, threaded, self_play, ..."
+    )
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, v: str) -> str:
+        up = v.upper()
+        if up not in ALGORITHMS:
+            raise ValueError(f"algorithm {v!r} is not supported; choose one of {', '.join(ALGORITHMS)}")
+        return up
+
+    @field_validator("max_steps", "num_envs", "bc_updates", "agents_per_env", "summary_freq", "checkpoint_interval",
+                     "keep_checkpoints", "time_horizon")
+    @classmethod
+    def _positive(cls, v: int | None, info: Any) -> int | None:
+        limit = LIMITS[info.field_name]
+        if v is not None and not 0 < v <= limit:
+            raise ValueError(f"{info.field_name} must be > 0 and at most {limit:,}, got {v:,}")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        if not 0 <= v <= LIMITS["seed"]:
+            raise ValueError(f"seed must be between 0 and {LIMITS['seed']:,} (a 32-bit seed), got {v:,}")
+        return v
+
+    @field_validator("time_scale")
+    @classmethod
+    def _time_scale(cls, v: float) -> float:
+        if not 0 < v <= 1000:
+            raise ValueError(f"time_scale must be > 0 and at most 1000, got {v}")
+        return v
+
+    @field_validator("trainer_settings")
+    @classmethod
+    def _trainer_settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        allowed = ("init_path", "even_checkpoints", "threaded", "self_play")
+        unknown = sorted(set(v) - set(allowed))
+        if unknown:
+            raise ValueError(f"trainer_settings has unknown keys {unknown}; allowed: {', '.join(allowed)}")
+        return v
+
+    @classmethod
+    def from_mlagents_yaml(cls, path: str | Path, behavior: str | None = None, **overrides: Any) -> RLTrainingConfig:
+        """Import one behavior of an existing ML-Agents trainer config (keeps its tuned settings)."""
+        from ..trainer.config import curriculum_behaviors
+        from ..trainer.mlagents_yaml import import_mlagents_yaml
+
+        fields = import_mlagents_yaml(path, behavior)
+        named = curriculum_behaviors(fields.get("environment_parameters"))
+        chosen = fields.pop("_behavior", None) or behavior
+        if len(named) > 1 and chosen in named:  # the user named the behavior: its lessons are this job's
+            fields["curriculum_behavior"] = chosen
+        fields.update(overrides)
+        return parse_model(cls, fields, str(path))
+
+    @model_validator(mode="after")
+    def _fast_supports_it(self) -> RLTrainingConfig:
+        """Honoured or refused before any work starts: trainer 'fast' never ignores an option silently."""
+        if self.trainer == "fast":
+            from ..fast.options import unsupported_in_config
+
+            problems = unsupported_in_config(self)
+            if problems:
+                raise ValueError("trainer 'fast' does not support " + ", ".join(problems) +
+                                 "; use trainer 'mlagents' (the default) for them")
+        return self
+
+    @model_validator(mode="after")
+    def _one_curriculum_behavior(self) -> RLTrainingConfig:
+        from ..trainer.config import curriculum_behaviors
+
+        names = curriculum_behaviors(self.environment_parameters)
+        if len(names) > 1 and self.curriculum_behavior not in names:
+            raise ValueError(f"environment_parameters: the curricula's completion criteria name {len(names)} behaviors "
+                             f"({', '.join(names)}) and a job trains one; say which is this job's with "
+                             f"curriculum_behavior: {names[0]} (or import with behavior=...)")
+        return self
+
+    @model_validator(mode="after")
+    def _offline(self) -> RLTrainingConfig:
+        if self.use_offline_rl and not self.demonstrations_path:
+            raise ValueError(
+                "use_offline_rl=True needs demonstrations_path (a .demo file or a directory of them)"
+            )
+        return self
