@@ -3,8 +3,8 @@
 Imports only the standard library and numpy, so it runs in both Python environments.
 """
 
+from .archetypes import ARCHETYPES, Archetype, TrainerDefaults, register_archetype
 from .definition import (
-    ARCHETYPES,
     OBSERVATION_KEYS,
     ActionSpec,
     BehaviorDefinition,
@@ -17,6 +17,9 @@ from .definition import (
 
 __all__ = [
     "ARCHETYPES",
+    "Archetype",
+    "TrainerDefaults",
+    "register_archetype",
     "OBSERVATION_KEYS",
     "ActionSpec",
     "BehaviorDefinition",

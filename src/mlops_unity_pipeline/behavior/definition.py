@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ARCHETYPES = ("reach_target", "navigation", "patrol")
+from .archetypes import ARCHETYPES, TaskParameters, archetype_for
 
 # Observation keys: canonical name -> (fixed size or None for "any size >= 1", meaning).
 OBSERVATION_KEYS: dict[str, tuple[int | None, str]] = {
@@ -32,13 +32,6 @@ OBSERVATION_ALIASES = {
     "goal": "target", "target_direction": "target", "target_position": "target",
     "pos": "position", "progress": "waypoint_progress",
 }
-
-_ARCHETYPE_KEYWORDS = (
-    ("patrol", ("patrol", "waypoint", "guard route")),
-    ("navigation", ("obstacle", "avoid", "navigat", "maze", "collision")),
-    ("reach_target", ("reach", "target", "goal", "move to", "go to")),
-)
-
 
 @dataclass(frozen=True)
 class ObservationComponent:
@@ -59,51 +52,6 @@ class ActionSpec:
         if self.is_continuous:
             return {"type": "continuous", "size": self.continuous}
         return {"type": "discrete", "branches": list(self.branches)}
-
-
-@dataclass(frozen=True)
-class TaskParameters:
-    """Physical and reward constants. Units are Unity metres and seconds."""
-
-    arena_half_size: float = 5.0
-    agent_radius: float = 0.25
-    goal_radius: float = 0.5
-    min_start_distance: float = 3.0
-    max_speed: float = 2.0
-    acceleration: float = 5.0
-    damping: float = 0.9
-    dt: float = 0.1
-    ray_length: float = 6.0
-    num_obstacles: int = 0
-    obstacle_radius_min: float = 0.5
-    obstacle_radius_max: float = 0.9
-    num_waypoints: int = 0
-    max_steps: int = 200
-    success_reward: float = 1.0
-    waypoint_reward: float = 0.3
-    collision_penalty: float = -0.5
-    step_penalty: float = -0.001
-    shaping_per_metre: float = 0.1
-
-
-ARCHETYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "reach_target": {
-        "observations": {"velocity": 2, "target": 2, "position": 2},
-        "params": TaskParameters(max_steps=200),
-        "summary": "Move to a randomly placed target in a walled arena.",
-    },
-    "navigation": {
-        "observations": {"raycast": 8, "velocity": 2, "target": 2},
-        "params": TaskParameters(num_obstacles=3, max_steps=300),
-        "summary": "Reach a randomly placed target while avoiding 3 round obstacles; touching one fails.",
-    },
-    "patrol": {
-        "observations": {"raycast": 8, "velocity": 2, "target": 2, "waypoint_progress": 1},
-        "params": TaskParameters(num_obstacles=2, num_waypoints=3, max_steps=500),
-        "summary": "Visit 3 waypoints in order while avoiding 2 round obstacles; touching one fails.",
-    },
-}
-REQUIRED_OBSERVATIONS = {"reach_target": ("target",), "navigation": ("target",), "patrol": ("target",)}
 
 
 class BehaviorError(ValueError):
@@ -162,17 +110,14 @@ def choose_archetype(asset_type: str, description: str, override: str | None = N
         if key not in ARCHETYPES:
             raise BehaviorError(f"archetype {override!r} is unknown; choose one of {', '.join(ARCHETYPES)}")
         return key
-    text = f"{asset_type} {description}".lower()
-    for archetype, words in _ARCHETYPE_KEYWORDS:
-        if any(w in text for w in words):
-            return archetype
-    return "reach_target"
+    return archetype_for(f"{asset_type} {description}").name
 
 
 def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[ObservationComponent, ...]:
     layout: dict[str, int] = {}
     problems: list[str] = []
-    source = requested if requested else ARCHETYPE_DEFAULTS[archetype]["observations"]
+    arch = ARCHETYPES[archetype]
+    source = requested if requested else arch.observations
     for raw_key, size in source.items():
         key = OBSERVATION_ALIASES.get(raw_key.lower(), raw_key.lower())
         if key not in OBSERVATION_KEYS:
@@ -189,14 +134,19 @@ def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[Obs
             problems.append(f"observation_space[{raw_key!r}] must be {fixed}, got {size}")
         elif key == "raycast" and not 1 <= size <= 64:
             problems.append(f"observation_space[{raw_key!r}] must be between 1 and 64 rays, got {size}")
-        elif key == "waypoint_progress" and archetype != "patrol":
-            problems.append("observation_space key 'waypoint_progress' only exists for patrol behaviors")
+        elif key not in arch.exclusive_observations and _owner(key) is not None:
+            problems.append(f"observation_space key {key!r} only exists for {_owner(key)} behaviors")
         layout[key] = int(size)
     if problems:
         raise BehaviorError("; ".join(problems))
-    for key in REQUIRED_OBSERVATIONS[archetype]:  # the task cannot be solved without them
+    for key in arch.required_observations:  # the task cannot be solved without them
         layout.setdefault(key, OBSERVATION_KEYS[key][0] or 1)
     return tuple(ObservationComponent(k, s) for k, s in layout.items())
+
+
+def _owner(key: str) -> str | None:
+    """The archetype an observation key belongs to, if only one has it (patrol's waypoint progress)."""
+    return next((a.name for a in ARCHETYPES.values() if key in a.exclusive_observations), None)
 
 
 def _action(requested: dict[str, Any] | None) -> ActionSpec:
@@ -261,6 +211,6 @@ def build_behavior(
         archetype=kind,
         observations=observations,
         action=action,
-        params=ARCHETYPE_DEFAULTS[kind]["params"],
+        params=ARCHETYPES[kind].params,
         description=description,
     )

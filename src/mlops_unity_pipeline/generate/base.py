@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from .. import __version__
-from ..behavior.definition import ARCHETYPE_DEFAULTS, OBSERVATION_KEYS, BehaviorDefinition
+from ..behavior.archetypes import ARCHETYPES
+from ..behavior.definition import OBSERVATION_KEYS, BehaviorDefinition
 from ..specs import RLTrainingConfig, UnityAssetSpec
 from ..trainer.config import trainer_config
 
@@ -99,7 +100,7 @@ class TemplateGenerator(CodeGenerator):
             behavior_name=definition.behavior_name,
             class_name=agent_class_name(definition),
             archetype=definition.archetype,
-            summary=ARCHETYPE_DEFAULTS[definition.archetype]["summary"],
+            summary=ARCHETYPES[definition.archetype].summary,
             description_literal=csharp_string_literal(asset.description),
             observation_size=definition.observation_size,
             observations=definition.observations,

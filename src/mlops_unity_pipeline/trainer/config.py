@@ -11,11 +11,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ..behavior.archetypes import ARCHETYPES
 from ..behavior.definition import BehaviorDefinition
 from ..specs import RLTrainingConfig
 
-# Tuned on this machine class so each archetype is learnable with the default step budgets
-# (README "The behaviors"; learning figures in README "Performance").
+# The shared bases; each archetype's `TrainerDefaults` adjust them (tuned on this machine class so each archetype is
+# learnable with the default step budgets: README "The behaviors", learning figures in README "Performance").
 _PPO_BASE: dict[str, Any] = {
     "batch_size": 256,
     "buffer_size": 2048,
@@ -36,13 +37,6 @@ _SAC_BASE: dict[str, Any] = {
     "steps_per_update": 8.0,
     "init_entcoef": 0.5,
 }
-ARCHETYPE_TRAINER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "reach_target": {"ppo": {}, "network": {"hidden_units": 128, "num_layers": 2}, "time_horizon": 64},
-    "navigation": {"ppo": {"buffer_size": 4096, "batch_size": 512}, "network": {"hidden_units": 128,
-                   "num_layers": 2}, "time_horizon": 64},
-    "patrol": {"ppo": {"buffer_size": 4096, "batch_size": 512}, "network": {"hidden_units": 128,
-               "num_layers": 2}, "time_horizon": 128},
-}
 DEFAULT_AGENTS_PER_ENV = 32
 
 
@@ -52,13 +46,14 @@ def agents_per_env(config: RLTrainingConfig) -> int:
 
 def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
     """The `behaviors.<name>` block."""
-    arch = ARCHETYPE_TRAINER_DEFAULTS[definition.archetype]
+    arch = ARCHETYPES[definition.archetype].trainer
     if config.algorithm == "SAC":
         trainer_type, hyper = "sac", copy.deepcopy(_SAC_BASE)
     else:
-        trainer_type, hyper = "ppo", {**_PPO_BASE, **arch["ppo"]}
+        trainer_type, hyper = "ppo", {**_PPO_BASE, **arch.ppo}
     hyper.update(config.hyperparameters)
-    network = {"normalize": True, **arch["network"], **config.network_settings}
+    network = {"normalize": True, "hidden_units": arch.hidden_units, "num_layers": arch.num_layers,
+               **config.network_settings}
     max_steps = config.max_steps
     summary = config.summary_freq or max(1000, (max_steps // 20) // 1000 * 1000)
     checkpoint = config.checkpoint_interval or max(summary, max_steps // 5)
@@ -68,7 +63,7 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
         "network_settings": network,
         "reward_signals": copy.deepcopy(config.reward_signals) or {"extrinsic": {"gamma": 0.99, "strength": 1.0}},
         "max_steps": max_steps,
-        "time_horizon": config.time_horizon or arch["time_horizon"],
+        "time_horizon": config.time_horizon or arch.time_horizon,
         "summary_freq": summary,
         "checkpoint_interval": checkpoint,
         "keep_checkpoints": config.keep_checkpoints or 5,

@@ -1,0 +1,96 @@
+"""Archetypes: the kinds of task a description can mean. One archetype is one object, registered in one place.
+
+An archetype carries everything that differs between tasks: the words that select it, its default and required
+observations, its physical and reward constants (`TaskParameters`, which the simulator, the headless player, the
+C# template and the scripted expert all read: none of them has per-archetype code), and its trainer defaults.
+Adding one: an `Archetype(...)` passed to `register_archetype` (below, or from a deployment's own module).
+
+Imports only the standard library: it runs inside the trainer environment too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskParameters:
+    """Physical and reward constants. Units are Unity metres and seconds."""
+
+    arena_half_size: float = 5.0
+    agent_radius: float = 0.25
+    goal_radius: float = 0.5
+    min_start_distance: float = 3.0
+    max_speed: float = 2.0
+    acceleration: float = 5.0
+    damping: float = 0.9
+    dt: float = 0.1
+    ray_length: float = 6.0
+    num_obstacles: int = 0
+    obstacle_radius_min: float = 0.5
+    obstacle_radius_max: float = 0.9
+    num_waypoints: int = 0
+    max_steps: int = 200
+    success_reward: float = 1.0
+    waypoint_reward: float = 0.3
+    collision_penalty: float = -0.5
+    step_penalty: float = -0.001
+    shaping_per_metre: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainerDefaults:
+    """What the generated trainer YAML starts from for this task (the user's config overrides it)."""
+
+    ppo: dict[str, Any] = field(default_factory=dict)  # over the shared PPO base (batch 256, buffer 2048, ...)
+    hidden_units: int = 128
+    num_layers: int = 2
+    time_horizon: int = 64
+
+
+@dataclass(frozen=True)
+class Archetype:
+    name: str
+    summary: str  # one line, in the generated C# and SETUP.md
+    keywords: tuple[str, ...]  # any of these in the asset type or description selects it
+    observations: dict[str, int]  # the default observation layout
+    params: TaskParameters
+    required_observations: tuple[str, ...] = ("target",)  # added when a requested layout lacks them
+    exclusive_observations: tuple[str, ...] = ()  # keys that only this archetype has
+    trainer: TrainerDefaults = field(default_factory=TrainerDefaults)
+
+
+ARCHETYPES: dict[str, Archetype] = {}
+DEFAULT_ARCHETYPE = "reach_target"
+
+
+def register_archetype(archetype: Archetype) -> Archetype:
+    """Later registrations are matched first (they are the more specific tasks)."""
+    ARCHETYPES[archetype.name] = archetype
+    return archetype
+
+
+def archetype_for(text: str) -> Archetype:
+    """The archetype whose keywords the text contains (the most recently registered first), else the default."""
+    text = text.lower()
+    for archetype in reversed(ARCHETYPES.values()):
+        if any(w in text for w in archetype.keywords):
+            return archetype
+    return ARCHETYPES[DEFAULT_ARCHETYPE]
+
+
+_WIDER = TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 512})
+register_archetype(Archetype(
+    "reach_target", "Move to a randomly placed target in a walled arena.",
+    ("reach", "target", "goal", "move to", "go to"), {"velocity": 2, "target": 2, "position": 2},
+    TaskParameters(max_steps=200)))
+register_archetype(Archetype(
+    "navigation", "Reach a randomly placed target while avoiding 3 round obstacles; touching one fails.",
+    ("obstacle", "avoid", "navigat", "maze", "collision"), {"raycast": 8, "velocity": 2, "target": 2},
+    TaskParameters(num_obstacles=3, max_steps=300), trainer=_WIDER))
+register_archetype(Archetype(
+    "patrol", "Visit 3 waypoints in order while avoiding 2 round obstacles; touching one fails.",
+    ("patrol", "waypoint", "guard route"), {"raycast": 8, "velocity": 2, "target": 2, "waypoint_progress": 1},
+    TaskParameters(num_obstacles=2, num_waypoints=3, max_steps=500), exclusive_observations=("waypoint_progress",),
+    trainer=TrainerDefaults(ppo=_WIDER.ppo, time_horizon=128)))
