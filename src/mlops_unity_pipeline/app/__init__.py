@@ -108,9 +108,3 @@ class App:
             raise UserError(str(exc)) from None
         rt.use_checkpoints(self.checkpoints or settings.checkpoints_path(), keys)
         return rt
-
-    def actions(self, runtime):
-        from .actions import PipelineActions
-
-        return PipelineActions(runtime, self.paths.workspace, self.registry_uri)
-

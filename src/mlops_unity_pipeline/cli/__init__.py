@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 from .. import __version__
 from ..errors import UserError
@@ -33,7 +34,7 @@ environment:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: tuple[Any, ...] = GROUPS) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unity-mlops", description="Train, evaluate and register Unity ML-Agents models from a plain spec.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"unity-mlops {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in GROUPS:
+    for group in groups:
         group.register(sub)
     return p
 
@@ -49,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 INTEGRITY_EXIT = 4
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, groups: tuple[Any, ...] = GROUPS) -> int:
+    """The command line; `groups` are the command-group modules (a deployment can add its own)."""
     from ..controlplane.eventlog import IntegrityError
 
-    parser = build_parser()
+    parser = build_parser(groups)
     args = parser.parse_args(argv)
     from ..logs import TIMESTAMPED, redacting
 

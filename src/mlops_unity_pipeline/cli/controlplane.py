@@ -18,11 +18,12 @@ def _control_plane(args: argparse.Namespace):
 def _cmd_cp_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from ..app.actions import PipelineActions
     from ..controlplane.mcp_server import serve_stdio
 
     app = App.from_args(args)
     rt = app.control_plane()
-    asyncio.run(serve_stdio(rt, app.actions(rt)))
+    asyncio.run(serve_stdio(rt, PipelineActions(rt, app.paths.workspace, app.registry_uri)))
     return 0
 
 

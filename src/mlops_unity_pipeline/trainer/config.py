@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..behavior.archetypes import ARCHETYPES
 from ..behavior.definition import BehaviorDefinition
-from ..specs import RLTrainingConfig
+
+if TYPE_CHECKING:  # the specs validate configs with this module's helpers: no import back at run time
+    from ..specs import RLTrainingConfig
 
 # The shared bases; each archetype's `TrainerDefaults` adjust them (tuned on this machine class so each archetype is
 # learnable with the default step budgets: README "The behaviors", learning figures in README "Performance").
