@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import settings
 from ..registry.base import ModelVersion
 
 
@@ -33,8 +34,10 @@ class Retrainer:
             raise RetrainUnavailable(f"{version.version} has no recorded job.json to retrain from")
         job = TrainingJob.model_validate(json.loads(job_file.read_text()))
         cfg = job.rl_config.model_copy(update={"seed": seed, **({"max_steps": max_steps} if max_steps else {})})
-        job = job.model_copy(update={"job_id": f"{job.job_id}-repro-{version.run_number}-s{seed}", "rl_config": cfg})
-        orch = UnityMLOpsOrchestrator(self.workspace / "_repro", registry_root=self.workspace / "_repro" / "_registry",
+        job = job.model_copy(update={"job_id": f"{job.job_id}-repro-{version.run_number}-s{seed}", "rl_config": cfg,
+                                     "registry": None, "vertex": None})  # a job's own registry is not for repros
+        repro = self.workspace / "_repro"  # retrained candidates never enter the real registry
+        orch = UnityMLOpsOrchestrator(repro, registry_root=repro / settings.REGISTRY_DIRNAME,
                                       evaluation_episodes=self.evaluation_episodes, show_progress=False)
         result = orch.execute_training_job_sync(job)
         if not result.succeeded or not result.trained_model_path:

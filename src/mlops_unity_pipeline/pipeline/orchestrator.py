@@ -21,7 +21,7 @@ from ..behavior.definition import BehaviorError, build_behavior
 from ..build.builders import BuildArtifact, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import evaluate_onnx
-from ..events import EventBus, JobStarted
+from ..events import EventBus, JobStarted, log_listener
 from ..failpoints import failpoint
 from ..generate.base import CodeGenerator, TemplateGenerator
 from ..generate.validate import validate_generated
@@ -71,6 +71,8 @@ class UnityMLOpsOrchestrator:
         self.evaluation_episodes = evaluation_episodes
         self.show_progress = show_progress
         self.events = events or EventBus()
+        if log_listener not in self.events.listeners:
+            self.events.subscribe(log_listener)
         if webhooks is None and settings.webhook_env():
             webhooks = WebhookOutbox.from_environment(self.paths.outbox)
         self.webhooks = webhooks
