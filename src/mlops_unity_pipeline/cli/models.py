@@ -127,7 +127,7 @@ def _cmd_models_path(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser("models", help="the local model registry")
+    m = sub.add_parser("models", help="the model registry: versions, aliases, promotions, rollback")
     m.add_argument("--registry", help="registry directory or URI (default: $UNITY_MLOPS_REGISTRY or "
                                       "./runs/_registry)")
     ms = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
