@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python scripts/single_job_test.py
 
-test: setup
+# the dashboard's tests drive a real headless Chromium (Debian's chromium + chromium-driver)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
+	  echo "could not install chromium and chromium-driver: the browser tests will say what is missing"
+
+test: setup browser
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/python -m pytest
 

@@ -36,6 +36,7 @@ async def main() -> None:
     if not result.succeeded:  # fail fast with a non-zero exit code (seed 000, section 4)
         print(f"job failed in stage {result.failed_stage}: {result.error}", file=sys.stderr)
         sys.exit(1)
+    print("See it in the dashboard: .venv/bin/unity-mlops ui   then open http://127.0.0.1:8765/")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from . import controlplane, jobs, models, schedule
+from . import controlplane, jobs, models, schedule, ui
 
-GROUPS = (jobs, models, schedule, controlplane)  # the order of `--help`
+GROUPS = (jobs, models, schedule, controlplane, ui)  # the order of `--help`
 
 EPILOG = """examples:
   unity-mlops trainer setup                 create the ML-Agents trainer environment (once)

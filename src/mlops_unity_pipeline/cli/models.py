@@ -23,27 +23,39 @@ def _governance(args: argparse.Namespace):
 def _get_version(args: argparse.Namespace):
     from ..registry.base import VersionNotFound
 
+    registry = _registry(args)
     try:
-        return _registry(args).get(args.version)
+        return registry.resolve(args.version)
     except VersionNotFound as exc:
-        raise UserError(str(exc), hint="`unity-mlops models list` shows the registered versions") from None
+        raise UserError(str(exc), hint=f"`unity-mlops models list` shows the versions in {registry.root}; a "
+                                       "version is its full name or ASSET@ALIAS (e.g. navagent@production)") from None
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    versions = _registry(args).list(args.asset)
-    if not versions:
-        print("no models registered")
+    registry = _registry(args)
+    versions = registry.list(registry.asset_name_for(args.asset) if args.asset else None)
+    held: dict[str, list[str]] = {}
+    for name in {v.asset_name for v in versions}:
+        for alias, version in registry.ledger.aliases(name).items():
+            held.setdefault(version, []).append(alias)
+    if args.json:
+        print(json.dumps([{**v.to_dict(), "aliases": sorted(held.get(v.version, []))} for v in versions], indent=2,
+                         sort_keys=True, default=str))
         return 0
-    print(f"{'VERSION':48} {'JOB':24} {'SUCCESS':>8} CREATED")
+    if not versions:
+        print(f"no models registered in {registry.root}" + (f" for asset {args.asset!r}" if args.asset else ""))
+        return 0
+    print(f"{'VERSION':48} {'ALIASES':20} {'JOB':24} {'SUCCESS':>8} CREATED")
     for v in versions:
         ev = (v.metrics.get("evaluation") or {}).get("model") or {}
         success = f"{ev['success_rate']:.1%}" if "success_rate" in ev else "-"
-        print(f"{v.version:48} {v.job_id:24} {success:>8} {v.created_at[:19]}")
+        aliases = ",".join(sorted(held.get(v.version, []))) or "-"
+        print(f"{v.version:48} {aliases:20} {v.job_id:24} {success:>8} {v.created_at[:19]}")
     return 0
 
 
 def _cmd_models_show(args: argparse.Namespace) -> int:
-    print(json.dumps(_get_version(args).to_dict(), indent=2, sort_keys=True))
+    print(json.dumps(_get_version(args).to_dict(), indent=2, sort_keys=True))  # JSON already
     return 0
 
 
@@ -62,7 +74,8 @@ def _governance_call(fn):
 def _cmd_models_promote(args: argparse.Namespace) -> int:
     gov = _governance(args)
     _get_version(args)
-    outcome = _governance_call(lambda: gov.promote(args.version, args.to, reason=args.reason or ""))
+    version = _get_version(args).version
+    outcome = _governance_call(lambda: gov.promote(version, args.to, reason=args.reason or ""))
     for g in outcome.report.results:
         print(f"PASS {g.name}: {g.message}")
     print(f"{args.to}: {outcome.entry.from_version or '-'} -> {outcome.entry.to_version} (ledger #{outcome.entry.seq})")
@@ -87,7 +100,12 @@ def _cmd_models_freeze(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_history(args: argparse.Namespace) -> int:
-    ledger = _registry(args).ledger
+    registry = _registry(args)
+    args.asset = registry.asset_name_for(args.asset)  # the name or the asset_id the user wrote
+    if args.asset not in {n for n, _ in registry.assets()}:
+        raise UserError(f"no asset {args.asset!r} in the registry at {registry.root}",
+                        hint="`unity-mlops models list` shows the assets")
+    ledger = registry.ledger
     aliases = ledger.aliases(args.asset)
     print(f"staging: {aliases.get('staging', '-')}   production: {aliases.get('production', '-')}"
           + (f"   FROZEN ({ledger.frozen(args.asset)['reason']})" if ledger.frozen(args.asset) else ""))
@@ -115,8 +133,8 @@ def _cmd_models_sync(args: argparse.Namespace) -> int:
 def _cmd_models_report(args: argparse.Namespace) -> int:
     from ..governance.report import write_report
 
-    _get_version(args)
-    md = write_report(_registry(args), args.version, Path(args.out) if args.out else None)
+    version = _get_version(args).version
+    md = write_report(_registry(args), version, Path(args.out) if args.out else None)
     print(md)
     return 0
 
@@ -132,7 +150,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "./runs/_registry)")
     ms = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ml = ms.add_parser("list", help="list registered versions")
-    ml.add_argument("--asset", help="only this asset name")
+    ml.add_argument("--asset", help="only this asset (its name or asset_id)")
+    ml.add_argument("--json", action="store_true", help="print JSON (with each version's aliases)")
     ml.set_defaults(func=_cmd_models_list)
     mshow = ms.add_parser("show", help="print a version's record (metrics, lineage, files)")
     mshow.add_argument("version")

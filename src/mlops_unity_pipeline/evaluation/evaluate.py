@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -143,3 +144,15 @@ def evaluate_onnx(
     model = evaluate_policy(lambda o: policy.act(o, deterministic=True), definition, episodes, seed, "onnx")
     baseline = evaluate_policy(random_policy(definition, seed), definition, episodes, seed, "random")
     return model, baseline
+
+
+def log_to_tensorboard(directory: Path, step: int, model: EvaluationReport, baseline: EvaluationReport) -> None:
+    """The held-out evaluation beside the run's training curves (TensorBoard's "Evaluation" section)."""
+    from .tfevents import EventWriter
+
+    writer = EventWriter(directory, suffix="evaluation")  # its own file: never one the trainer writes
+    writer.add_scalars(step, {"Evaluation/Success Rate": model.success_rate,
+                              "Evaluation/Mean Reward": model.mean_reward,
+                              "Evaluation/Collision Rate": model.collision_rate,
+                              "Evaluation/Random Policy Success Rate": baseline.success_rate})
+    writer.close()

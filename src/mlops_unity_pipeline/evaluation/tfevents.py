@@ -78,13 +78,14 @@ def _masked(data: bytes) -> int:
 class EventWriter:
     """Writes TensorBoard scalars (the format TensorBoard, torch and ML-Agents use) without TensorFlow."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, suffix: str = "") -> None:
         import socket
         import time as _time
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.path = d / f"events.out.tfevents.{int(_time.time())}.{socket.gethostname()}"
+        name = f"events.out.tfevents.{int(_time.time())}.{socket.gethostname()}"
+        self.path = d / (f"{name}.{suffix}" if suffix else name)
         self._fh = self.path.open("ab")
         self._record(self._event(0, _time.time(), file_version=True))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..registry.base import ModelRegistry, ModelVersion
+from ..registry.base import TRAINING_EVENTS, ModelRegistry, ModelVersion
 
 REWARD_TAG = "Environment/Cumulative Reward"
 
@@ -32,7 +32,7 @@ def _file(v: ModelVersion, name: str) -> Path | None:
 
 
 def _reward_curve(v: ModelVersion) -> list[tuple[int, float]]:
-    events = _file(v, "events.out.tfevents")
+    events = _file(v, TRAINING_EVENTS) or _file(v, "events.out.tfevents")  # the name before 0.1 kept it
     if events is not None:
         from ..evaluation.tfevents import read_scalars
 

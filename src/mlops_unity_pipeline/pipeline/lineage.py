@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..evaluation.evaluate import HELD_OUT_SEED
-from ..registry.base import RegistrationRequest
+from ..registry.base import TRAINING_EVENTS, RegistrationRequest
 from .context import JobContext
 from .report import summary_metrics
 
@@ -58,7 +58,7 @@ def _files(ctx: JobContext) -> dict[str, Path]:
     events = sorted((run_dir / ctx.definition.behavior_name).glob("events.out.tfevents.*"),
                     key=lambda p: p.stat().st_size)
     if events:
-        files["events.out.tfevents"] = events[-1]
+        files[TRAINING_EVENTS] = events[-1]
     for name, path in (("job.json", ctx.ws.dir / "job.json"),
                        ("training_status.json", run_dir / "run_logs" / "training_status.json"),
                        ("configuration.yaml", run_dir / "configuration.yaml"),

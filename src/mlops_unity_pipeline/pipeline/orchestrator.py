@@ -20,7 +20,7 @@ from .. import settings
 from ..behavior.definition import BehaviorError, build_behavior
 from ..build.builders import BuildArtifact, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
-from ..evaluation.evaluate import evaluate_onnx
+from ..evaluation.evaluate import evaluate_onnx, log_to_tensorboard
 from ..events import EventBus, JobStarted, log_listener
 from ..failpoints import failpoint
 from ..generate.base import CodeGenerator, TemplateGenerator
@@ -95,8 +95,7 @@ class UnityMLOpsOrchestrator:
             return await task
 
     def execute_training_job_sync(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
-        """For callers without an event loop."""
-        return self.run_job(job, run_key=run_key)
+        return self.run_job(job, run_key=run_key)  # for callers without an event loop
 
     def run_job(self, job: TrainingJob, cancel: threading.Event | None = None, *,
                 run_key: str | None = None) -> TrainingResult:
@@ -176,8 +175,7 @@ class UnityMLOpsOrchestrator:
         if in_process and not unity_build_requested():
             digest = hashlib.sha256(ctx.definition.to_json().encode()).hexdigest()
             ctx.build = BuildArtifact(Path("simulator"), "simulator", digest, has_simulator=True)
-            log.info("build: trainer '%s' steps the behavior simulator in-process (no player process)",
-                     ctx.trainer.name)
+            log.info("build: trainer '%s' steps the simulator in-process (no player process)", ctx.trainer.name)
             return
         python = None if unity_build_requested() else trainer_env.resolve(self.trainer_env_path).python
         builder = select_builder(python, agents_per_env(ctx.job.rl_config))
@@ -221,9 +219,11 @@ class UnityMLOpsOrchestrator:
         ctx.evaluation = {"source": "held-out simulator episodes", "model": model.to_dict(),
                           "random_baseline": baseline.to_dict()}
         atomic_write_json(ctx.ws.dir / "evaluation.json", ctx.evaluation)
-        log.info("evaluate: success %.1f%% (random %.1f%%), mean reward %.3f [%.3f, %.3f], collisions %.1f%% "
-                 "over %d held-out episodes", 100 * model.success_rate, 100 * baseline.success_rate,
-                 model.mean_reward, *model.reward_ci95, 100 * model.collision_rate, model.episodes)
+        log_to_tensorboard(ctx.training.run_dir / ctx.definition.behavior_name, ctx.training.final_step or 0, model,
+                           baseline)
+        log.info("evaluate: success %.1f%% (random %.1f%%), mean reward %.3f [%.3f, %.3f], collisions %.1f%% over %d "
+                 "held-out episodes", 100 * model.success_rate, 100 * baseline.success_rate, model.mean_reward,
+                 *model.reward_ci95, 100 * model.collision_rate, model.episodes)
 
     def register(self, ctx: JobContext) -> None:
         try:

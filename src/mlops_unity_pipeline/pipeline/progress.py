@@ -36,9 +36,10 @@ class ConsoleProgress:
     def update(self, p: Progress) -> None:
         if not self.enabled:
             return
-        frac = min(1.0, p.step / p.max_steps) if p.max_steps else 0.0
+        frac = p.fraction
+        step = min(p.step, p.max_steps) if p.max_steps else p.step  # the last batch may end past the budget
         reward = f"{p.mean_reward:.3f}" if p.mean_reward is not None else "n/a"
-        text = (f"{self.label} {p.step:>9,}/{p.max_steps:,} steps {frac:6.1%}  mean reward {reward}  "
+        text = (f"{self.label} {step:>9,}/{p.max_steps:,} steps {frac:6.1%}  mean reward {reward}  "
                 f"elapsed {_duration(p.elapsed_s)}  ETA {_duration(p.eta_s)}")
         if self.tty:
             width = 24

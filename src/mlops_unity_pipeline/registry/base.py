@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .ledger import Ledger
 
+# The training curves a version keeps, named so that `tensorboard --logdir runs` does not list every registered
+# version as another run beside its job (TensorBoard reads any file whose name contains "tfevents").
+TRAINING_EVENTS = "training-events.pb"
 VERSION_RE = re.compile(r"^unity-(?P<asset>[a-z0-9-]+)-(?P<date>\d{8})-(?P<sha>[0-9a-f]{7}|nogit)-v(?P<run>\d{3,})$")
 
 
@@ -116,3 +119,49 @@ class ModelRegistry(ABC):
 
     @abstractmethod
     def list(self, asset_name: str | None = None) -> list[ModelVersion]: ...
+
+    # ------------------------------------------------------------------ browsing (defaults; stores do it in SQL)
+    def assets(self) -> list[tuple[str, int]]:
+        """(asset name, number of versions), by name."""
+        counts: dict[str, int] = {}
+        for v in self.list():
+            counts[v.asset_name] = counts.get(v.asset_name, 0) + 1
+        return sorted(counts.items())
+
+    def page(self, asset_name: str, limit: int, offset: int = 0) -> tuple[list[ModelVersion], int]:
+        """One page of an asset's versions, newest first, and how many there are."""
+        versions = self.list(asset_name)[::-1]
+        return versions[offset:offset + limit], len(versions)
+
+    def metric_series(self, asset_name: str, path: tuple[str, ...]) -> list[tuple[int, float | None]]:
+        """(run number, the metric at `path` in each version's metrics) across the asset's version lineage."""
+        out = []
+        for v in self.list(asset_name):
+            node: Any = v.metrics
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            out.append((v.run_number, float(node) if isinstance(node, int | float) else None))
+        return out
+
+    def asset_name_for(self, name_or_id: str) -> str:
+        """The registry's name of an asset given as its name (any case) or as its `asset_id`."""
+        wanted = registry_asset_name(name_or_id)
+        names = {n for n, _ in self.assets()}
+        if wanted in names:
+            return wanted
+        found = next((v.asset_name for v in self.list() if v.asset_id == name_or_id), None)
+        return found or wanted
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """A version string, or `ASSET@ALIAS` (also `ASSET:ALIAS`; the asset by name or `asset_id`)."""
+        sep = "@" if "@" in ref else (":" if ":" in ref and not ref.startswith("unity-") else None)
+        if sep is None:
+            return self.get(ref)
+        asset, alias = ref.split(sep, 1)
+        name = self.asset_name_for(asset)
+        held = self.ledger.aliases(name)
+        if alias not in held:
+            known = ", ".join(f"{a}={v}" for a, v in sorted(held.items())) or "none"
+            raise VersionNotFound(f"{ref!r}: asset {name!r} has no {alias!r} alias (aliases: {known}) in the "
+                                  f"registry at {self.root}")
+        return self.get(held[alias])

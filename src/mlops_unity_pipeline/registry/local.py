@@ -261,3 +261,29 @@ class LocalModelRegistry(ModelRegistry):
             else:
                 rows = conn.execute(f"SELECT {_COLUMNS} FROM versions ORDER BY asset_name, run_number").fetchall()
         return [self._from_row(r) for r in rows]
+
+    def assets(self) -> list[tuple[str, int]]:
+        if not self.db_path.exists():
+            return []
+        with closing(self.connect()) as conn:
+            return conn.execute("SELECT asset_name, COUNT(*) FROM versions GROUP BY asset_name "
+                                "ORDER BY asset_name").fetchall()
+
+    def page(self, asset_name: str, limit: int, offset: int = 0) -> tuple[list[ModelVersion], int]:
+        if not self.db_path.exists():
+            return [], 0
+        asset = registry_asset_name(asset_name)
+        with closing(self.connect()) as conn:
+            total = conn.execute("SELECT COUNT(*) FROM versions WHERE asset_name = ?", (asset,)).fetchone()[0]
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE asset_name = ? ORDER BY run_number DESC "
+                                "LIMIT ? OFFSET ?", (asset, limit, offset)).fetchall()
+        return [self._from_row(r) for r in rows], total
+
+    def metric_series(self, asset_name: str, path: tuple[str, ...]) -> list[tuple[int, float | None]]:
+        if not self.db_path.exists():
+            return []
+        json_path = "$" + "".join(f'."{k}"' for k in path)
+        with closing(self.connect()) as conn:
+            rows = conn.execute("SELECT run_number, json_extract(metrics_json, ?) FROM versions WHERE asset_name = ? "
+                                "ORDER BY run_number", (json_path, registry_asset_name(asset_name))).fetchall()
+        return [(n, float(v) if isinstance(v, int | float) else None) for n, v in rows]

@@ -30,9 +30,15 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
+        """Never negative: a trainer's last batch may end past `max_steps` (the fast trainer's whole rollouts)."""
         if self.step <= 0:
             return None
-        return self.elapsed_s * (self.max_steps - self.step) / self.step
+        return self.elapsed_s * max(0, self.max_steps - self.step) / self.step
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]."""
+        return max(0.0, min(1.0, self.step / self.max_steps)) if self.max_steps else 0.0
 
 
 @dataclass
