@@ -129,3 +129,9 @@ def test_the_small_interfaces_import_no_heavy_library(module):
     heavy = {"torch", "onnxruntime", "pydantic", "sqlalchemy", "google", "ray", "httpx"}
     used = {m.split(".")[0] for m, top in _imports(f"{ROOT}.{module}") if top}
     assert used & heavy == set()
+
+
+def test_every_package_is_a_regular_package():
+    """A folder of modules without `__init__.py` is left out of a wheel (and of the Docker image)."""
+    folders = {p.parent for p in PKG.rglob("*.py")}
+    assert sorted(str(f.relative_to(PKG)) for f in folders if not (f / "__init__.py").is_file()) == []
