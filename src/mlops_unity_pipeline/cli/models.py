@@ -145,10 +145,21 @@ def _cmd_models_path(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser("models", help="the model registry: versions, aliases, promotions, rollback")
-    m.add_argument("--registry", help="registry directory or URI (default: $UNITY_MLOPS_REGISTRY or "
-                                      "./runs/_registry)")
-    ms = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    where = argparse.ArgumentParser(add_help=False)  # accepted before or after the action
+    where.add_argument("--registry", default=argparse.SUPPRESS,
+                       help="registry directory or URI (default: $UNITY_MLOPS_REGISTRY or <workspace>/_registry)")
+    where.add_argument("--workspace", default=argparse.SUPPRESS,
+                       help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
+    m = sub.add_parser("models", help="the model registry: versions, aliases, promotions, rollback",
+                       parents=[where])
+    sub_parser = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    class Actions:  # every action takes --registry/--workspace too
+        @staticmethod
+        def add_parser(name: str, **kw):
+            return sub_parser.add_parser(name, parents=[where], **kw)
+
+    ms = Actions()
     ml = ms.add_parser("list", help="list registered versions")
     ml.add_argument("--asset", help="only this asset (its name or asset_id)")
     ml.add_argument("--json", action="store_true", help="print JSON (with each version's aliases)")

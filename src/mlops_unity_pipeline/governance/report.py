@@ -42,19 +42,29 @@ def _reward_curve(v: ModelVersion) -> list[tuple[int, float]]:
     return [(s, r) for s, r in (v.metrics.get("training") or {}).get("reward_curve", []) if r is not None]
 
 
-def _charts(out: Path, v: ModelVersion, curve: list[tuple[int, float]], evaluation: dict[str, Any]) -> list[str]:
+def _charts(out: Path, v: ModelVersion, curve: list[tuple[int, float]], evaluation: dict[str, Any],
+            baseline_version: str | None = None, baseline_evaluation: dict[str, Any] | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..evaluation.curves import smooth
+
     written = []
     if curve:
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-        ax.plot([s for s, _ in curve], [r for _, r in curve], marker="o", markersize=3)
+        fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+        steps = [s for s, _ in curve]
+        ax.plot(steps, [r for _, r in curve], "o", markersize=3, alpha=0.35, label="raw")
+        ax.plot(steps, smooth([r for _, r in curve], 0.6), linewidth=2, label="smoothed")  # None: a gap, not a join
+        baseline = (baseline_evaluation or {}).get("model") or {}
+        if baseline.get("mean_reward") is not None:
+            ax.axhline(baseline["mean_reward"], linestyle="--", color="grey",
+                       label=f"production {baseline_version} (held-out mean)")
         ax.set_xlabel("step")
         ax.set_ylabel("mean cumulative reward")
         ax.set_title(f"{v.version}: training reward")
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / "reward_curve.png")
@@ -63,7 +73,7 @@ def _charts(out: Path, v: ModelVersion, curve: list[tuple[int, float]], evaluati
     model, base = evaluation.get("model"), evaluation.get("random_baseline")
     if model:
         labels = ["success", "collision", "timeout"]
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
         xs = range(len(labels))
         ax.bar([x - 0.2 for x in xs], [model["success_rate"], model["collision_rate"], model["timeout_rate"]], 0.4,
                label="model")
@@ -180,7 +190,8 @@ def write_report(registry: ModelRegistry, version: str, out: Path | None = None,
         raise UserError(f"{out} already holds a report; reports are write-once evidence",
                         hint="give another --out (or none: a new directory is made)")
     out.mkdir(parents=True, exist_ok=True)
-    charts = _charts(out, registry.get(version), _reward_curve(registry.get(version)), data["evaluation"])
+    charts = _charts(out, registry.get(version), _reward_curve(registry.get(version)), data["evaluation"],
+                     data.get("baseline"), data.get("baseline_evaluation"))
     data["charts"] = charts
     (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     md = out / "report.md"

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from ..evaluation.curves import smooth
+
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#be185d")
 Point = tuple[float, float | None]
 MAX_POINTS = 800
@@ -33,21 +35,6 @@ class Chart:
     smoothing: float = 0.6
     width: int = 640
     height: int = 240
-
-
-def smooth(values: Sequence[float | None], weight: float) -> list[float | None]:
-    """Debiased exponential moving average; a gap restarts it."""
-    out: list[float | None] = []
-    last, n = 0.0, 0
-    for v in values:
-        if v is None or not math.isfinite(v):
-            out.append(None)
-            last, n = 0.0, 0
-            continue
-        last = last * weight + (1 - weight) * v
-        n += 1
-        out.append(last / (1 - weight ** n) if weight else v)
-    return out
 
 
 def _thin(points: list[Point], limit: int = MAX_POINTS) -> list[Point]:
