@@ -189,3 +189,32 @@ def test_no_secret_reaches_the_workspace_or_a_webhook_body(tmp_path, trainer_env
         if any(s.encode() in b.split(b"\n", 1)[1] for b in rx.bodies):
             leaks.append(f"webhook body: {s}")
     assert not leaks, (leaks, out.stdout, out.stderr)
+
+
+def test_onnx_exports_of_concurrent_jobs_do_not_collide(tmp_path):
+    """torch's exporter keeps process-global state; two jobs in threads of one process (the scheduler's
+    `max_concurrent_jobs`) once failed with "GLOBALS.in_onnx_export must be False" when their checkpoints met."""
+    from mlops_unity_pipeline.behavior import build_behavior
+    from mlops_unity_pipeline.fast.export import export_onnx
+    from mlops_unity_pipeline.fast.network import ActorCritic
+
+    d = build_behavior(behavior_name="Nav", description="reach the target")
+    actor = ActorCritic.for_behavior(d, 64, 2, True).torch_actor()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def export(i: int) -> None:
+        start.wait()
+        try:
+            for k in range(6):
+                export_onnx(actor, d, tmp_path / f"{i}-{k}.onnx")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(list(tmp_path.glob("*.onnx"))) == 24

@@ -7,6 +7,7 @@ torch's legacy exporter, which writes one self-contained file.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -47,6 +48,9 @@ class _Contract(torch.nn.Module):
                 torch.cat(argmaxes, dim=1))
 
 
+_EXPORT_LOCK = threading.Lock()
+
+
 def export_onnx(actor: torch.nn.Module, definition: BehaviorDefinition, path: Path) -> None:
     a = definition.action
     module = _Contract(actor, definition).eval()
@@ -61,7 +65,9 @@ def export_onnx(actor: torch.nn.Module, definition: BehaviorDefinition, path: Pa
                    "deterministic_discrete_actions"]
     dynamic = {n: {0: "batch"} for n in names}
     dynamic.update({outputs[2]: {0: "batch"}, outputs[4]: {0: "batch"}})
-    with torch.no_grad(), warnings.catch_warnings():
+    # torch's exporter keeps process-global state ("in ONNX export"): two jobs training in threads of one process
+    # (the scheduler runs them so) must not export at once; warnings' filters are process-global too
+    with _EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is deliberate: opset 9, one file
         torch.onnx.export(module, inputs, str(path), opset_version=9, input_names=names, output_names=outputs,
                           dynamic_axes=dynamic, dynamo=False)
