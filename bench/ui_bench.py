@@ -89,6 +89,7 @@ def main() -> None:
         threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
+        time.sleep(5.0)  # the server warms its caches in the background at start (a visitor arrives later)
         pages = ["/", "/?sort=success&desc=1&page=10", "/?q=run-009&status=completed",
                  f"/runs/run-{args.runs // 2:05d}",
                  "/compare?run=run-00001&run=run-00002&run=run-00003", "/models", "/models/navagent",

@@ -178,7 +178,7 @@ def create_app(app: App | None = None, tokens_file: Path | None = None, session_
     ]
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
-        # compile the control-plane bundle in the background: the first visit to that page does not pay for it
+        # warm the caches in the background: the first visit does not pay for them
         threading.Thread(target=_warm, args=(dash,), daemon=True).start()
         yield
 
@@ -188,6 +188,8 @@ def create_app(app: App | None = None, tokens_file: Path | None = None, session_
 
 
 def _warm(dash: Dashboard) -> None:
+    """Read every run's summary and compile the control-plane bundle once, before the first visitor asks."""
+    dash.index.all()
     try:
         dash.control_plane()
     except Exception:  # noqa: BLE001  (the page reports the problem when it is visited)
