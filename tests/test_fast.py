@@ -32,10 +32,11 @@ def test_reach_target_learns_within_150k_steps(tmp_path):
     run = tmp_path / "runs" / "fast" / "training" / "fast"
     status = json.loads((run / "run_logs" / "training_status.json").read_text())
     assert status["SimpleAgent"]["final_checkpoint"]["steps"] >= 150_000 and "metadata" in status
-    events = next((run / "SimpleAgent").glob("events.out.tfevents.*"))
-    tags = set(read_scalars(events))
+    files = sorted((run / "SimpleAgent").glob("events.out.tfevents.*"))  # the trainer's and the evaluation's
+    tags = set().union(*(read_scalars(f) for f in files))  # one run in TensorBoard, which reads them all
     assert {"Environment/Cumulative Reward", "Environment/Episode Length", "Policy/Entropy", "Losses/Policy Loss",
-            "Losses/Value Loss", "Policy/Learning Rate", "Policy/Epsilon", "Policy/Beta"} <= tags
+            "Losses/Value Loss", "Policy/Learning Rate", "Policy/Epsilon", "Policy/Beta",
+            "Evaluation/Success Rate", "Evaluation/Random Policy Success Rate"} <= tags
     assert (run / "SimpleAgent" / "checkpoint.pt").is_file()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import StageError
@@ -34,6 +35,10 @@ class FastTrainer:
         resume = request.resume
         log_path = request.logs / "trainer.log"
         with log_path.open("a", encoding="utf-8") as fh:
+            fh.write(f"[unity-mlops] {datetime.now(timezone.utc).isoformat(timespec='seconds')} trainer fast, run "
+                     f"{request.run_dir.name}: {'resuming' if resume else 'starting'} (max_steps "
+                     f"{request.settings.max_steps})\n")  # runs appended to one log stay apart
+
             def log_line(line: str) -> None:
                 fh.write(line + "\n")
                 fh.flush()
