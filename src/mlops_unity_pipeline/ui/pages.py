@@ -3,6 +3,7 @@ same call the CLI makes, as the signed-in operator."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,9 +115,13 @@ def asset_page(dash: Dashboard, request: Request) -> Response:
 
 
 async def asset_action(dash: Dashboard, request: Request) -> Response:
+    operator, form = await dash.acting(request)
+    return await asyncio.to_thread(_govern, dash, request, operator, form)  # gates may evaluate (or retrain)
+
+
+def _govern(dash: Dashboard, request: Request, operator: str, form: Any) -> Response:
     from ..governance import GovernanceError, PromotionBlocked
 
-    operator, form = await dash.acting(request)
     asset, action = request.path_params["asset"], str(form.get("action", ""))
     reason = str(form.get("reason", ""))[:500]
     back = f"/models/{asset}"

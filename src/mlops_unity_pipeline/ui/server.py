@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import threading
 from collections.abc import Callable
@@ -143,10 +144,9 @@ def _guard(handler: Callable[..., Any]) -> Callable[..., Any]:
     async def wrapped(request: Request) -> Response:
         dash: Dashboard = request.app.state.dashboard
         try:
-            response = handler(dash, request)
-            if asyncio.iscoroutine(response):
-                response = await response
-            return response
+            if inspect.iscoroutinefunction(handler):
+                return await handler(dash, request)
+            return await asyncio.to_thread(handler, dash, request)  # file and SQLite reads: off the event loop
         except PermissionError as exc:
             return dash.outcome(request, "Not allowed", str(exc), False, "/login", status=403)
         except (UserError, LookupError, ValueError) as exc:
