@@ -27,13 +27,17 @@ def _cmd_schedule_run(args: argparse.Namespace) -> int:
 
     cfg, store = _scheduler_parts(args)
     outbox = cfg.outbox(store.dir)
-    orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False, vertex=cfg.vertex)
+    orch = UnityMLOpsOrchestrator(cfg.workspace, registry=cfg.registry, webhooks=outbox, show_progress=False,
+                                  vertex=cfg.vertex)
     port = args.health_port if args.health_port is not None else cfg.health.port
     if port is None:
         port = settings.health_port()
+    from ..execution import executor_from_config
+
     sched = TrainingScheduler(orch, state_dir=store.dir, poll_interval_s=cfg.poll_interval_s,
                               max_concurrent_jobs=cfg.max_concurrent_jobs, grace_period_s=cfg.grace_period_s,
-                              health_port=port, health_host=cfg.health.host)
+                              health_port=port, health_host=cfg.health.host,
+                              executor=executor_from_config(cfg.executor, orch))
     for schedule in cfg.schedules:
         sched.add_schedule(schedule)
     asyncio.run(sched.run_forever())
@@ -50,7 +54,8 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
     if spec is None:
         raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
     outbox = cfg.outbox(store.dir)
-    orch = UnityMLOpsOrchestrator(cfg.workspace, webhooks=outbox, show_progress=False, vertex=cfg.vertex)
+    orch = UnityMLOpsOrchestrator(cfg.workspace, registry=cfg.registry, webhooks=outbox, show_progress=False,
+                                  vertex=cfg.vertex)
     slot = utc_now().replace(second=0, microsecond=0)
     k8s_job = settings.k8s_job_name()  # stable across pod retries: resume
     failed = 0

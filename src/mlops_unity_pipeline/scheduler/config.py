@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -52,6 +52,13 @@ class KubernetesConfig(_Model):
     kubernetes_version: str = "1.30.0"
 
 
+class ExecutorConfig(_Model):
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, max_length=500, description="Ray cluster address (HOST:PORT).")
+    num_cpus: float = Field(default=1.0, gt=0, le=1024, description="CPUs each job declares to Ray.")
+    max_retries: int = Field(default=3, ge=0, le=100, description="Ray's retries of a job lost with its node.")
+
+
 class SchedulerConfig(_Model):
     profile: str = "local"
     workspace: str = "runs"
@@ -67,6 +74,7 @@ class SchedulerConfig(_Model):
                     "delivery is dead-lettered after the last one fails.")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     vertex: VertexSettings | None = Field(default=None, description="Register every version in Vertex AI too.")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where jobs run: local or ray.")
     registry: str | None = Field(default=None, min_length=1, max_length=2000,
                                  description="Registry URI (a path, file:, sqlite:, vertex://...; default: "
                                              "<workspace>/_registry).")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .. import settings
 from ..events import Event, EventBus, ScheduleMissed, ScheduleStarted
+from ..execution.base import Executor, LocalExecutor
 from ..failpoints import failpoint
 from ..logs import ensure_console_logging
 from ..pipeline.orchestrator import UnityMLOpsOrchestrator
@@ -88,8 +89,10 @@ class TrainingScheduler:
         grace_period_s: float = 120.0,
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
+        executor: Executor | None = None,
     ) -> None:
         self.orchestrator = orchestrator
+        self.executor: Executor = executor or LocalExecutor(orchestrator)
         self.store = StateStore(state_dir or orchestrator.workspace / settings.STATE_DIRNAME)
         self.events: EventBus = orchestrator.events  # one bus: the job's events and the schedule's
         self.clock = clock
@@ -227,7 +230,7 @@ class TrainingScheduler:
         log.info("starting %s (attempt %d%s)", row.job_id, row.attempts + 1,
                  f", resumed after {row.restarts} restart(s)" if row.restarts else "")
         # the run key makes a restarted run continue (and never register twice)
-        task = asyncio.ensure_future(self.orchestrator.execute_training_job(job, run_key=row.run_key))
+        task = asyncio.ensure_future(self.executor.run(job, row.run_key))
         self.running[row.run_key] = _Running(row, task)
         task.add_done_callback(lambda t, r=row, s=spec: self._finished(r, s, t))
 
@@ -326,6 +329,7 @@ class TrainingScheduler:
             if server is not None:
                 server.shutdown()
             self.events.close(5.0)
+            self.executor.close()
             log.info("scheduler stopped")
 
 

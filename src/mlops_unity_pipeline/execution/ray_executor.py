@@ -1,0 +1,71 @@
+"""Jobs as Ray tasks on an existing cluster (a local one, or KubeRay's): `pip install ray`, `executor: {kind: ray,
+address: HOST:PORT}`.
+
+Each job is one task that declares its CPUs; it runs the same pipeline on a worker, against the same workspace and
+registry (a filesystem the nodes share, or the shared stores), with the scheduler's run key. When a worker node is
+lost, Ray retries the task (`max_retries`) on another node, where the run continues from its last checkpoint and
+registers at most once — the run key guarantees it, not Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..specs import TrainingJob, TrainingResult
+
+
+def run_on_worker(job: dict[str, Any], run_key: str, workspace: str, registry: str | None) -> dict[str, Any]:
+    """What a Ray worker runs (plain data in and out: nothing but the job crosses the wire)."""
+    from ..pipeline.orchestrator import UnityMLOpsOrchestrator
+
+    orchestrator = UnityMLOpsOrchestrator(workspace, registry=registry, show_progress=False)
+    result = orchestrator.execute_training_job_sync(TrainingJob.model_validate(job), run_key=run_key)
+    return result.model_dump(mode="json")
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None, workspace: Path, registry: str | None = None, *, num_cpus: float = 1.0,
+                 max_retries: int = 3) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("executor 'ray' needs Ray: pip install 'ray==2.60.0'") from None
+        self.ray = ray
+        self.address, self.workspace, self.registry = address, str(workspace), registry
+        self.num_cpus, self.max_retries = num_cpus, max_retries
+        self._task: Any = None
+
+    def _remote(self) -> Any:
+        if self._task is None:
+            if not self.ray.is_initialized():
+                try:
+                    self.ray.init(address=self.address or "auto", _node_ip_address="127.0.0.1"
+                                  if (self.address or "").startswith("127.0.0.1") else None,
+                                  logging_level="WARNING", log_to_driver=False)
+                except ConnectionError as exc:
+                    raise UserError(f"cannot reach the Ray cluster at {self.address or 'auto'}: {exc}",
+                                    hint="start one (`ray start --head`) or fix executor.address") from None
+            self._task = self.ray.remote(run_on_worker)
+        return self._task.options(num_cpus=self.num_cpus, max_retries=self.max_retries, retry_exceptions=False)
+
+    async def run(self, job: TrainingJob, run_key: str) -> TrainingResult:
+        ref = self._remote().remote(job.model_dump(mode="json"), run_key, self.workspace, self.registry)
+        try:
+            data = await asyncio.wrap_future(ref.future())
+        except asyncio.CancelledError:  # shutdown: stop the task; the run continues from its checkpoint next time
+            self.ray.cancel(ref)
+            return TrainingResult(job_id=job.job_id, status="cancelled", failed_stage="train",
+                                  error="stopped by shutdown; resumes on restart")
+        except self.ray.exceptions.RayError as exc:  # retries exhausted, the cluster gone: the scheduler retries
+            return TrainingResult(job_id=job.job_id, status="failed", failed_stage="executor",
+                                  error=f"{type(exc).__name__}: {str(exc)[:500]}")
+        return TrainingResult.model_validate(data)
+
+    def close(self) -> None:
+        if self.ray.is_initialized():
+            self.ray.shutdown()
