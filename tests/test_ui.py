@@ -99,9 +99,19 @@ def browser():
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(30)  # elements of a page still loading are waited for, on a busy machine too
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
+
+
+def _follow(driver, element) -> None:
+    """Click something that loads a new page, and wait until the old page is gone (a click does not wait)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(element))
 
 
 def _shot(driver, name: str) -> None:
@@ -124,7 +134,7 @@ def test_a_user_browses_runs_compares_and_promotes_as_a_signed_in_operator(serve
     _shot(b, "runs")
     _no_console_errors(b)
 
-    b.find_element(By.LINK_TEXT, "nav-0").click()
+    _follow(b, b.find_element(By.LINK_TEXT, "nav-0"))
     assert b.find_elements(By.CSS_SELECTOR, "svg.chart polyline"), "the run's curves are drawn"
     assert "success_rate" in b.page_source and "random baseline" in b.page_source
     _shot(b, "run")
@@ -133,7 +143,7 @@ def test_a_user_browses_runs_compares_and_promotes_as_a_signed_in_operator(serve
     b.get(server + "/")
     for job in ("nav-0", "nav-1"):
         b.find_element(By.CSS_SELECTOR, f"#runs input[value='{job}']").click()
-    b.find_element(By.ID, "compare-selected").click()
+    _follow(b, b.find_element(By.ID, "compare-selected"))
     diff = b.find_element(By.ID, "config-diff").text
     assert "rl_config.seed" in diff and "rl_config.max_steps" not in diff, "only the differences"
     assert len(b.find_elements(By.CSS_SELECTOR, "#compare-metrics tr")) == 3
@@ -143,7 +153,7 @@ def test_a_user_browses_runs_compares_and_promotes_as_a_signed_in_operator(serve
     b.get(server + "/models/navagent")
     first = b.find_element(By.CSS_SELECTOR, "#versions tr[data-version]")
     version = first.get_attribute("data-version")
-    first.find_element(By.CSS_SELECTOR, "button.promote-staging").click()  # anonymous: refused
+    _follow(b, first.find_element(By.CSS_SELECTOR, "button.promote-staging"))  # anonymous: refused
     assert "sign in first" in b.find_element(By.ID, "outcome").text
     refused = b.get_log("browser")  # the browser logs the 403 it was meant to get: that one only
     assert [e for e in refused if e["level"] == "SEVERE" and "/act" not in e["message"]] == []
@@ -152,10 +162,10 @@ def test_a_user_browses_runs_compares_and_promotes_as_a_signed_in_operator(serve
     token = create_token(workspace / "_state" / "ui-tokens", "alice")
     b.get(server + "/login")
     b.find_element(By.ID, "token").send_keys(token)
-    b.find_element(By.ID, "login").click()
+    _follow(b, b.find_element(By.ID, "login"))
     assert "alice" in b.find_element(By.ID, "operator").text
     b.get(server + "/models/navagent")
-    b.find_element(By.CSS_SELECTOR, f"tr[data-version='{version}'] button.promote-staging").click()
+    _follow(b, b.find_element(By.CSS_SELECTOR, f"tr[data-version='{version}'] button.promote-staging"))
     assert "Promoted" in b.find_element(By.TAG_NAME, "h1").text, b.find_element(By.TAG_NAME, "main").text
     ledger = App(workspace=str(workspace)).registry().ledger
     assert ledger.aliases("navagent") == {"staging": version}
