@@ -249,3 +249,11 @@ def test_tensorboard_shows_each_run_once_with_its_evaluation(workspace):
     assert runs and not [r for r in runs if "_registry" in r], "registered copies are not extra runs"
     tags = mux.Runs()[next(r for r in runs if r.startswith("nav-0"))]["scalars"]
     assert "Environment/Cumulative Reward" in tags and "Evaluation/Success Rate" in tags
+
+
+def test_compare_shows_all_keys_or_only_the_differences(workspace):
+    client = TestClient(create_app(App(workspace=str(workspace))))
+    only = client.get("/compare?run=nav-0&run=nav-1&only_diff=0&only_diff=1").text  # the form: hidden 0, box 1
+    everything = client.get("/compare?run=nav-0&run=nav-1&only_diff=0").text
+    assert "rl_config.seed" in only and "rl_config.max_steps" not in only
+    assert "rl_config.seed" in everything and "rl_config.max_steps" in everything
