@@ -107,11 +107,19 @@ def browser():
 
 def _follow(driver, element) -> None:
     """Click something that loads a new page, and wait until the old page is gone (a click does not wait)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def old_page_gone(_driver) -> bool:
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:  # stale, or Chrome's "does not belong to the document" mid-navigation
+            return True
+
     element.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, 60).until(old_page_gone)
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _shot(driver, name: str) -> None:
