@@ -157,7 +157,7 @@ def _store(dash: Dashboard) -> StateStore:
 def schedules_page(dash: Dashboard, request: Request) -> Response:
     store = _store(dash)
     schedules = [(s, store.runs_for(s["schedule_id"], limit=10)) for s in store.list_schedules()] \
-        if (dash.paths.state_dir / "scheduler.db").is_file() else []
+        if dash.paths.scheduler_db.is_file() else []
     return dash.render(request, "schedules.html", schedules=schedules)
 
 
