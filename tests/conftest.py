@@ -40,3 +40,46 @@ def clean_build_env(monkeypatch):
     for var in ("UNITY_BUILD_COMMAND", "MLAGENTS_TRAIN_COMMAND", "UNITY_MLOPS_WORKSPACE", "UNITY_MLOPS_REGISTRY",
                 "GOOGLE_CLOUD_PROJECT", "UNITY_MLOPS_VERTEX_PROJECT", "VERTEX_REGION"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (Debian's package, run as the postgres user on 127.0.0.1)."""
+    from servers import Postgres
+
+    try:
+        server = Postgres().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, monkeypatch):
+    """Each store-level test runs twice: on the embedded SQLite files (None: the default) and on a fresh, migrated
+    PostgreSQL database (its URL, also exported as UNITY_MLOPS_DATABASE_URL so that code resolving `Paths` uses
+    it)."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("UNITY_MLOPS_DATABASE_URL", raising=False)
+        return None
+    url = _migrated(request.getfixturevalue("postgres"))
+    monkeypatch.setenv("UNITY_MLOPS_DATABASE_URL", url)
+    return url
+
+
+def _migrated(server) -> str:
+    from mlops_unity_pipeline.store import open_database
+
+    url = server.create_database()
+    open_database(url).upgrade()
+    return url
+
+
+@pytest.fixture
+def another_database(request, database):
+    """A factory of further stores of the same kind as `database` (a second registry that shares nothing)."""
+    if database is None:
+        return lambda: None
+    server = request.getfixturevalue("postgres")
+    return lambda: _migrated(server)

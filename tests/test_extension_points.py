@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
 from mlops_unity_pipeline.behavior import ARCHETYPES, Archetype, TaskParameters, TrainerDefaults, build_behavior
@@ -34,9 +35,9 @@ class AuditedRegistry(LocalModelRegistry):
 
     def register(self, request: RegistrationRequest) -> ModelVersion:
         version = super().register(request)
-        with self.connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS audit (version TEXT, run_key TEXT)")
-            conn.execute("INSERT INTO audit VALUES (?, ?)", (version.version, request.run_key))
+        with self.db.write("registry") as conn:  # the registry's database, in one transaction
+            conn.execute(text("CREATE TABLE IF NOT EXISTS audit (version TEXT, run_key TEXT)"))
+            conn.execute(text("INSERT INTO audit VALUES (:v, :k)"), {"v": version.version, "k": request.run_key})
         return version
 
 

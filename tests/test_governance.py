@@ -44,8 +44,9 @@ QUICK = GateConfig(seeds=(11, 12), episodes_per_seed=150, bootstrap_samples=1000
 
 
 @pytest.fixture
-def registry(tmp_path):
-    return LocalModelRegistry(tmp_path / "reg")
+def registry(tmp_path, database):
+    """Every test that uses it runs on SQLite and on PostgreSQL."""
+    return LocalModelRegistry(tmp_path / "reg", database)
 
 
 def register(registry, tmp_path, name, asset="Nav", evaluate=True):
@@ -118,7 +119,7 @@ def test_safety_regression_blocks_even_when_reward_improved(registry, tmp_path):
     assert "exceeds the margin" in results["safety"].message
 
 
-def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, tmp_path):
+def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, tmp_path, another_database):
     gov = Governance(registry)
     good = register(registry, tmp_path, "straight")
     to_production(gov, good)
@@ -137,8 +138,8 @@ def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, t
     gov.unfreeze("Nav", "root cause fixed")
     assert gov.promote(good.version, "staging").entry.to_version == good.version
     with pytest.raises(GovernanceError, match="no production version"):
-        Governance(LocalModelRegistry(tmp_path / "empty")).rollback("Nav", reason="x")
-    single = Governance(LocalModelRegistry(tmp_path / "single"))
+        Governance(LocalModelRegistry(tmp_path / "empty", another_database())).rollback("Nav", reason="x")
+    single = Governance(LocalModelRegistry(tmp_path / "single", another_database()))
     only = register(single.registry, tmp_path, "straight")
     to_production(single, only)
     with pytest.raises(GovernanceError, match="no earlier known-good"):
@@ -154,12 +155,10 @@ def test_freeze_blocks_promotion_and_the_ledger_is_append_only(registry, tmp_pat
     gov.unfreeze("Nav", "ok")
     with pytest.raises(GovernanceError, match="must hold the staging alias"):
         gov.promote(v.version, "production")
-    conn = registry.connect()
-    with pytest.raises(Exception, match="append-only"):
-        conn.execute("UPDATE ledger SET reason='edited'")
-    with pytest.raises(Exception, match="append-only"):
-        conn.execute("DELETE FROM ledger")
-    conn.close()
+    for statement in ("UPDATE ledger SET reason='edited'", "DELETE FROM ledger"):
+        with pytest.raises(Exception, match="append-only"):
+            registry.db.execute(statement, name="registry")
+    assert [e.action for e in registry.ledger.history("Nav")] == ["freeze", "unfreeze"]
 
 
 def test_contract_gate_rejects_a_model_for_another_spec(registry, tmp_path, samples):
@@ -171,19 +170,19 @@ def test_contract_gate_rejects_a_model_for_another_spec(registry, tmp_path, samp
         Governance(registry).promote(v.version, "staging")
 
 
-def _promote_many(root, versions, n, q):
-    ledger = LocalModelRegistry(root).ledger
+def _promote_many(root, database, versions, n, q):
+    ledger = LocalModelRegistry(root, database).ledger
     for i in range(n):
         ledger.move_alias("Nav", "staging", versions[i % len(versions)], action="promote", reason=f"p{i}",
                           respect_freeze=False)
     q.put(n)
 
 
-def test_concurrent_promotions_lose_no_ledger_entry(registry, tmp_path):
+def test_concurrent_promotions_lose_no_ledger_entry(registry, tmp_path, database):
     versions = [register(registry, tmp_path, name, evaluate=False).version for name in ("straight", "avoid")]
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_promote_many, args=(registry.root, versions[::k], 25, q)) for k in (1, -1)]
+    procs = [ctx.Process(target=_promote_many, args=(registry.root, database, versions[::k], 25, q)) for k in (1, -1)]
     for p in procs:
         p.start()
     assert sum(q.get(timeout=120) for _ in procs) == 50

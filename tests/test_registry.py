@@ -18,8 +18,8 @@ def _request(samples, asset="SimpleAgent", **kw):
                                model_path=samples / "onnx" / "3DBall.onnx", git_sha="abc1234", **kw)
 
 
-def test_versions_are_numbered_per_asset_and_immutable(tmp_path, samples):
-    reg = LocalModelRegistry(tmp_path / "reg")
+def test_versions_are_numbered_per_asset_and_immutable(tmp_path, samples, database):
+    reg = LocalModelRegistry(tmp_path / "reg", database)
     v1 = reg.register(_request(samples, metrics={"x": 1}))
     v2 = reg.register(_request(samples))
     w1 = reg.register(_request(samples, asset="Patrol_Bot"))
@@ -47,18 +47,18 @@ def test_registry_write_error_leaves_nothing(tmp_path, samples):
     assert reg.list() == []
 
 
-def _register_many(root, model, n, q):
-    reg = LocalModelRegistry(root)
+def _register_many(root, model, n, q, database=None):
+    reg = LocalModelRegistry(root, database)
     out = []
     for _ in range(n):
         out.append(reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567")).run_number)
     q.put(out)
 
 
-def test_concurrent_registrations_get_distinct_numbers(tmp_path, samples):
+def test_concurrent_registrations_get_distinct_numbers(tmp_path, samples, database):
     q = mp.get_context("fork").Queue()
     procs = [mp.get_context("fork").Process(target=_register_many,
-                                            args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", 5, q))
+                                            args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", 5, q, database))
              for _ in range(3)]
     for p in procs:
         p.start()
@@ -68,24 +68,24 @@ def test_concurrent_registrations_get_distinct_numbers(tmp_path, samples):
     assert numbers == list(range(1, 16))
 
 
-def _register_run(root, model, run_key, q):
-    reg = LocalModelRegistry(root)
+def _register_run(root, model, run_key, q, database=None):
+    reg = LocalModelRegistry(root, database)
     q.put(reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567",
                                            run_key=run_key)).version)
 
 
-def test_a_run_registers_one_version_even_when_retries_race(tmp_path, samples):
+def test_a_run_registers_one_version_even_when_retries_race(tmp_path, samples, database):
     """Four processes register the same run at once (a restarted job racing its predecessor): one version."""
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     procs = [ctx.Process(target=_register_run, args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", "s|slot|a",
-                                                     q)) for _ in range(4)]
+                                                     q, database)) for _ in range(4)]
     for p in procs:
         p.start()
     got = {q.get(timeout=60) for _ in procs}
     for p in procs:
         p.join()
-    reg = LocalModelRegistry(tmp_path / "reg")
+    reg = LocalModelRegistry(tmp_path / "reg", database)
     assert len(got) == 1 and len(reg.list()) == 1
     assert reg.find_run("s|slot|a").version == got.pop() and reg.find_run("other") is None
     other = reg.register(_request(samples, run_key="s|slot2|a"))  # another run: the next version

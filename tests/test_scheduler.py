@@ -100,7 +100,7 @@ def statuses(sched, schedule_id="hourly"):
     ("latest", None, ["2026-05-01T05:00:00+00:00"]),
     ("all", None, [f"2026-05-01T0{h}:00:00+00:00" for h in (3, 4, 5)]),  # bounded by max_catchup_runs=3
 ])
-def test_missed_run_policies_after_downtime(tmp_path, policy, deadline, expected):
+def test_missed_run_policies_after_downtime(database, tmp_path, policy, deadline, expected):
     clock = Clock(T0 + timedelta(minutes=1))
     sched = make(tmp_path, clock, schedule(missed_run_policy=policy, starting_deadline_s=deadline,
                                            max_catchup_runs=3))
@@ -111,19 +111,20 @@ def test_missed_run_policies_after_downtime(tmp_path, policy, deadline, expected
     assert sum(1 for _, s in statuses(sched) if s == "pending") == len(expected)
 
 
-def test_starting_deadline_and_skip_when_late(tmp_path):
+def test_starting_deadline_and_skip_when_late(database, tmp_path):
     clock = Clock(T0 + timedelta(minutes=1))
     late = make(tmp_path, clock, schedule(missed_run_policy="latest", starting_deadline_s=600))
     clock.now = T0 + timedelta(hours=5, minutes=20)  # the 05:00 slot is 20 min late, past its 10 min deadline
     late.fire_due()
     assert late.store.pending_runs() == []
+    late.store.release()  # it stops: a shared database has one active scheduler, whatever the state directory
     skip = make(tmp_path / "b", clock, schedule(schedule_id="s2", missed_run_policy="skip"))
     clock.now += timedelta(hours=1, minutes=5)  # 06:00 is 25 min old: not on time for `skip`
     skip.fire_due()
     assert skip.store.pending_runs() == []
 
 
-def test_state_survives_restarts_and_a_slot_runs_once(tmp_path):
+def test_state_survives_restarts_and_a_slot_runs_once(database, tmp_path):
     clock = Clock(T0 + timedelta(minutes=1))
     first = make(tmp_path, clock, schedule())
     clock.now = T0 + timedelta(hours=1, seconds=5)
@@ -137,7 +138,7 @@ def test_state_survives_restarts_and_a_slot_runs_once(tmp_path):
     assert state["last_fire"] == T0 + timedelta(hours=1) and state["next_fire"] == T0 + timedelta(hours=2)
 
 
-def test_pause_and_resume_without_a_burst(tmp_path):
+def test_pause_and_resume_without_a_burst(database, tmp_path):
     clock = Clock(T0 + timedelta(minutes=1))
     sched = make(tmp_path, clock, schedule(missed_run_policy="all", max_catchup_runs=10))
     sched.pause("hourly")
@@ -161,7 +162,7 @@ def test_jitter_is_deterministic_and_bounded():
     assert jitter_for(schedule(), T0) == timedelta(0)
 
 
-def test_one_active_scheduler_per_state_store(tmp_path):
+def test_one_active_scheduler_per_state_store(database, tmp_path):
     clock = Clock(T0)
     a = make(tmp_path, clock, schedule())
     a.start()
@@ -192,7 +193,7 @@ async def _drive(sched, clock, until, step=timedelta(seconds=30)):
     sched.store.release()
 
 
-def test_failing_jobs_are_retried_then_the_scheduler_carries_on(tmp_path, fast_jobs):
+def test_failing_jobs_are_retried_then_the_scheduler_carries_on(database, tmp_path, fast_jobs):
     clock = Clock(T0 + timedelta(minutes=59))
     sched = make(tmp_path, clock, schedule(asset_specs=[asset(0), asset(1)], max_retries=1, retry_backoff_s=60))
     asyncio.run(_drive(sched, clock, T0 + timedelta(hours=1, minutes=10), step=timedelta(seconds=20)))
@@ -324,7 +325,7 @@ def test_a_leap_day_schedule_is_fine_and_cronjobs_take_five_fields(tmp_path):
     assert r.returncode == 2 and "exactly 5" in r.stderr, r.stderr
 
 
-def test_restarts_are_not_failures(tmp_path, fast_jobs):
+def test_restarts_are_not_failures(database, tmp_path, fast_jobs):
     """A run left `running` by a killed scheduler is resumed; the restart does not use up its retries."""
     clock = Clock(T0 + timedelta(minutes=59))
     first = make(tmp_path, clock, schedule(max_retries=0))

@@ -76,10 +76,10 @@ def outbox(tmp_path, url, clock, **kw):
     return WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(url, SECRET)], clock=clock, **kw)
 
 
-def test_signed_delivery_with_retries_after_500s(tmp_path):
+def test_signed_delivery_with_retries_after_500s(tmp_path, database):
     rx = Receiver(statuses=[500, 503])
     clock = Clock()
-    box = outbox(tmp_path, rx.url, clock)
+    box = outbox(tmp_path, rx.url, clock, database=database)
     try:
         msg = box.emit("job.failed", {"job_id": "j1", "asset_id": "a1", "model_version": None, "stage": "train",
                                       "message": "boom", "log_tail": "..."})
@@ -96,10 +96,10 @@ def test_signed_delivery_with_retries_after_500s(tmp_path):
         rx.stop()
 
 
-def test_retry_after_is_honoured(tmp_path):
+def test_retry_after_is_honoured(tmp_path, database):
     rx = Receiver(statuses=[503], retry_after=120)
     clock = Clock()
-    box = outbox(tmp_path, rx.url, clock)
+    box = outbox(tmp_path, rx.url, clock, database=database)
     try:
         box.emit("job.started", {"job_id": "j", "asset_id": "a", "model_version": None})
         box.deliver_due()
@@ -111,12 +111,12 @@ def test_retry_after_is_honoured(tmp_path):
         rx.stop()
 
 
-def test_receiver_down_then_back_exactly_once_across_a_restart(tmp_path):
+def test_receiver_down_then_back_exactly_once_across_a_restart(tmp_path, database):
     clock = Clock()
     rx = Receiver()
     port = rx.port
     rx.stop()  # the receiver is down
-    box = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock)
+    box = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock, database=database)
     ids = [box.emit(t, {"job_id": "j", "asset_id": "a", "model_version": "v"})
            for t in ("job.started", "model.registered", "job.completed")]
     box.deliver_due()
@@ -129,7 +129,7 @@ def test_receiver_down_then_back_exactly_once_across_a_restart(tmp_path):
     rx2.server = S(("127.0.0.1", port), rx2.server.RequestHandlerClass)
     threading.Thread(target=rx2.server.serve_forever, daemon=True).start()
     try:
-        box2 = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock)
+        box2 = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock, database=database)
         for _ in range(5):
             clock.t += 400
             box2.deliver_due()
@@ -141,10 +141,10 @@ def test_receiver_down_then_back_exactly_once_across_a_restart(tmp_path):
         rx2.server.server_close()
 
 
-def test_dead_letters_and_replay(tmp_path):
+def test_dead_letters_and_replay(tmp_path, database):
     rx = Receiver(statuses=[400])
     clock = Clock()
-    box = outbox(tmp_path, rx.url, clock, retry_schedule_s=(1, 1))
+    box = outbox(tmp_path, rx.url, clock, retry_schedule_s=(1, 1), database=database)
     try:
         msg = box.emit("model.registered", {"job_id": "j", "asset_id": "a", "model_version": "v1"})
         box.deliver_due()
@@ -191,7 +191,7 @@ def test_orchestrator_events_reach_the_receiver(tmp_path, monkeypatch, clean_bui
         rx.stop()
 
 
-def test_the_default_retry_schedule_spans_more_than_a_day_before_a_dead_letter(tmp_path):
+def test_the_default_retry_schedule_spans_more_than_a_day_before_a_dead_letter(tmp_path, database):
     from mlops_unity_pipeline.webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S, JITTER
 
     assert sum(DEFAULT_RETRY_SCHEDULE_S) * (1 - JITTER) > 86400, "even with the earliest jitter"
@@ -199,7 +199,7 @@ def test_the_default_retry_schedule_spans_more_than_a_day_before_a_dead_letter(t
     rx = Receiver()
     port = rx.port
     rx.stop()  # down for the whole day
-    box = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock)
+    box = outbox(tmp_path, f"http://127.0.0.1:{port}/hooks", clock, database=database)
     box.emit("job.completed", {"job_id": "j", "asset_id": "a", "model_version": "v"})
     start, attempts = clock.t, 0
     while box.counts().get("pending") and attempts < 20:
@@ -210,10 +210,10 @@ def test_the_default_retry_schedule_spans_more_than_a_day_before_a_dead_letter(t
     assert clock.t - start > 86400
 
 
-def test_an_event_emitted_again_with_its_key_is_one_message(tmp_path):
+def test_an_event_emitted_again_with_its_key_is_one_message(tmp_path, database):
     rx = Receiver()
     clock = Clock()
-    box = outbox(tmp_path, rx.url, clock)
+    box = outbox(tmp_path, rx.url, clock, database=database)
     try:
         a = box.emit("job.completed", {"job_id": "j", "asset_id": "a", "model_version": "v"}, key="run-1")
         b = box.emit("job.completed", {"job_id": "j", "asset_id": "a", "model_version": "v"}, key="run-1")
@@ -224,14 +224,15 @@ def test_an_event_emitted_again_with_its_key_is_one_message(tmp_path):
         rx.stop()
 
 
-def test_concurrent_senders_never_post_the_same_message(tmp_path):
+def test_concurrent_senders_never_post_the_same_message(tmp_path, database):
     """Eight senders (each its own outbox, as separate processes would have) drain 60 events at once."""
     rx = Receiver()
     try:
-        producer = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)])
+        producer = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)], database=database)
         ids = [producer.emit("job.started", {"job_id": f"j{i}", "asset_id": "a", "model_version": None})
                for i in range(60)]
-        senders = [WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)]) for _ in range(8)]
+        senders = [WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)], database=database)
+                   for _ in range(8)]
         barrier = threading.Barrier(len(senders))
 
         def drain(box):
@@ -249,7 +250,7 @@ def test_concurrent_senders_never_post_the_same_message(tmp_path):
         rx.stop()
 
 
-def test_a_lease_held_by_a_dead_sender_expires_and_is_retried(tmp_path):
+def test_a_lease_held_by_a_dead_sender_expires_and_is_retried(tmp_path, database):
     """A sender process is killed while its POST hangs: nobody else posts until its lease expires, then one does."""
     import signal
     import socket
@@ -262,10 +263,11 @@ def test_a_lease_held_by_a_dead_sender_expires_and_is_retried(tmp_path):
     hang.listen(8)
     url = f"http://127.0.0.1:{hang.getsockname()[1]}/hooks"
     db = tmp_path / "webhooks.db"
-    box = WebhookOutbox(db, [Endpoint(url, SECRET)])
+    box = WebhookOutbox(db, [Endpoint(url, SECRET)], database=database)
     msg = box.emit("job.failed", {"job_id": "j", "asset_id": "a", "model_version": None})
     code = ("import sys; from pathlib import Path; from mlops_unity_pipeline.webhooks import Endpoint, WebhookOutbox;"
-            f"WebhookOutbox(Path({str(db)!r}), [Endpoint({url!r}, {SECRET!r})], timeout_s=120).deliver_due()")
+            f"WebhookOutbox(Path({str(db)!r}), [Endpoint({url!r}, {SECRET!r})], timeout_s=120, "
+            f"database={database!r}).deliver_due()")
     proc = subprocess.Popen([sys.executable, "-c", code])
     conn, _ = hang.accept()  # the sender has claimed the delivery and is posting it
     proc.send_signal(signal.SIGKILL)
@@ -276,7 +278,7 @@ def test_a_lease_held_by_a_dead_sender_expires_and_is_retried(tmp_path):
     try:
         clock = Clock()
         clock.t = time.time()
-        mover = WebhookOutbox(db, [Endpoint(url, SECRET)], clock=clock)
+        mover = WebhookOutbox(db, [Endpoint(url, SECRET)], clock=clock, database=database)
         mover.endpoints = [Endpoint(rx.url, SECRET, name=mover.endpoints[0].ref)]  # the endpoint moved
         assert mover.deliver_due() == 0, "the dead sender's lease still holds"
         clock.t += 3 * 120 + 31  # past the lease (3 x its 120 s timeout + 30 s)

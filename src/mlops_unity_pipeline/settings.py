@@ -23,6 +23,7 @@ OUTBOX_FILENAME = "webhooks.db"
 
 WORKSPACE = "UNITY_MLOPS_WORKSPACE"
 REGISTRY = "UNITY_MLOPS_REGISTRY"
+DATABASE_URL = "UNITY_MLOPS_DATABASE_URL"
 TRAIN_COMMAND = "MLAGENTS_TRAIN_COMMAND"
 TRAINER_ENV = "UNITY_MLOPS_TRAINER_ENV"
 TRAINER_PYTHON = "UNITY_MLOPS_TRAINER_PYTHON"
@@ -51,19 +52,22 @@ def secret(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Paths:
-    """Where a deployment keeps its state: the workspace of job runs, the registry (a URI or a directory) and the
-    state directory (scheduler, webhook outbox, control-plane log)."""
+    """Where a deployment keeps its state: the workspace of job runs, the registry (a URI or a directory), the
+    state directory (scheduler, webhook outbox, control-plane log) and, beyond one machine, the shared database
+    that then holds the registry's index, the scheduler state and the outbox instead of SQLite files."""
 
     workspace: Path
     registry: str
     state_dir: Path
+    database: str | None = None
 
     @classmethod
     def resolve(cls, workspace: str | Path | None = None, registry: str | Path | None = None,
-                state_dir: str | Path | None = None) -> Paths:
+                state_dir: str | Path | None = None, database: str | None = None) -> Paths:
         ws = Path(workspace or _get(WORKSPACE) or DEFAULT_WORKSPACE).resolve()
         reg = str(registry or _get(REGISTRY) or ws / REGISTRY_DIRNAME)
-        return cls(ws, reg, Path(state_dir).resolve() if state_dir else ws / STATE_DIRNAME)
+        return cls(ws, reg, Path(state_dir).resolve() if state_dir else ws / STATE_DIRNAME,
+                   database or _get(DATABASE_URL) or None)
 
     @property
     def outbox(self) -> Path:

@@ -39,7 +39,8 @@ class App:
         from ..registry.uri import open_registry
 
         try:
-            return open_registry(self.paths.registry, local_root=self.paths.workspace / settings.REGISTRY_DIRNAME)
+            return open_registry(self.paths.registry, local_root=self.paths.workspace / settings.REGISTRY_DIRNAME,
+                                 database=self.paths.database)
         except RegistryError as exc:
             raise UserError(str(exc)) from None
 

@@ -81,7 +81,7 @@ class PipelineActions:
         from ..scheduler.scheduler import utc_now
         from ..scheduler.store import StateStore
 
-        StateStore(self.state_dir).set_paused(p["schedule_id"], p["paused"], utc_now())
+        StateStore(self.state_dir, self.app.paths.database).set_paused(p["schedule_id"], p["paused"], utc_now())
         return {"schedule_id": p["schedule_id"], "paused": p["paused"]}
 
     def do_approval_grant(self, p: dict[str, Any]) -> dict[str, Any]:

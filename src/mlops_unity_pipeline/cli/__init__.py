@@ -15,9 +15,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from . import controlplane, jobs, models, schedule, ui
+from . import controlplane, db, jobs, models, schedule, ui
 
-GROUPS = (jobs, models, schedule, controlplane, ui)  # the order of `--help`
+GROUPS = (jobs, models, schedule, controlplane, ui, db)  # the order of `--help`
 
 EPILOG = """examples:
   unity-mlops trainer setup                 create the ML-Agents trainer environment (once)
@@ -28,6 +28,7 @@ EPILOG = """examples:
 environment:
   UNITY_MLOPS_WORKSPACE    workspace root for jobs (default ./runs)
   UNITY_MLOPS_REGISTRY     registry: a directory or URI (file:, sqlite:, vertex://; default <workspace>/_registry)
+  UNITY_MLOPS_DATABASE_URL shared PostgreSQL for registry index, scheduler, outbox (default: SQLite files)
   UNITY_MLOPS_TRAINER_ENV  trainer environment location (default: in the user cache)
   UNITY_BUILD_COMMAND      build a real Unity player instead of the headless player
   MLAGENTS_TRAIN_COMMAND   run this instead of the managed mlagents-learn

@@ -16,7 +16,7 @@ def _scheduler_parts(args: argparse.Namespace):
 
     cfg = load_scheduler_config(args.config)
     state_dir = Path(args.state_dir) if getattr(args, "state_dir", None) else cfg.resolved_state_dir()
-    return cfg, StateStore(state_dir)
+    return cfg, StateStore(state_dir, cfg.database_url())
 
 
 def _cmd_schedule_run(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def _cmd_schedule_run(args: argparse.Namespace) -> int:
     cfg, store = _scheduler_parts(args)
     outbox = cfg.outbox(store.dir)
     orch = UnityMLOpsOrchestrator(cfg.workspace, registry=cfg.registry, webhooks=outbox, show_progress=False,
-                                  vertex=cfg.vertex)
+                                  vertex=cfg.vertex, database=cfg.database_url())
     port = args.health_port if args.health_port is not None else cfg.health.port
     if port is None:
         port = settings.health_port()
@@ -55,7 +55,7 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
         raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
     outbox = cfg.outbox(store.dir)
     orch = UnityMLOpsOrchestrator(cfg.workspace, registry=cfg.registry, webhooks=outbox, show_progress=False,
-                                  vertex=cfg.vertex)
+                                  vertex=cfg.vertex, database=cfg.database_url())
     slot = utc_now().replace(second=0, microsecond=0)
     k8s_job = settings.k8s_job_name()  # stable across pod retries: resume
     failed = 0

@@ -56,13 +56,13 @@ class UnityMLOpsOrchestrator:
         vertex_bucket: str | None = None, vertex: VertexSettings | None = None,
         trainer_env_path: str | Path | None = None, generator: CodeGenerator | None = None,
         evaluation_episodes: int = 500, show_progress: bool = True, webhooks: WebhookOutbox | None = None,
-        events: EventBus | None = None,
+        events: EventBus | None = None, database: str | None = None,
     ) -> None:
-        self.paths = settings.Paths.resolve(workspace, registry if isinstance(registry, str) else registry_root)
+        chosen = registry if isinstance(registry, str) else registry_root
+        self.paths = settings.Paths.resolve(workspace, chosen, database=database)
         self.workspace = self.paths.workspace
         if vertex_project:
-            vertex = VertexSettings(project=vertex_project, region=vertex_region or "us-central1",
-                                    bucket=vertex_bucket)
+            vertex = VertexSettings(project=vertex_project, region=vertex_region or "us-central1", bucket=vertex_bucket)
         self.registries = Registries(self.paths, registry, vertex)
         self.local_registry, self.registry = self.registries.local, self.registries.default
         self.vertex = self.registries.vertex_settings
@@ -74,7 +74,7 @@ class UnityMLOpsOrchestrator:
         if log_listener not in self.events.listeners:
             self.events.subscribe(log_listener)
         if webhooks is None and settings.webhook_env():
-            webhooks = WebhookOutbox.from_environment(self.paths.outbox)
+            webhooks = WebhookOutbox.from_environment(self.paths.outbox, database=self.paths.database)
         self.webhooks = webhooks
         if webhooks is not None and webhooks not in self.events.listeners:
             self.events.subscribe(webhooks)

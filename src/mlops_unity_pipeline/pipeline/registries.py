@@ -26,8 +26,11 @@ class Registries:
     def __init__(self, paths: settings.Paths, registry: ModelRegistry | str | None = None,
                  vertex: VertexSettings | None = None) -> None:
         default_root = paths.workspace / settings.REGISTRY_DIRNAME
-        chosen = registry if isinstance(registry, ModelRegistry) else _open(paths.registry, default_root)
-        self.local = chosen if isinstance(chosen, LocalModelRegistry) else LocalModelRegistry(default_root)
+        self.database = paths.database
+        chosen = registry if isinstance(registry, ModelRegistry) else _open(paths.registry, default_root,
+                                                                            paths.database)
+        self.local = chosen if isinstance(chosen, LocalModelRegistry) else LocalModelRegistry(default_root,
+                                                                                              paths.database)
         self._open: dict[Any, ModelRegistry] = {}
         if vertex is None and registry is None:
             vertex = VertexSettings.from_environment()  # GOOGLE_CLOUD_PROJECT / VERTEX_REGION, as in the setup guide
@@ -63,8 +66,8 @@ def _user_errors(fn: Callable[..., ModelRegistry], *args: Any) -> ModelRegistry:
         raise UserError(str(exc)) from None
 
 
-def _open(uri: str, local_root: Path) -> ModelRegistry:
+def _open(uri: str, local_root: Path, database: str | None = None) -> ModelRegistry:
     try:
-        return open_registry(uri, local_root=local_root)
+        return open_registry(uri, local_root=local_root, database=database)
     except RegistryError as exc:
         raise UserError(str(exc)) from None

@@ -1,8 +1,10 @@
-"""Embedded local registry: SQLite index + content-addressed artifact store. No server.
+"""Local registry: an index in a database (embedded SQLite by default, or the shared PostgreSQL) + a
+content-addressed artifact store. No server.
 
 Layout under the registry root::
 
-    registry.db                       versions, numbered per asset inside one IMMEDIATE transaction
+    registry.db                       versions, numbered per asset inside one serialized write transaction
+                                      (the index lives in the `database` instead when one is configured)
     objects/<ab>/<sha256>             blobs, written once (tmp file + fsync + rename), read-only
     models/<version>/                 a read-only view of one version: hard links to its blobs + manifest.json
 
@@ -16,13 +18,14 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import stat
-from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..sqlite_store import connect
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..store import Database, open_database
 from .base import (
     ModelRegistry,
     ModelVersion,
@@ -34,33 +37,11 @@ from .base import (
 )
 from .ledger import Ledger
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    version        TEXT PRIMARY KEY,
-    asset_name     TEXT NOT NULL,
-    asset_id       TEXT NOT NULL,
-    behavior_name  TEXT NOT NULL,
-    run_number     INTEGER NOT NULL,
-    job_id         TEXT NOT NULL,
-    created_at     TEXT NOT NULL,
-    model_sha256   TEXT NOT NULL,
-    model_file     TEXT NOT NULL,
-    files_json     TEXT NOT NULL,
-    metrics_json   TEXT NOT NULL,
-    lineage_json   TEXT NOT NULL,
-    run_key        TEXT,
-    UNIQUE (asset_name, run_number)
-);
-"""
 _COLUMNS = ("version, asset_name, asset_id, behavior_name, run_number, job_id, created_at, model_sha256, model_file, "
             "files_json, metrics_json, lineage_json, run_key")
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Stores made before runs were recorded get the column; a run maps to at most one version."""
-    if "run_key" not in {r[1] for r in conn.execute("PRAGMA table_info(versions)")}:
-        conn.execute("ALTER TABLE versions ADD COLUMN run_key TEXT")
-    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS versions_by_run ON versions (run_key) WHERE run_key IS NOT NULL")
+_INSERT = (f"INSERT INTO versions ({_COLUMNS}) VALUES (:version, :asset_name, :asset_id, :behavior_name, :run_number, "
+           ":job_id, :created_at, :model_sha256, :model_file, :files_json, :metrics_json, :lineage_json, :run_key)")
+STORE = "registry"  # the write-lock name of the registry's tables (versions, aliases, ledger, Vertex AI links)
 
 
 def sha256_file(path: Path) -> str:
@@ -80,32 +61,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalModelRegistry(ModelRegistry):
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, database: str | None = None) -> None:
         self.root = Path(root).resolve()
-        self.db_path = self.root / "registry.db"
+        self.db: Database = open_database(database or self.root / "registry.db")
         self.objects = self.root / "objects"
         self.models = self.root / "models"
-        self._schema_ready = False
         self._ledger: Ledger | None = None
 
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = Ledger(self.connect)
+            self._ledger = Ledger(self.db)
         return self._ledger
 
     # ------------------------------------------------------------------ storage
-    def connect(self) -> sqlite3.Connection:
-        """The registry's SQLite database, shared by the stores layered on it (the ledger, Vertex AI links)."""
+    def _rows(self, sql: str, **params: object) -> list[tuple]:
+        """Rows of the index; an embedded registry never written has none (and reading it creates nothing)."""
+        if self.db.is_empty():
+            return []
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.db_path, None if self._schema_ready else _SCHEMA)
-            if not self._schema_ready:
-                _migrate(conn)
-        except (OSError, sqlite3.Error) as exc:
-            raise RegistryError(f"cannot open the model registry at {self.root}: {exc}") from None
-        self._schema_ready = True
-        return conn
+            return self.db.all(sql, params)
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"cannot read the model registry at {self.root}: {_reason(exc)}") from None
 
     def put_blob(self, src: Path) -> str:
         """Copy a file into the store once; return its sha256."""
@@ -145,43 +122,37 @@ class LocalModelRegistry(ModelRegistry):
         now = datetime.now(timezone.utc)
         version: str | None = None
         renamed = False
-        with closing(self.connect()) as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+        try:
+            with self.db.write(STORE) as conn:
                 if request.run_key:  # a racing retry of the same run may have committed since the check above
-                    done = conn.execute("SELECT version FROM versions WHERE run_key = ?",
-                                        (request.run_key,)).fetchone()
+                    done = conn.execute(text("SELECT version FROM versions WHERE run_key = :k"),
+                                        {"k": request.run_key}).first()
                     if done is not None:
-                        conn.execute("ROLLBACK")
                         return self.get(done[0])
-                row = conn.execute(
-                    "SELECT COALESCE(MAX(run_number), 0) FROM versions WHERE asset_name = ?", (asset,)
-                ).fetchone()
+                row = conn.execute(text("SELECT COALESCE(MAX(run_number), 0) FROM versions WHERE asset_name = :a"),
+                                   {"a": asset}).first()
                 run_number = int(row[0]) + 1
                 version = format_version(request.asset_name, now, request.git_sha, run_number)
                 self._assemble(self._staging(version), version, model_file, model_sha, files, request, now)
-                conn.execute(
-                    f"INSERT INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        version, asset, request.asset_id, request.behavior_name, run_number, request.job_id,
-                        now.isoformat(), model_sha, model_file, json.dumps(files, sort_keys=True),
-                        json.dumps(request.metrics, sort_keys=True, default=str),
-                        json.dumps(request.lineage, sort_keys=True, default=str), request.run_key,
-                    ),
-                )
+                conn.execute(text(_INSERT), {
+                    "version": version, "asset_name": asset, "asset_id": request.asset_id,
+                    "behavior_name": request.behavior_name, "run_number": run_number, "job_id": request.job_id,
+                    "created_at": now.isoformat(), "model_sha256": model_sha, "model_file": model_file,
+                    "files_json": json.dumps(files, sort_keys=True),
+                    "metrics_json": json.dumps(request.metrics, sort_keys=True, default=str),
+                    "lineage_json": json.dumps(request.lineage, sort_keys=True, default=str),
+                    "run_key": request.run_key,
+                })
                 os.replace(self._staging(version), self.models / version)
                 renamed = True
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if version is not None:
-                    shutil.rmtree(self._staging(version), ignore_errors=True)
-                    if renamed:
-                        shutil.rmtree(self.models / version, ignore_errors=True)
-                if isinstance(exc, (OSError, sqlite3.Error)):
-                    raise RegistryError(f"registration failed, nothing was registered: {exc}") from None
-                raise
+        except BaseException as exc:  # the commit may fail too: then the renamed directory goes as well
+            if version is not None:
+                shutil.rmtree(self._staging(version), ignore_errors=True)
+                if renamed:
+                    shutil.rmtree(self.models / version, ignore_errors=True)
+            if isinstance(exc, (OSError, SQLAlchemyError)):
+                raise RegistryError(f"registration failed, nothing was registered: {_reason(exc)}") from None
+            raise
         _fsync_dir(self.models)
         return self.get(version)
 
@@ -218,72 +189,56 @@ class LocalModelRegistry(ModelRegistry):
         )
 
     def get(self, version: str) -> ModelVersion:
-        if not self.db_path.exists():
-            raise VersionNotFound(f"model version {version!r} not found (the registry at {self.root} is empty)")
-        with closing(self.connect()) as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (version,)).fetchone()
-        if row is None:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM versions WHERE version = :v", v=version)
+        if not rows:
             raise VersionNotFound(f"model version {version!r} not found in {self.root}")
-        return self._from_row(row)
+        return self._from_row(rows[0])
 
     def discard_incomplete(self, version: str) -> None:
         """Undo a registration whose remote half failed (a composite registry's compensation): the version was
         never complete, never aliased, and is removed whole, so that nothing exists on one side only."""
-        with closing(self.connect()) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM versions WHERE version = ?", (version,))
-                staging = self.models / f".{version}.discarded"
-                if (self.models / version).exists():
-                    os.replace(self.models / version, staging)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        staging = self.models / f".{version}.discarded"
+        with self.db.write(STORE) as conn:
+            conn.execute(text("DELETE FROM versions WHERE version = :v"), {"v": version})
+            if (self.models / version).exists():
+                os.replace(self.models / version, staging)
         shutil.rmtree(staging, ignore_errors=True)
 
     def find_run(self, run_key: str) -> ModelVersion | None:
-        if not self.db_path.exists():
-            return None
-        with closing(self.connect()) as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE run_key = ?", (run_key,)).fetchone()
-        return self._from_row(row) if row else None
+        rows = self._rows(f"SELECT {_COLUMNS} FROM versions WHERE run_key = :k", k=run_key)
+        return self._from_row(rows[0]) if rows else None
 
     def list(self, asset_name: str | None = None) -> list[ModelVersion]:
-        if not self.db_path.exists():
-            return []
-        with closing(self.connect()) as conn:
-            if asset_name:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM versions WHERE asset_name = ? ORDER BY run_number",
-                    (registry_asset_name(asset_name),),
-                ).fetchall()
-            else:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM versions ORDER BY asset_name, run_number").fetchall()
+        if asset_name:
+            rows = self._rows(f"SELECT {_COLUMNS} FROM versions WHERE asset_name = :a ORDER BY run_number",
+                              a=registry_asset_name(asset_name))
+        else:
+            rows = self._rows(f"SELECT {_COLUMNS} FROM versions ORDER BY asset_name, run_number")
         return [self._from_row(r) for r in rows]
 
     def assets(self) -> list[tuple[str, int]]:
-        if not self.db_path.exists():
-            return []
-        with closing(self.connect()) as conn:
-            return conn.execute("SELECT asset_name, COUNT(*) FROM versions GROUP BY asset_name "
-                                "ORDER BY asset_name").fetchall()
+        return self._rows("SELECT asset_name, COUNT(*) FROM versions GROUP BY asset_name ORDER BY asset_name")
 
     def page(self, asset_name: str, limit: int, offset: int = 0) -> tuple[list[ModelVersion], int]:
-        if not self.db_path.exists():
-            return [], 0
         asset = registry_asset_name(asset_name)
-        with closing(self.connect()) as conn:
-            total = conn.execute("SELECT COUNT(*) FROM versions WHERE asset_name = ?", (asset,)).fetchone()[0]
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE asset_name = ? ORDER BY run_number DESC "
-                                "LIMIT ? OFFSET ?", (asset, limit, offset)).fetchall()
-        return [self._from_row(r) for r in rows], total
+        total = self._rows("SELECT COUNT(*) FROM versions WHERE asset_name = :a", a=asset)
+        rows = self._rows(f"SELECT {_COLUMNS} FROM versions WHERE asset_name = :a ORDER BY run_number DESC "
+                          "LIMIT :limit OFFSET :offset", a=asset, limit=limit, offset=offset)
+        return [self._from_row(r) for r in rows], (total[0][0] if total else 0)
 
     def metric_series(self, asset_name: str, path: tuple[str, ...]) -> list[tuple[int, float | None]]:
-        if not self.db_path.exists():
-            return []
-        json_path = "$" + "".join(f'."{k}"' for k in path)
-        with closing(self.connect()) as conn:
-            rows = conn.execute("SELECT run_number, json_extract(metrics_json, ?) FROM versions WHERE asset_name = ? "
-                                "ORDER BY run_number", (json_path, registry_asset_name(asset_name))).fetchall()
+        """One metric across an asset's versions, extracted by the database (the UI charts thousands of them)."""
+        if self.db.is_sqlite:
+            value = "json_extract(metrics_json, :p)"
+            p: object = "$" + "".join(f'."{k}"' for k in path)
+        else:  # numbers only, as SQLite's json_extract gives them
+            value = ("CASE WHEN jsonb_typeof(CAST(metrics_json AS jsonb) #> CAST(:p AS text[])) = 'number' "
+                     "THEN CAST(CAST(metrics_json AS jsonb) #>> CAST(:p AS text[]) AS double precision) END")
+            p = list(path)
+        rows = self._rows(f"SELECT run_number, {value} FROM versions WHERE asset_name = :a ORDER BY run_number",
+                          p=p, a=registry_asset_name(asset_name))
         return [(n, float(v) if isinstance(v, int | float) else None) for n, v in rows]
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

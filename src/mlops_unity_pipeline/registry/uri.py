@@ -30,25 +30,28 @@ def backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def open_registry(uri: str | Path, *, local_root: str | Path | None = None) -> ModelRegistry:
+def open_registry(uri: str | Path, *, local_root: str | Path | None = None,
+                  database: str | None = None) -> ModelRegistry:
     """The registry `uri` names. A plain path is a local store. `local_root` is where layered backends (Vertex AI)
-    keep their local history of record (default: the workspace's `_registry`)."""
+    keep their local history of record (default: the workspace's `_registry`). With a shared `database`, a local
+    store keeps its index there (its directory then holds only artifacts)."""
     text = str(uri)
     scheme = urlsplit(text).scheme.lower() if "://" in text or text.startswith(("file:", "sqlite:")) else ""
     root = Path(local_root) if local_root else settings.Paths.resolve().workspace / settings.REGISTRY_DIRNAME
     if not scheme:
-        return LocalModelRegistry(text)
+        return LocalModelRegistry(text, database)
+    if scheme in ("file", "sqlite"):
+        path = Path(unquote(urlsplit(text).path))
+        return LocalModelRegistry(path.parent if path.suffix == ".db" else path, database)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):  # the index in PostgreSQL, artifacts local
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(text).query).items()}
+        return LocalModelRegistry(query.pop("artifacts", None) or root, text.split("?", 1)[0])
     try:
         factory = _BACKENDS[scheme]
     except KeyError:
         raise RegistryError(f"no registry backend for {scheme}: URIs (known: {', '.join(backends())}); "
                             "a plain path is a local registry") from None
     return factory(text, root)
-
-
-def _local(uri: str, _root: Path) -> ModelRegistry:
-    path = Path(unquote(urlsplit(uri).path))
-    return LocalModelRegistry(path.parent if path.suffix == ".db" else path)
 
 
 def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None, bucket: str | None = None,
@@ -78,6 +81,4 @@ def _vertex(uri: str, root: Path) -> ModelRegistry:
                            query.get("bucket"), query.get("serving_image"))
 
 
-register_backend("file", _local)
-register_backend("sqlite", _local)
 register_backend("vertex", _vertex)

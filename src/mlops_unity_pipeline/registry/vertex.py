@@ -15,18 +15,13 @@ bucket-scoped role) and `roles/logging.logWriter`.
 from __future__ import annotations
 
 import re
-from contextlib import closing
 from typing import Any
 
-from .base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError, registry_asset_name
-from .local import LocalModelRegistry
+from sqlalchemy import text
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS vertex_models (asset_name TEXT PRIMARY KEY, resource_name TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS vertex_versions (
-    version TEXT PRIMARY KEY, resource_name TEXT NOT NULL, version_id TEXT NOT NULL, artifact_uri TEXT NOT NULL
-);
-"""
+from .base import ModelRegistry, ModelVersion, RegistrationRequest, RegistryError, registry_asset_name
+from .local import STORE, LocalModelRegistry
+
 # Models are for Unity: clients (Inference Engine / Sentis) download the .onnx. Registered without a serving
 # container, a version is a Vertex registry entry (a "referenced" model: versions, aliases, labels, the artifacts'
 # gs:// URI in its description), not deployable to an endpoint. To serve on Vertex, set `serving_image` to an
@@ -57,8 +52,6 @@ class VertexModelRegistry(ModelRegistry):
         self.serving_image = serving_image
         self._storage = storage_client
         self.root = local.root
-        with closing(local.connect()) as conn:
-            conn.executescript(_SCHEMA)
 
     @property
     def ledger(self):
@@ -96,14 +89,13 @@ class VertexModelRegistry(ModelRegistry):
         return f"gs://{self.bucket}/{prefix}"
 
     def _parent(self, asset: str) -> str | None:
-        with closing(self.local.connect()) as conn:
-            row = conn.execute("SELECT resource_name FROM vertex_models WHERE asset_name=?", (asset,)).fetchone()
+        row = None if self.local.db.is_empty() else self.local.db.one(
+            "SELECT resource_name FROM vertex_models WHERE asset_name=:a", {"a": asset})
         return row[0] if row else None
 
     def vertex_version(self, version: str) -> tuple[str, str] | None:
-        with closing(self.local.connect()) as conn:
-            row = conn.execute("SELECT resource_name, version_id FROM vertex_versions WHERE version=?",
-                               (version,)).fetchone()
+        row = None if self.local.db.is_empty() else self.local.db.one(
+            "SELECT resource_name, version_id FROM vertex_versions WHERE version=:v", {"v": version})
         return (row[0], row[1]) if row else None
 
     # ------------------------------------------------------------------ ModelRegistry
@@ -136,10 +128,13 @@ class VertexModelRegistry(ModelRegistry):
                 self.local.discard_incomplete(version.version)
             raise RegistryError(f"the Vertex AI registration of {version.version} failed ({exc}); nothing was "
                                 "registered: re-run the job to register it (its trained model is kept)") from None
-        with closing(self.local.connect()) as conn:
-            conn.execute("INSERT OR IGNORE INTO vertex_models VALUES (?,?)", (asset, model.resource_name))
-            conn.execute("INSERT OR REPLACE INTO vertex_versions VALUES (?,?,?,?)",
-                         (version.version, model.resource_name, model.version_id, artifact_uri))
+        with self.local.db.write(STORE) as conn:
+            conn.execute(text("INSERT INTO vertex_models (asset_name, resource_name) VALUES (:a, :r) "
+                              "ON CONFLICT (asset_name) DO NOTHING"), {"a": asset, "r": model.resource_name})
+            conn.execute(text("INSERT INTO vertex_versions (version, resource_name, version_id, artifact_uri) VALUES "
+                              "(:v, :r, :id, :uri) ON CONFLICT (version) DO UPDATE SET resource_name=excluded."
+                              "resource_name, version_id=excluded.version_id, artifact_uri=excluded.artifact_uri"),
+                         {"v": version.version, "r": model.resource_name, "id": model.version_id, "uri": artifact_uri})
         version.uri = f"{model.resource_name}@{model.version_id}"
         return version
 

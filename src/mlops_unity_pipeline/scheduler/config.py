@@ -78,6 +78,10 @@ class SchedulerConfig(_Model):
     registry: str | None = Field(default=None, min_length=1, max_length=2000,
                                  description="Registry URI (a path, file:, sqlite:, vertex://...; default: "
                                              "<workspace>/_registry).")
+    database: str | None = Field(default=None, min_length=1, max_length=2000,
+                                 description="Shared database URL (postgresql://user@host:port/db) for the registry "
+                                             "index, scheduler state and webhook outbox; default: SQLite files, or "
+                                             "UNITY_MLOPS_DATABASE_URL.")
     schedules: list[TrainingSchedule] = Field(default_factory=list)
 
     @field_validator("schedules")
@@ -111,7 +115,11 @@ class SchedulerConfig(_Model):
         from ..webhooks.outbox import WebhookOutbox
 
         return WebhookOutbox.from_environment(state_dir / settings.OUTBOX_FILENAME, self.endpoints(),
-                                              tuple(self.webhook_retry_schedule_s))
+                                              tuple(self.webhook_retry_schedule_s), self.database_url())
+
+    def database_url(self) -> str | None:
+        """`database:` here, else `UNITY_MLOPS_DATABASE_URL`, else none (SQLite files in the state directory)."""
+        return settings.Paths.resolve(self.workspace, database=self.database).database
 
     def resolved_state_dir(self, base: Path | None = None) -> Path:
         root = Path(self.workspace) if base is None else base / self.workspace

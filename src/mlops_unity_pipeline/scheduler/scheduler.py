@@ -93,7 +93,8 @@ class TrainingScheduler:
     ) -> None:
         self.orchestrator = orchestrator
         self.executor: Executor = executor or LocalExecutor(orchestrator)
-        self.store = StateStore(state_dir or orchestrator.workspace / settings.STATE_DIRNAME)
+        self.store = StateStore(state_dir or orchestrator.workspace / settings.STATE_DIRNAME,
+                                orchestrator.paths.database)
         self.events: EventBus = orchestrator.events  # one bus: the job's events and the schedule's
         self.clock = clock
         self.poll_interval_s = poll_interval_s

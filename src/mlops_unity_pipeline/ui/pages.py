@@ -151,13 +151,13 @@ def _govern(dash: Dashboard, request: Request, operator: str, form: Any) -> Resp
 
 # ---------------------------------------------------------------------------------------------------- schedules
 def _store(dash: Dashboard) -> StateStore:
-    return StateStore(dash.paths.state_dir)
+    return StateStore(dash.paths.state_dir, dash.paths.database)
 
 
 def schedules_page(dash: Dashboard, request: Request) -> Response:
     store = _store(dash)
     schedules = [(s, store.runs_for(s["schedule_id"], limit=10)) for s in store.list_schedules()] \
-        if dash.paths.scheduler_db.is_file() else []
+        if dash.paths.database or dash.paths.scheduler_db.is_file() else []
     return dash.render(request, "schedules.html", schedules=schedules)
 
 
@@ -180,11 +180,12 @@ async def schedule_action(dash: Dashboard, request: Request) -> Response:
 def _outbox(dash: Dashboard):
     from ..webhooks.outbox import WebhookOutbox
 
-    return WebhookOutbox(dash.paths.outbox)  # no endpoints: it only reads and re-queues, it never sends
+    # no endpoints: it only reads and re-queues, it never sends
+    return WebhookOutbox(dash.paths.outbox, database=dash.paths.database)
 
 
 def webhooks_page(dash: Dashboard, request: Request) -> Response:
-    exists = dash.paths.outbox.is_file()
+    exists = dash.paths.database is not None or dash.paths.outbox.is_file()
     box = _outbox(dash) if exists else None
     return dash.render(request, "webhooks.html", counts=box.counts() if box else {},
                        dead=box.dead_letters() if box else [])

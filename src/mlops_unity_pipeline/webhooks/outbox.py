@@ -28,23 +28,24 @@ import math
 import os
 import random
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
 from .. import settings
-from ..errors import SpecError
+from ..errors import SpecError, UserError
 from ..events import EVENT_CLASSES, Event, event_text, event_types
 from ..redaction import redact_data
-from ..sqlite_store import connect
+from ..store import Database, open_database
 from .endpoint import Endpoint, redact_url, sign  # noqa: F401 (re-exported)
 
 log = logging.getLogger("unity_mlops.webhooks")
@@ -56,24 +57,7 @@ DEFAULT_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.
 JITTER = 0.1  # ±10 %: the schedule still spans more than a day at its shortest
 MAX_RETRY_AFTER_S = 86400.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id            TEXT NOT NULL,
-    endpoint      TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    body          TEXT NOT NULL,
-    created_at    REAL NOT NULL,
-    status        TEXT NOT NULL,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    next_attempt  REAL NOT NULL,
-    last_error    TEXT,
-    delivered_at  REAL,
-    lease_owner   TEXT,
-    lease_until   REAL,
-    PRIMARY KEY (id, endpoint)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt);
-"""
+STORE = "outbox"  # the write-lock name of the deliveries table
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -97,6 +81,7 @@ class WebhookOutbox:
     retry_schedule_s: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_S
     timeout_s: float = 10.0
     clock: Callable[[], float] = time.time
+    database: str | None = None  # a shared database URL; by default the SQLite file at `path`
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -113,31 +98,30 @@ class WebhookOutbox:
                             hint="give each webhook a distinct `name`")
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this sender's lease id
         self.lease_s = 3 * self.timeout_s + 30
-        with closing(connect(self.path, _SCHEMA)) as conn:
-            self._migrate(conn)
+        self.db: Database = open_database(self.database or self.path)
+        self._migrate()
 
     @property
     def max_attempts(self) -> int:
         return len(self.retry_schedule_s) + 1
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Older outboxes stored the full URL (credentials included): add the lease columns and replace stored
-        URLs by endpoint references."""
-        cols = {r[1] for r in conn.execute("PRAGMA table_info(deliveries)")}
-        for col, kind in (("lease_owner", "TEXT"), ("lease_until", "REAL")):
-            if col not in cols:
-                conn.execute(f"ALTER TABLE deliveries ADD COLUMN {col} {kind}")
-        stored = [r[0] for r in conn.execute("SELECT DISTINCT endpoint FROM deliveries WHERE endpoint LIKE '%://%'")]
+    def _migrate(self) -> None:
+        """Older outboxes stored the full URL (credentials included): replace stored URLs by endpoint references."""
+        stored = [r[0] for r in self.db.all("SELECT DISTINCT endpoint FROM deliveries WHERE endpoint LIKE '%://%'")]
         by_url = {e.url: e.ref for e in self.endpoints}
         for value in stored:
             ref = by_url.get(value) or redact_url(value)
             if ref != value:
-                conn.execute("UPDATE OR IGNORE deliveries SET endpoint=? WHERE endpoint=?", (ref, value))
-                conn.execute("DELETE FROM deliveries WHERE endpoint=?", (value,))  # duplicates of kept rows
+                with self.db.write(STORE) as conn:
+                    conn.execute(text("DELETE FROM deliveries WHERE endpoint=:old AND id IN (SELECT id FROM "
+                                      "deliveries WHERE endpoint=:new)"), {"old": value, "new": ref})
+                    conn.execute(text("UPDATE deliveries SET endpoint=:new WHERE endpoint=:old"),
+                                 {"old": value, "new": ref})
 
     @classmethod
     def from_environment(cls, path: Path, extra: list[Endpoint] | None = None,
-                         retry_schedule_s: tuple[float, ...] | None = None) -> WebhookOutbox:
+                         retry_schedule_s: tuple[float, ...] | None = None,
+                         database: str | None = None) -> WebhookOutbox:
         """`WEBHOOK_URL` (optionally with `WEBHOOK_SECRET`; stored as the reference `WEBHOOK_URL`) plus configured
         endpoints."""
         endpoints = list(extra or [])
@@ -145,11 +129,8 @@ class WebhookOutbox:
         if found:
             endpoints.append(Endpoint(found[0], found[1], name="WEBHOOK_URL"))
         if retry_schedule_s is None:
-            return cls(path, endpoints)
-        return cls(path, endpoints, retry_schedule_s=retry_schedule_s)
-
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
+            return cls(path, endpoints, database=database)
+        return cls(path, endpoints, retry_schedule_s=retry_schedule_s, database=database)
 
     # ------------------------------------------------------------------ producing
     def __call__(self, event: Event) -> None:
@@ -178,14 +159,13 @@ class WebhookOutbox:
             "data": data, "text": event_text(event_type, data),
         }, default=str, sort_keys=True)
         try:
-            with closing(self._connect()) as conn:
-                conn.execute("BEGIN IMMEDIATE")
+            with self.db.write(STORE) as conn:
                 for e in targets:
-                    conn.execute("INSERT OR IGNORE INTO deliveries (id, endpoint, event_type, body, created_at, "
-                                 "status, next_attempt) VALUES (?,?,?,?,?, 'pending', ?)",
-                                 (msg_id, e.ref, event_type, body, now, now))
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # a broken outbox must not fail the job
+                    conn.execute(text("INSERT INTO deliveries (id, endpoint, event_type, body, created_at, status, "
+                                      "next_attempt) VALUES (:id, :ref, :type, :body, :now, 'pending', :now) "
+                                      "ON CONFLICT (id, endpoint) DO NOTHING"),
+                                 {"id": msg_id, "ref": e.ref, "type": event_type, "body": body, "now": now})
+        except (SQLAlchemyError, UserError) as exc:  # a broken outbox must not fail the job
             log.error("could not record webhook event %s: %s", event_type, exc)
             return None
         self._wake.set()
@@ -201,11 +181,10 @@ class WebhookOutbox:
         if not by_ref:
             return 0
         now = self.clock()
-        marks = ",".join("?" * len(by_ref))
-        with closing(self._connect()) as conn:
-            rows = conn.execute(f"SELECT id, endpoint FROM deliveries WHERE status = 'pending' AND next_attempt <= ? "
-                                f"AND (lease_until IS NULL OR lease_until <= ?) AND endpoint IN ({marks}) "
-                                f"ORDER BY created_at LIMIT 500", (now, now, *by_ref)).fetchall()
+        refs = {f"e{i}": ref for i, ref in enumerate(by_ref)}
+        rows = self.db.all("SELECT id, endpoint FROM deliveries WHERE status = 'pending' AND next_attempt <= :now "
+                           "AND (lease_until IS NULL OR lease_until <= :now) AND endpoint IN "
+                           f"({', '.join(':' + k for k in refs)}) ORDER BY created_at LIMIT 500", {"now": now, **refs})
         if not rows:
             return 0
         own = client is None
@@ -226,15 +205,13 @@ class WebhookOutbox:
     def _claim(self, msg_id: str, ref: str) -> tuple[str, int] | None:
         """Take the lease on a due delivery in one atomic update; None if another sender holds or finished it."""
         now = self.clock()
-        with closing(self._connect()) as conn:
-            cur = conn.execute("UPDATE deliveries SET lease_owner=?, lease_until=? WHERE id=? AND endpoint=? AND "
-                               "status='pending' AND next_attempt <= ? AND (lease_until IS NULL OR lease_until <= ?)",
-                               (self.owner, now + self.lease_s, msg_id, ref, now, now))
-            if cur.rowcount != 1:
-                return None
-            body, attempts = conn.execute("SELECT body, attempts FROM deliveries WHERE id=? AND endpoint=?",
-                                          (msg_id, ref)).fetchone()
-        return body, attempts
+        with self.db.write(STORE) as conn:
+            row = conn.execute(text(
+                "UPDATE deliveries SET lease_owner=:owner, lease_until=:until WHERE id=:id AND endpoint=:ref AND "
+                "status='pending' AND next_attempt <= :now AND (lease_until IS NULL OR lease_until <= :now) "
+                "RETURNING body, attempts"),
+                {"owner": self.owner, "until": now + self.lease_s, "id": msg_id, "ref": ref, "now": now}).first()
+        return None if row is None else (row[0], row[1])
 
     def _attempt(self, client, endpoint: Endpoint, msg_id: str, body: str, attempts: int) -> None:
         import httpx
@@ -253,33 +230,32 @@ class WebhookOutbox:
             status, error = None, f"{type(exc).__name__}"
         attempts += 1
         now = self.clock()
-        where = "WHERE id=? AND endpoint=? AND lease_owner=?"  # only while we hold the lease
-        key = (msg_id, endpoint.ref, self.owner)
-        with closing(self._connect()) as conn:
-            if error is None:
-                conn.execute("UPDATE deliveries SET status='delivered', attempts=?, delivered_at=?, last_error=NULL, "
-                             f"lease_owner=NULL, lease_until=NULL {where}", (attempts, now, *key))
-                log.info("webhook %s delivered to %s", msg_id, endpoint.ref)
-                return
-            permanent = status is not None and status not in RETRYABLE and 400 <= status < 500
-            if permanent or attempts >= self.max_attempts:
-                conn.execute("UPDATE deliveries SET status='dead', attempts=?, last_error=?, lease_owner=NULL, "
-                             f"lease_until=NULL {where}", (attempts, error, *key))
-                log.error("webhook %s to %s dead after %d attempt(s): %s", msg_id, endpoint.ref, attempts, error)
-                return
-            delay = self.retry_schedule_s[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
-            conn.execute("UPDATE deliveries SET attempts=?, next_attempt=?, last_error=?, lease_owner=NULL, "
-                         f"lease_until=NULL {where}", (attempts, now + delay, error, *key))
-            log.warning("webhook %s to %s failed (%s); attempt %d of %d in %.0f s", msg_id, endpoint.ref, error,
-                        attempts + 1, self.max_attempts, delay)
+        where = "WHERE id=:id AND endpoint=:ref AND lease_owner=:owner"  # only while we hold the lease
+        key = {"id": msg_id, "ref": endpoint.ref, "owner": self.owner, "attempts": attempts, "error": error}
+        if error is None:
+            self.db.execute("UPDATE deliveries SET status='delivered', attempts=:attempts, delivered_at=:now, "
+                            f"last_error=NULL, lease_owner=NULL, lease_until=NULL {where}", {**key, "now": now},
+                            name=STORE)
+            log.info("webhook %s delivered to %s", msg_id, endpoint.ref)
+            return
+        permanent = status is not None and status not in RETRYABLE and 400 <= status < 500
+        if permanent or attempts >= self.max_attempts:
+            self.db.execute("UPDATE deliveries SET status='dead', attempts=:attempts, last_error=:error, "
+                            f"lease_owner=NULL, lease_until=NULL {where}", key, name=STORE)
+            log.error("webhook %s to %s dead after %d attempt(s): %s", msg_id, endpoint.ref, attempts, error)
+            return
+        delay = self.retry_schedule_s[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+        self.db.execute("UPDATE deliveries SET attempts=:attempts, next_attempt=:next, last_error=:error, "
+                        f"lease_owner=NULL, lease_until=NULL {where}", {**key, "next": now + delay}, name=STORE)
+        log.warning("webhook %s to %s failed (%s); attempt %d of %d in %.0f s", msg_id, endpoint.ref, error,
+                    attempts + 1, self.max_attempts, delay)
 
     def _next_due_in(self) -> float | None:
-        with closing(self._connect()) as conn:
-            row = conn.execute("SELECT MIN(MAX(next_attempt, COALESCE(lease_until, 0))) FROM deliveries "
-                               "WHERE status='pending'").fetchone()
-        return None if row[0] is None else max(0.0, row[0] - self.clock())
+        row = self.db.one("SELECT MIN(CASE WHEN lease_until > next_attempt THEN lease_until ELSE next_attempt END) "
+                          "FROM deliveries WHERE status='pending'")
+        return None if row is None or row[0] is None else max(0.0, row[0] - self.clock())
 
     def start(self) -> None:
         """Send in a background thread (daemon) until `close`."""
@@ -328,24 +304,21 @@ class WebhookOutbox:
 
     # ------------------------------------------------------------------ operations
     def counts(self) -> dict[str, int]:
-        with closing(self._connect()) as conn:
-            return dict(conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall())
+        return dict(self.db.all("SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT id, endpoint, event_type, attempts, last_error FROM deliveries WHERE "
-                                "status='dead' ORDER BY created_at").fetchall()
+        rows = self.db.all("SELECT id, endpoint, event_type, attempts, last_error FROM deliveries WHERE "
+                           "status='dead' ORDER BY created_at")
         return [{"id": r[0], "endpoint": r[1], "event_type": r[2], "attempts": r[3], "error": r[4]} for r in rows]
 
     def replay(self, msg_id: str | None = None) -> int:
         """Put dead deliveries (all, or one id) back in the queue, keeping their webhook-id."""
-        with closing(self._connect()) as conn:
-            sql = ("UPDATE deliveries SET status='pending', attempts=0, next_attempt=?, lease_owner=NULL, "
-                   "lease_until=NULL WHERE status='dead'")
-            args: tuple = (self.clock(),)
-            if msg_id:
-                sql += " AND id=?"
-                args += (msg_id,)
-            n = conn.execute(sql, args).rowcount
+        sql = ("UPDATE deliveries SET status='pending', attempts=0, next_attempt=:now, lease_owner=NULL, "
+               "lease_until=NULL WHERE status='dead'")
+        params: dict[str, Any] = {"now": self.clock()}
+        if msg_id:
+            sql += " AND id=:id"
+            params["id"] = msg_id
+        n = self.db.execute(sql, params, name=STORE)
         self._wake.set()
         return n
