@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup servers demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,15 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python scripts/single_job_test.py
 
-# the dashboard's tests drive a real headless Chromium (Debian's chromium + chromium-driver)
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
-	  echo "could not install chromium and chromium-driver: the browser tests will say what is missing"
+# real servers the tests start themselves: a headless Chromium for the dashboard (Debian's chromium +
+# chromium-driver) and PostgreSQL for the store tests (Debian's postgresql, run by the tests as the postgres user)
+servers:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && ls /usr/lib/postgresql/*/bin/initdb \
+	  >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	  chromium chromium-driver postgresql; } || \
+	  echo "could not install chromium, chromium-driver and postgresql: the tests will say what is missing"
 
-test: setup browser
+test: setup servers
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/python -m pytest
 
