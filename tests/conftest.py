@@ -63,7 +63,13 @@ def database(request, monkeypatch):
     if request.param == "sqlite":
         monkeypatch.delenv("UNITY_MLOPS_DATABASE_URL", raising=False)
         return None
-    url = _migrated(request.getfixturevalue("postgres"))
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def pg_database(postgres, monkeypatch):
+    """A fresh, migrated PostgreSQL database, also exported as UNITY_MLOPS_DATABASE_URL (for child processes)."""
+    url = _migrated(postgres)
     monkeypatch.setenv("UNITY_MLOPS_DATABASE_URL", url)
     return url
 
@@ -83,3 +89,16 @@ def another_database(request, database):
         return lambda: None
     server = request.getfixturevalue("postgres")
     return lambda: _migrated(server)
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    """The GCS emulator (gcp-storage-emulator) on a free loopback port, with the bucket `unity-models`; clients built
+    while it runs talk to it (STORAGE_EMULATOR_HOST), child processes too."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="unity-models")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server._api._httpd.server_address[1]}")
+    yield server
+    server.stop()

@@ -27,17 +27,6 @@ NAV = build_behavior(behavior_name="Nav", archetype="navigation")
 
 
 @pytest.fixture
-def gcs(monkeypatch):
-    from gcp_storage_emulator.server import create_server
-
-    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="unity-models")
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server._api._httpd.server_address[1]}")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def vertex():
     fake = FakeVertex()
     yield fake

@@ -5,7 +5,8 @@ that point and then wait there forever (for the kill). Unset, a failpoint is one
 they expose are real but short (a registry commit and the next state write are milliseconds apart), which is why
 `bench/chaos.py` uses them instead of hoping a random kill lands there.
 
-Points: `generate`, `build`, `trained` (after the stage), `registered` (registry commit done, job state not yet moved),
+Points: `generate`, `build`, `checkpointed` (a training checkpoint is in the shared artifact store), `trained`
+(after the stage), `registered` (registry commit done, job state not yet moved),
 `finished` (the job's result and state written, the scheduler's run record not yet updated).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from . import settings
 
-POINTS = ("generate", "build", "trained", "registered", "finished")
+POINTS = ("generate", "build", "checkpointed", "trained", "registered", "finished")
 
 
 def failpoint(name: str) -> None:

@@ -24,6 +24,7 @@ OUTBOX_FILENAME = "webhooks.db"
 WORKSPACE = "UNITY_MLOPS_WORKSPACE"
 REGISTRY = "UNITY_MLOPS_REGISTRY"
 DATABASE_URL = "UNITY_MLOPS_DATABASE_URL"
+ARTIFACTS = "UNITY_MLOPS_ARTIFACTS"
 TRAIN_COMMAND = "MLAGENTS_TRAIN_COMMAND"
 TRAINER_ENV = "UNITY_MLOPS_TRAINER_ENV"
 TRAINER_PYTHON = "UNITY_MLOPS_TRAINER_PYTHON"
@@ -60,14 +61,16 @@ class Paths:
     registry: str
     state_dir: Path
     database: str | None = None
+    artifacts: str | None = None  # shared object storage (gs://bucket/prefix) for models, checkpoints, reports
 
     @classmethod
     def resolve(cls, workspace: str | Path | None = None, registry: str | Path | None = None,
-                state_dir: str | Path | None = None, database: str | None = None) -> Paths:
+                state_dir: str | Path | None = None, database: str | None = None,
+                artifacts: str | None = None) -> Paths:
         ws = Path(workspace or _get(WORKSPACE) or DEFAULT_WORKSPACE).resolve()
         reg = str(registry or _get(REGISTRY) or ws / REGISTRY_DIRNAME)
         return cls(ws, reg, Path(state_dir).resolve() if state_dir else ws / STATE_DIRNAME,
-                   database or _get(DATABASE_URL) or None)
+                   database or _get(DATABASE_URL) or None, artifacts or _get(ARTIFACTS) or None)
 
     @property
     def outbox(self) -> Path:

@@ -13,6 +13,7 @@ from ..generate.base import GeneratedArtifacts
 from ..registry.base import ModelRegistry, ModelVersion
 from ..specs import TrainingJob
 from ..trainer.base import Trainer, TrainingOutcome
+from .artifacts import RunSync
 from .jobstate import JobState
 from .workspace import JobWorkspace
 
@@ -25,6 +26,7 @@ class JobContext:
     state: JobState
     trainer: Trainer
     registry: ModelRegistry
+    sync: RunSync
     definition: BehaviorDefinition | None = None
     generated: GeneratedArtifacts | None = None
     build: BuildArtifact | None = None

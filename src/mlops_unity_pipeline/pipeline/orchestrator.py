@@ -29,18 +29,19 @@ from ..logs import ensure_console_logging, job_log
 from ..registry.base import ModelRegistry, RegistryError
 from ..specs import TrainingJob, TrainingResult, VertexSettings
 from ..trainer import environment as trainer_env
-from ..trainer.base import ProgressCallback, StopCondition, TrainRequest
+from ..trainer.base import CallbackList, ProgressCallback, StopCondition, TrainRequest
 from ..trainer.config import agents_per_env
 from ..trainer.runner import stop_orphan_trainer
 from ..trainer.select import select_trainer
 from ..trainer.settings import TrainerSettings
 from ..webhooks.outbox import WebhookOutbox
 from . import report
+from .artifacts import RunSync
 from .context import JobContext
 from .jobstate import JobState
 from .lineage import read_json, registration_request
 from .progress import ConsoleProgress
-from .registries import Registries
+from .registries import Registries, vertex_settings
 from .workspace import JobWorkspace, atomic_write_json
 
 log = logging.getLogger("unity_mlops")
@@ -56,20 +57,18 @@ class UnityMLOpsOrchestrator:
         vertex_bucket: str | None = None, vertex: VertexSettings | None = None,
         trainer_env_path: str | Path | None = None, generator: CodeGenerator | None = None,
         evaluation_episodes: int = 500, show_progress: bool = True, webhooks: WebhookOutbox | None = None,
-        events: EventBus | None = None, database: str | None = None,
+        events: EventBus | None = None, database: str | None = None, artifacts: str | None = None,
     ) -> None:
         chosen = registry if isinstance(registry, str) else registry_root
-        self.paths = settings.Paths.resolve(workspace, chosen, database=database)
+        self.paths = settings.Paths.resolve(workspace, chosen, database=database, artifacts=artifacts)
         self.workspace = self.paths.workspace
-        if vertex_project:
-            vertex = VertexSettings(project=vertex_project, region=vertex_region or "us-central1", bucket=vertex_bucket)
-        self.registries = Registries(self.paths, registry, vertex)
-        self.local_registry, self.registry = self.registries.local, self.registries.default
-        self.vertex = self.registries.vertex_settings
+        vertex = vertex_settings(vertex, vertex_project, vertex_region, vertex_bucket)
+        self.registries = registries = Registries(self.paths, registry, vertex)
+        self.local_registry, self.registry = registries.local, registries.default
+        self.vertex = registries.vertex_settings
         self.trainer_env_path = Path(trainer_env_path) if trainer_env_path else None
         self.generator = generator or TemplateGenerator()
-        self.evaluation_episodes = evaluation_episodes
-        self.show_progress = show_progress
+        self.evaluation_episodes, self.show_progress = evaluation_episodes, show_progress
         self.events = events or EventBus()
         if log_listener not in self.events.listeners:
             self.events.subscribe(log_listener)
@@ -82,10 +81,9 @@ class UnityMLOpsOrchestrator:
     # ------------------------------------------------------------------ public API
     async def execute_training_job(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
         """Run the job without blocking the event loop. Cancelling the task stops training with SIGINT
-        (ML-Agents saves a checkpoint), waits for the trainer, and returns a "cancelled" result.
-
-        `run_key` names the run (the scheduler passes its run key): running the same run again — after a crash,
-        a kill -9 or a retry — continues it and never registers a second version."""
+        (ML-Agents saves a checkpoint), waits for the trainer, and returns a "cancelled" result. `run_key` names
+        the run (the scheduler passes its run key): running the same run again — after a crash, a kill -9 or a
+        retry, here or on another machine — continues it and never registers a second version."""
         cancel = threading.Event()
         task = asyncio.ensure_future(asyncio.to_thread(self.run_job, job, cancel, run_key=run_key))
         try:
@@ -100,16 +98,18 @@ class UnityMLOpsOrchestrator:
     def run_job(self, job: TrainingJob, cancel: threading.Event | None = None, *,
                 run_key: str | None = None) -> TrainingResult:
         ws = JobWorkspace(self.workspace, job.job_id).acquire()
+        sync = RunSync(self.registries.artifacts, ws.dir)  # the job's files in shared storage, if configured
         try:
+            sync.restore()
             state = JobState.begin(ws.dir, job.job_id, run_key)
             ws.run_id = state.run_id
             if self.show_progress:
                 ensure_console_logging()
             with job_log(job.job_id, ws.logs / "pipeline.log"):
                 trainer = select_trainer(job.rl_config.trainer, self.trainer_env_path)
-                ctx = JobContext(job, ws, cancel or threading.Event(), state, trainer, self.registry)
-                return self._run(ctx)
+                return self._run(JobContext(job, ws, cancel or threading.Event(), state, trainer, self.registry, sync))
         finally:
+            sync.push()
             ws.release()
 
     def _run(self, ctx: JobContext) -> TrainingResult:
@@ -196,7 +196,7 @@ class UnityMLOpsOrchestrator:
         suffix = "" if ctx.trainer.name == "mlagents" else f" ({ctx.trainer.name})"
         bar = ConsoleProgress(f"train {request.behavior}{suffix}", enabled=self.show_progress)
         try:
-            ctx.training = ctx.trainer.train(request, ProgressCallback(bar.update))
+            ctx.training = ctx.trainer.train(request, CallbackList([ProgressCallback(bar.update), ctx.sync]))
         finally:
             bar.done()
         reason = ctx.training.failure_reason()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
+from ..artifacts import open_artifacts
 from ..errors import UserError
 from ..registry.base import ModelRegistry, RegistryError
 from ..registry.local import LocalModelRegistry
@@ -26,11 +27,11 @@ class Registries:
     def __init__(self, paths: settings.Paths, registry: ModelRegistry | str | None = None,
                  vertex: VertexSettings | None = None) -> None:
         default_root = paths.workspace / settings.REGISTRY_DIRNAME
-        self.database = paths.database
+        self.artifacts = open_artifacts(paths.artifacts)
         chosen = registry if isinstance(registry, ModelRegistry) else _open(paths.registry, default_root,
-                                                                            paths.database)
-        self.local = chosen if isinstance(chosen, LocalModelRegistry) else LocalModelRegistry(default_root,
-                                                                                              paths.database)
+                                                                            paths.database, self.artifacts)
+        self.local = chosen if isinstance(chosen, LocalModelRegistry) else LocalModelRegistry(
+            default_root, paths.database, self.artifacts)
         self._open: dict[Any, ModelRegistry] = {}
         if vertex is None and registry is None:
             vertex = VertexSettings.from_environment()  # GOOGLE_CLOUD_PROJECT / VERTEX_REGION, as in the setup guide
@@ -59,6 +60,14 @@ class Registries:
         return self.vertex(job.vertex) if job.vertex is not None else self.default
 
 
+def vertex_settings(vertex: VertexSettings | None, project: str | None, region: str | None,
+                    bucket: str | None) -> VertexSettings | None:
+    """The orchestrator's `vertex_project=`/`vertex_region=`/`vertex_bucket=` arguments (the setup guide's)."""
+    if project:
+        return VertexSettings(project=project, region=region or "us-central1", bucket=bucket)
+    return vertex
+
+
 def _user_errors(fn: Callable[..., ModelRegistry], *args: Any) -> ModelRegistry:
     try:
         return fn(*args)
@@ -66,8 +75,8 @@ def _user_errors(fn: Callable[..., ModelRegistry], *args: Any) -> ModelRegistry:
         raise UserError(str(exc)) from None
 
 
-def _open(uri: str, local_root: Path, database: str | None = None) -> ModelRegistry:
+def _open(uri: str, local_root: Path, database: str | None = None, artifacts: Any = None) -> ModelRegistry:
     try:
-        return open_registry(uri, local_root=local_root, database=database)
+        return open_registry(uri, local_root=local_root, database=database, artifacts=artifacts)
     except RegistryError as exc:
         raise UserError(str(exc)) from None

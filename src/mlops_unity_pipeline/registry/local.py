@@ -8,6 +8,10 @@ Layout under the registry root::
     objects/<ab>/<sha256>             blobs, written once (tmp file + fsync + rename), read-only
     models/<version>/                 a read-only view of one version: hard links to its blobs + manifest.json
 
+With a shared artifact store (`gs://bucket/prefix`), blobs and manifests are also uploaded there (as
+`registry/objects/<sha256>` and `registry/models/<version>/manifest.json`) before the version's row is committed,
+and a machine that reads a version registered elsewhere fetches them (checked against their sha256).
+
 A registration either completes (row committed, version directory in place) or leaves nothing visible:
 the version directory is assembled under a temporary name and renamed after the row is committed.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..artifacts import ArtifactStore
 from ..store import Database, open_database
 from .base import (
     ModelRegistry,
@@ -61,9 +66,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalModelRegistry(ModelRegistry):
-    def __init__(self, root: str | Path, database: str | None = None) -> None:
+    def __init__(self, root: str | Path, database: str | None = None, artifacts: ArtifactStore | None = None) -> None:
         self.root = Path(root).resolve()
         self.db: Database = open_database(database or self.root / "registry.db")
+        self.artifacts = artifacts  # shared object storage: every version's blobs, for any machine to read
         self.objects = self.root / "objects"
         self.models = self.root / "models"
         self._ledger: Ledger | None = None
@@ -115,6 +121,7 @@ class LocalModelRegistry(ModelRegistry):
             self.root.mkdir(parents=True, exist_ok=True)
             model_sha = self.put_blob(request.model_path)
             files = {name: self.put_blob(Path(p)) for name, p in request.files.items()}
+            self._publish([model_sha, *files.values()])  # before the row exists: a version is never blob-less
         except OSError as exc:
             raise RegistryError(f"cannot write artifacts into the registry at {self.root}: {exc}") from None
         model_file = f"{request.behavior_name}.onnx"
@@ -143,6 +150,9 @@ class LocalModelRegistry(ModelRegistry):
                     "lineage_json": json.dumps(request.lineage, sort_keys=True, default=str),
                     "run_key": request.run_key,
                 })
+                if self.artifacts is not None:
+                    self.artifacts.upload(self._staging(version) / "manifest.json",
+                                          f"registry/models/{version}/manifest.json")
                 os.replace(self._staging(version), self.models / version)
                 renamed = True
         except BaseException as exc:  # the commit may fail too: then the renamed directory goes as well
@@ -192,7 +202,44 @@ class LocalModelRegistry(ModelRegistry):
         rows = self._rows(f"SELECT {_COLUMNS} FROM versions WHERE version = :v", v=version)
         if not rows:
             raise VersionNotFound(f"model version {version!r} not found in {self.root}")
-        return self._from_row(rows[0])
+        found = self._from_row(rows[0])
+        if self.artifacts is not None and not found.model_path.parent.is_dir():
+            self._materialize(found)  # registered on another machine: its files come from the artifact store
+        return found
+
+    # ------------------------------------------------------------------ shared artifact store
+    def _publish(self, digests: list[str]) -> None:
+        if self.artifacts is None:
+            return
+        for digest in dict.fromkeys(digests):  # content-addressed: a blob already there is the same blob
+            key = f"registry/objects/{digest}"
+            if key not in self.artifacts.sizes(key):
+                self.artifacts.upload(self.blob_path(digest), key)
+
+    def _materialize(self, v: ModelVersion) -> None:
+        """Fetch a version's blobs (checked against their sha256) and assemble its read-only directory."""
+        assert self.artifacts is not None
+        for digest in {v.model_sha256, *v.files.values()}:
+            dest = self.blob_path(digest)
+            if dest.exists():
+                continue
+            tmp = dest.with_name(f".{digest}.{os.getpid()}.fetch")
+            if not self.artifacts.download(f"registry/objects/{digest}", tmp) or sha256_file(tmp) != digest:
+                tmp.unlink(missing_ok=True)
+                raise RegistryError(f"{v.version}: blob {digest} is missing or corrupt in {self.artifacts.uri}")
+            tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.replace(tmp, dest)
+        staging = self.models / f".{v.version}.{os.getpid()}.fetch"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        os.link(self.blob_path(v.model_sha256), staging / v.model_path.name)
+        for name, digest in v.files.items():
+            os.link(self.blob_path(digest), staging / name)
+        self.artifacts.download(f"registry/models/{v.version}/manifest.json", staging / "manifest.json")
+        try:
+            os.replace(staging, self.models / v.version)
+        except OSError:  # another process materialized it first
+            shutil.rmtree(staging, ignore_errors=True)
 
     def discard_incomplete(self, version: str) -> None:
         """Undo a registration whose remote half failed (a composite registry's compensation): the version was

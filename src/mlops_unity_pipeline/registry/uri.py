@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .. import settings
+from ..artifacts import ArtifactStore
 from .base import ModelRegistry, RegistryError
 from .local import LocalModelRegistry
 
@@ -30,8 +31,8 @@ def backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def open_registry(uri: str | Path, *, local_root: str | Path | None = None,
-                  database: str | None = None) -> ModelRegistry:
+def open_registry(uri: str | Path, *, local_root: str | Path | None = None, database: str | None = None,
+                  artifacts: ArtifactStore | None = None) -> ModelRegistry:
     """The registry `uri` names. A plain path is a local store. `local_root` is where layered backends (Vertex AI)
     keep their local history of record (default: the workspace's `_registry`). With a shared `database`, a local
     store keeps its index there (its directory then holds only artifacts)."""
@@ -39,13 +40,12 @@ def open_registry(uri: str | Path, *, local_root: str | Path | None = None,
     scheme = urlsplit(text).scheme.lower() if "://" in text or text.startswith(("file:", "sqlite:")) else ""
     root = Path(local_root) if local_root else settings.Paths.resolve().workspace / settings.REGISTRY_DIRNAME
     if not scheme:
-        return LocalModelRegistry(text, database)
+        return LocalModelRegistry(text, database, artifacts)
     if scheme in ("file", "sqlite"):
         path = Path(unquote(urlsplit(text).path))
-        return LocalModelRegistry(path.parent if path.suffix == ".db" else path, database)
+        return LocalModelRegistry(path.parent if path.suffix == ".db" else path, database, artifacts)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):  # the index in PostgreSQL, artifacts local
-        query = {k: v[-1] for k, v in parse_qs(urlsplit(text).query).items()}
-        return LocalModelRegistry(query.pop("artifacts", None) or root, text.split("?", 1)[0])
+        return LocalModelRegistry(root, text, artifacts)
     try:
         factory = _BACKENDS[scheme]
     except KeyError:
