@@ -1,10 +1,12 @@
-"""Real servers for tests, on 127.0.0.1 and on ports nobody else holds: PostgreSQL from Debian's packages."""
+"""Real servers for tests and benchmarks, on 127.0.0.1 and on ports nobody else holds: PostgreSQL from Debian's
+packages, a Ray cluster of several nodes, the GCS emulator."""
 
 from __future__ import annotations
 
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -71,3 +73,92 @@ class Postgres:
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RayCluster:
+    """A real Ray cluster on 127.0.0.1: a head node and workers, each `ray start --block` in its own process group,
+    so one node can be killed -9 and the cluster stopped without `ray stop` (which would stop every Ray process on
+    the machine, other jobs' included). Each node may get its own environment (its own scratch workspace)."""
+
+    def __init__(self, ray_bin: str, python: str) -> None:
+        self.ray, self.python = ray_bin, python
+        self.temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
+        self.nodes: list[subprocess.Popen] = []
+        self.address = ""
+
+    def _start(self, args: list[str], cpus: int, env: dict[str, str] | None) -> subprocess.Popen:
+        log = open(Path(self.temp) / f"node{len(self.nodes)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen([self.ray, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+                                 "--disable-usage-stats", *args], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True,
+                                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
+        self.nodes.append(proc)
+        return proc
+
+    def start(self, nodes: int = 2, cpus: int = 1, env: list[dict[str, str]] | None = None) -> RayCluster:
+        envs = env or [{}] * nodes
+        for _ in range(3):  # a port is only probed: another process may take it first
+            port = free_port()
+            self._start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={self.temp}"], cpus,
+                        envs[0])
+            self.address = f"127.0.0.1:{port}"
+            if self.wait_nodes(1):
+                break
+            self.stop()
+        else:
+            raise RuntimeError("the Ray head node did not start: see " + self.temp)
+        for i in range(1, nodes):
+            self._start([f"--address={self.address}"], cpus, envs[i])
+        if not self.wait_nodes(nodes):
+            raise RuntimeError(f"the Ray worker nodes did not join: see {self.temp}")
+        return self
+
+    def wait_nodes(self, n: int, timeout: float = 120) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run([self.python, "-c", (
+                "import ray,sys; ray.init(address=sys.argv[1], _node_ip_address='127.0.0.1', logging_level='ERROR');"
+                "print(sum(1 for x in ray.nodes() if x['Alive']))"), self.address],
+                capture_output=True, text=True, timeout=60)
+            if out.returncode == 0 and out.stdout.strip().isdigit() and int(out.stdout.strip()) >= n:
+                return True
+            if any(p.poll() is not None for p in self.nodes):
+                return False
+            time.sleep(1)
+        return False
+
+    def kill(self, index: int) -> None:
+        os.killpg(self.nodes[index].pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        for proc in self.nodes:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for proc in self.nodes:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.nodes = []
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+class GCSEmulator:
+    """gcp-storage-emulator in this process (in memory) with one bucket; `host` is its STORAGE_EMULATOR_HOST."""
+
+    def __init__(self, bucket: str = "unity-models") -> None:
+        from gcp_storage_emulator.server import create_server
+
+        self.server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=bucket)
+        self.server.start()
+        self.host = f"http://127.0.0.1:{self.server._api._httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.stop()

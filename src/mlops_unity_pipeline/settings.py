@@ -25,6 +25,7 @@ WORKSPACE = "UNITY_MLOPS_WORKSPACE"
 REGISTRY = "UNITY_MLOPS_REGISTRY"
 DATABASE_URL = "UNITY_MLOPS_DATABASE_URL"
 ARTIFACTS = "UNITY_MLOPS_ARTIFACTS"
+WORKER_WORKSPACE = "UNITY_MLOPS_WORKER_WORKSPACE"
 TRAIN_COMMAND = "MLAGENTS_TRAIN_COMMAND"
 TRAINER_ENV = "UNITY_MLOPS_TRAINER_ENV"
 TRAINER_PYTHON = "UNITY_MLOPS_TRAINER_PYTHON"
@@ -86,6 +87,12 @@ class Paths:
 
 
 # ---------------------------------------------------------------------------- who acts
+def worker_workspace() -> str | None:
+    """A Ray worker's own scratch workspace (a pod's emptyDir), when its node shares no filesystem with the
+    scheduler: the job's files then travel through the artifact store."""
+    return _get(WORKER_WORKSPACE) or None
+
+
 def actor() -> str:
     """A label for who this process acts for, recorded with events (not an authorization: approvals are
     signatures): `UNITY_MLOPS_ACTOR`, else the OS user."""

@@ -48,3 +48,15 @@ def pull_tree(store: ArtifactStore, prefix: str, local: Path, seen: Seen) -> int
             seen[dest] = _stamp(dest) or (0, 0)
             got += 1
     return got
+
+
+def mirror_tree(store: ArtifactStore, prefix: str, local: Path) -> int:
+    """Download every object under `prefix` missing locally or held here at another size: a read-only view of what
+    other machines wrote (the dashboard's runs); returns how many."""
+    got = 0
+    for key, size in sorted(store.sizes(prefix).items()):
+        dest = local / key[len(prefix) + 1:]
+        stamp = _stamp(dest)
+        if (stamp is None or stamp[1] != size) and store.download(key, dest):
+            got += 1
+    return got

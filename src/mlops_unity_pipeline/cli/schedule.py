@@ -28,7 +28,8 @@ def _cmd_schedule_run(args: argparse.Namespace) -> int:
     cfg, store = _scheduler_parts(args)
     outbox = cfg.outbox(store.dir)
     orch = UnityMLOpsOrchestrator(cfg.workspace, registry=cfg.registry, webhooks=outbox, show_progress=False,
-                                  vertex=cfg.vertex, database=cfg.database_url())
+                                  vertex=cfg.vertex, database=cfg.database_url(),
+                                  artifacts=cfg.artifacts)
     port = args.health_port if args.health_port is not None else cfg.health.port
     if port is None:
         port = settings.health_port()
@@ -55,7 +56,8 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
         raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
     outbox = cfg.outbox(store.dir)
     orch = UnityMLOpsOrchestrator(cfg.workspace, registry=cfg.registry, webhooks=outbox, show_progress=False,
-                                  vertex=cfg.vertex, database=cfg.database_url())
+                                  vertex=cfg.vertex, database=cfg.database_url(),
+                                  artifacts=cfg.artifacts)
     slot = utc_now().replace(second=0, microsecond=0)
     k8s_job = settings.k8s_job_name()  # stable across pod retries: resume
     failed = 0

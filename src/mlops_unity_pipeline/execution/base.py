@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import settings
 from ..specs import TrainingJob, TrainingResult
 
 if TYPE_CHECKING:
@@ -42,5 +43,8 @@ def executor_from_config(config: Any, orchestrator: UnityMLOpsOrchestrator) -> E
         return LocalExecutor(orchestrator)
     from .ray_executor import RayExecutor
 
-    return RayExecutor(config.address, orchestrator.workspace, orchestrator.paths.registry, num_cpus=config.num_cpus,
-                       max_retries=config.max_retries)
+    paths = orchestrator.paths
+    default = paths.registry == str(paths.workspace / settings.REGISTRY_DIRNAME)  # then: the worker's workspace's
+    return RayExecutor(config.address, orchestrator.workspace, None if default else paths.registry,
+                       num_cpus=config.num_cpus,
+                       max_retries=config.max_retries, database=paths.database, artifacts=paths.artifacts)

@@ -1,10 +1,12 @@
 """Jobs as Ray tasks on an existing cluster (a local one, or KubeRay's): `pip install ray`, `executor: {kind: ray,
 address: HOST:PORT}`.
 
-Each job is one task that declares its CPUs; it runs the same pipeline on a worker, against the same workspace and
-registry (a filesystem the nodes share, or the shared stores), with the scheduler's run key. When a worker node is
-lost, Ray retries the task (`max_retries`) on another node, where the run continues from its last checkpoint and
-registers at most once — the run key guarantees it, not Ray.
+Each job is one task that declares its CPUs; it runs the same pipeline on a worker, with the scheduler's run key,
+against the same stores: the shared database (registry index, ledger) and artifact store (models, checkpoints,
+reports) when configured, so the nodes need not share a filesystem; else the workspace the nodes share. When a
+worker node is lost, Ray retries the task (`max_retries`) on another node, where the run continues from its last
+checkpoint and registers at most once — the run key guarantees it, not Ray. A worker with its own scratch
+workspace (`UNITY_MLOPS_WORKER_WORKSPACE`, a pod's emptyDir) restores the run from the artifact store first.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from ..errors import UserError
 from ..specs import TrainingJob, TrainingResult
 
 
-def run_on_worker(job: dict[str, Any], run_key: str, workspace: str, registry: str | None) -> dict[str, Any]:
-    """What a Ray worker runs (plain data in and out: nothing but the job crosses the wire)."""
+def run_on_worker(job: dict[str, Any], run_key: str, workspace: str, registry: str | None,
+                  database: str | None = None, artifacts: str | None = None) -> dict[str, Any]:
+    """What a Ray worker runs (plain data in and out: nothing but the job and where the stores are crosses the
+    wire; credentials come from the worker's own environment)."""
+    from .. import settings
     from ..pipeline.orchestrator import UnityMLOpsOrchestrator
 
-    orchestrator = UnityMLOpsOrchestrator(workspace, registry=registry, show_progress=False)
+    orchestrator = UnityMLOpsOrchestrator(settings.worker_workspace() or workspace, registry=registry,
+                                          show_progress=False, database=database, artifacts=artifacts)
     result = orchestrator.execute_training_job_sync(TrainingJob.model_validate(job), run_key=run_key)
     return result.model_dump(mode="json")
 
@@ -30,7 +36,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None, workspace: Path, registry: str | None = None, *, num_cpus: float = 1.0,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, database: str | None = None, artifacts: str | None = None) -> None:
         try:
             import ray
         except ImportError:
@@ -38,6 +44,7 @@ class RayExecutor:
         self.ray = ray
         self.address, self.workspace, self.registry = address, str(workspace), registry
         self.num_cpus, self.max_retries = num_cpus, max_retries
+        self.database, self.artifacts = database, artifacts
         self._task: Any = None
 
     def _remote(self) -> Any:
@@ -54,7 +61,8 @@ class RayExecutor:
         return self._task.options(num_cpus=self.num_cpus, max_retries=self.max_retries, retry_exceptions=False)
 
     async def run(self, job: TrainingJob, run_key: str) -> TrainingResult:
-        ref = self._remote().remote(job.model_dump(mode="json"), run_key, self.workspace, self.registry)
+        ref = self._remote().remote(job.model_dump(mode="json"), run_key, self.workspace, self.registry,
+                                    self.database, self.artifacts)
         try:
             data = await asyncio.wrap_future(ref.future())
         except asyncio.CancelledError:  # shutdown: stop the task; the run continues from its checkpoint next time

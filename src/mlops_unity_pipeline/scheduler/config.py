@@ -82,6 +82,10 @@ class SchedulerConfig(_Model):
                                  description="Shared database URL (postgresql://user@host:port/db) for the registry "
                                              "index, scheduler state and webhook outbox; default: SQLite files, or "
                                              "UNITY_MLOPS_DATABASE_URL.")
+    artifacts: str | None = Field(default=None, min_length=1, max_length=2000,
+                                  description="Shared artifact store (gs://bucket/prefix, or a shared directory) for "
+                                              "models, checkpoints and reports; default: the local workspace only, "
+                                              "or UNITY_MLOPS_ARTIFACTS.")
     schedules: list[TrainingSchedule] = Field(default_factory=list)
 
     @field_validator("schedules")

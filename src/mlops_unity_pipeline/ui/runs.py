@@ -1,21 +1,28 @@
 """The runs the workspace holds, read from the files the pipeline writes (no second source of truth).
 
 A run's summary is cached by the modification times of the files it comes from, so a page over thousands of runs
-stats them and reads only what changed.
+stats them and reads only what changed. With a shared artifact store, runs that other machines (Ray workers) wrote
+are mirrored from it first, so the dashboard lists every run wherever it ran.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import ArtifactError, ArtifactStore
+from ..artifacts.sync import mirror_tree
 from ..evaluation.tfevents import read_scalars
+
+log = logging.getLogger("unity_mlops.ui")
 
 PROGRESS = re.compile(rb"Step: (\d+)\. Time Elapsed: ([\d.]+) s\.(?: Mean Reward: (-?[\d.]+(?:e-?\d+)?)\.)?")
 CURVE_TAGS = ("Environment/Cumulative Reward", "Policy/Entropy", "Losses/Policy Loss", "Losses/Value Loss")
@@ -109,8 +116,24 @@ def summarize(job_dir: Path) -> RunSummary:
 @dataclass
 class RunIndex:
     workspace: Path
+    store: ArtifactStore | None = None  # runs other machines wrote: mirrored into the workspace before listing
+    mirror_every_s: float = 5.0
     _cache: dict[str, tuple[tuple[int, ...], RunSummary]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _mirrored_at: float | None = None
+
+    def mirror(self) -> int:
+        """Bring runs from the shared artifact store (at most every `mirror_every_s`); a store that cannot be
+        reached leaves the local view as it is."""
+        now = time.monotonic()
+        if self.store is None or (self._mirrored_at is not None and now - self._mirrored_at < self.mirror_every_s):
+            return 0
+        self._mirrored_at = now
+        try:
+            return mirror_tree(self.store, "runs", self.workspace)
+        except ArtifactError as exc:
+            log.warning("dashboard: cannot mirror runs from %s: %s", self.store.uri, exc)
+            return 0
 
     def job_dirs(self) -> list[Path]:
         try:
@@ -133,6 +156,7 @@ class RunIndex:
     def all(self) -> list[RunSummary]:
         out = []
         with self._lock:
+            self.mirror()
             seen = set()
             for d in self.job_dirs():
                 sig = self._signature(d)

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..app import App
+from ..artifacts import open_artifacts
 from ..errors import UserError
 from . import pages
 from .auth import SESSION_COOKIE, SESSION_TTL_S, Sessions
@@ -49,7 +50,7 @@ class Dashboard:
     def __init__(self, app: App, tokens_file: Path | None = None, session_key: bytes | None = None) -> None:
         self.app = app
         self.paths = app.paths
-        self.index = RunIndex(self.paths.workspace)
+        self.index = RunIndex(self.paths.workspace, open_artifacts(self.paths.artifacts))
         self._runtime: Any = None
         self._runtime_lock = threading.Lock()
         self.sessions = Sessions(tokens_file or self.paths.state_dir / "ui-tokens", session_key)
