@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlops_unity_pipeline.deploy.cluster import restricted_violations, validate_custom
 from mlops_unity_pipeline.deploy.kubernetes import dns_name, render_manifests, validate_manifests
 from mlops_unity_pipeline.scheduler.config import load_scheduler_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted((ROOT / "deploy" / "profiles").glob("*.yaml"))
+CRDS = sorted((ROOT.parent / "shared" / "reference" / "kuberay-crds").glob("ray.io_*.yaml")) or sorted(
+    Path("/work/shared/reference/kuberay-crds").glob("ray.io_*.yaml"))
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
@@ -20,6 +23,7 @@ def test_profiles_render_valid_manifests(profile, mode):
     cfg = load_scheduler_config(profile)
     docs = render_manifests(cfg, profile, mode)
     assert validate_manifests(docs, "1.30.0") == []
+    assert restricted_violations(docs) == [], "admitted by Pod Security 'restricted'"
     kinds = [d["kind"] for d in docs]
     assert kinds[:4] == ["Namespace", "PersistentVolumeClaim", "ConfigMap", "Secret"]
     if mode == "deployment":
@@ -74,3 +78,63 @@ def test_dockerfile_has_what_operations_need():
     assert text.count("\nFROM ") == 2 and "AS build" in text, "multi-stage"
     assert "USER 10001" in text and "HEALTHCHECK" in text and "trainer setup" in text
     assert (ROOT / ".dockerignore").read_text().startswith(".git")
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_cluster_mode_renders_a_raycluster_with_no_shared_volume_and_restricted_pods(profile):
+    assert len(CRDS) == 2, "the KubeRay CRDs (shared/reference/kuberay-crds) are needed"
+    cfg = load_scheduler_config(profile).model_copy(update={"artifacts": "gs://team-models/unity"})
+    docs = render_manifests(cfg, profile, "cluster")
+    assert validate_manifests(docs, "1.30.0") == []
+    assert validate_custom(docs, CRDS) == [], "the RayCluster fits KubeRay's CRD"
+    assert restricted_violations(docs) == []
+    kinds = [d["kind"] for d in docs]
+    assert "PersistentVolumeClaim" not in kinds and kinds.count("RayCluster") == 1
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+    ray = next(d for d in docs if d["kind"] == "RayCluster")["spec"]
+    pods += [ray["headGroupSpec"]["template"]["spec"], *[g["template"]["spec"] for g in ray["workerGroupSpecs"]]]
+    for pod in pods:
+        assert {next(k for k in v if k != "name") for v in pod["volumes"]} <= {"emptyDir", "configMap", "secret"}
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/scratch", "/tmp"}, "writable scratch"
+            env = {e["name"]: e for e in c["env"]}
+            assert env["UNITY_MLOPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "unity-mlops-database"
+            assert env["UNITY_MLOPS_ARTIFACTS"]["value"] == "gs://team-models/unity"
+    scheduler = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert scheduler["initContainers"][0]["args"] == ["db", "upgrade"]
+    embedded = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["scheduler.yaml"])
+    assert embedded["executor"]["kind"] == "ray" and embedded["executor"]["address"].startswith("ray://")
+    assert "database" not in embedded, "the URL (a credential) lives in its Secret only"
+    workers = ray["workerGroupSpecs"][0]
+    assert workers["rayStartParams"]["num-cpus"] == str(cfg.kubernetes.ray_worker_cpu)
+    assert ray["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0", "the head takes no jobs"
+
+
+def test_the_checks_can_fail():
+    cfg = load_scheduler_config(PROFILES[0])
+    docs = render_manifests(cfg, PROFILES[0], "cluster")
+    ray = next(d for d in docs if d["kind"] == "RayCluster")
+    del ray["spec"]["workerGroupSpecs"][0]["groupName"]
+    ray["spec"]["workerGroupSpecs"][0]["replicas"] = "two"
+    problems = validate_custom(docs, CRDS)
+    assert any("'groupName' is a required property" in p for p in problems)
+    assert any("workerGroupSpecs.0.replicas" in p for p in problems)
+    pod = ray["spec"]["headGroupSpec"]["template"]["spec"]
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/var"}})
+    pod["securityContext"].pop("seccompProfile")
+    c = pod["containers"][0]
+    c["securityContext"].update(allowPrivilegeEscalation=True, seccompProfile=None)
+    c["securityContext"]["capabilities"] = {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    found = "\n".join(restricted_violations(docs))
+    for expected in ("hostPath", "allowPrivilegeEscalation", "adds capabilities", "seccompProfile"):
+        assert expected in found, expected
+
+
+def test_cli_renders_and_validates_the_cluster_mode(tmp_path):
+    out = tmp_path / "cluster.yaml"
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "k8s", "render", str(PROFILES[0]), "--validate",
+                        "--mode", "cluster", *[a for crd in CRDS for a in ("--crd", str(crd))], "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "RayCluster" in [d["kind"] for d in yaml.safe_load_all(out.read_text())]

@@ -133,8 +133,11 @@ def _cmd_k8s_render(args: argparse.Namespace) -> int:
 
     cfg = load_scheduler_config(args.config)  # rendering writes nothing but the output
     docs = render_manifests(cfg, args.config, args.mode)
-    if args.validate:
-        problems = validate_manifests(docs, cfg.kubernetes.kubernetes_version)
+    if args.validate or args.crd:
+        from ..deploy.cluster import restricted_violations, validate_custom
+
+        problems = validate_manifests(docs, cfg.kubernetes.kubernetes_version) if args.validate else []
+        problems += validate_custom(docs, [Path(p) for p in args.crd]) + restricted_violations(docs)
         if problems:
             raise UserError("rendered manifests do not validate:\n  " + "\n  ".join(problems))
     text = dump_manifests(docs)
@@ -190,6 +193,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     kr.add_argument("config")
     kr.add_argument("--out", help="write to this file (default: stdout)")
     kr.add_argument("--validate", action="store_true", help="validate offline with kubernetes-validate (strict)")
-    kr.add_argument("--mode", choices=("deployment", "cronjob"), default="deployment",
-                    help="a 24/7 scheduler Deployment (default) or one CronJob per schedule")
+    kr.add_argument("--mode", choices=("deployment", "cronjob", "cluster"), default="deployment",
+                    help="a 24/7 scheduler Deployment (default), one CronJob per schedule, or `cluster`: the "
+                         "scheduler plus a KubeRay RayCluster, state in PostgreSQL and object storage, no shared "
+                         "volume")
+    kr.add_argument("--crd", action="append", default=[], metavar="FILE",
+                    help="also validate custom resources (the RayCluster) against this CRD file (repeatable); "
+                         "every pod is checked against Pod Security 'restricted' with --validate or --crd")
     kr.set_defaults(func=_cmd_k8s_render)

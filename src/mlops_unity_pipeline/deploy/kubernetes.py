@@ -5,6 +5,8 @@ Two modes, pick one (both at once would train every slot twice):
 * ``deployment`` (default): one long-running scheduler (1 replica, `Recreate`, liveness `/healthz`, readiness
   `/readyz`, a termination grace period long enough for ML-Agents to checkpoint); the state store, runs and the
   registry live on the PVC.
+* ``cluster``: beyond one machine (`deploy/cluster.py`): the scheduler, a KubeRay RayCluster that runs the jobs,
+  PostgreSQL and object storage for shared state, no shared volume.
 * ``cronjob``: one CronJob per schedule (`timeZone`, `concurrencyPolicy`, `startingDeadlineSeconds`,
   `backoffLimit`, `activeDeadlineSeconds`); a pod retry resumes the same training from its checkpoint, because
   the job id comes from the Kubernetes Job name and the workspace is on the PVC.
@@ -69,7 +71,7 @@ def _container(cfg: SchedulerConfig, args: list[str], secret_envs: list[str]) ->
         "volumeMounts": [{"name": "data", "mountPath": MOUNT},
                          {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False,
-                            "capabilities": {"drop": ["ALL"]}},
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
     }
 
 
@@ -77,7 +79,8 @@ def _pod_spec(cfg: SchedulerConfig, container: dict[str, Any], restart: str, gra
     return {
         "restartPolicy": restart,
         "terminationGracePeriodSeconds": grace_s,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "unity-mlops-data"}},
                     {"name": "config", "configMap": {"name": "unity-mlops-config"}}],
@@ -86,8 +89,8 @@ def _pod_spec(cfg: SchedulerConfig, container: dict[str, Any], restart: str, gra
 
 def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml",
                      mode: str = "deployment") -> list[dict[str, Any]]:
-    if mode not in ("deployment", "cronjob"):
-        raise ValueError("mode must be 'deployment' or 'cronjob'")
+    if mode not in ("deployment", "cronjob", "cluster"):
+        raise ValueError("mode must be 'deployment', 'cronjob' or 'cluster'")
     k, ns = cfg.kubernetes, cfg.kubernetes.namespace
     meta = lambda name: {"name": name, "namespace": ns, "labels": dict(LABELS)}  # noqa: E731
     secret_envs = sorted({w.secret_env for w in cfg.webhooks if w.secret_env})
@@ -104,6 +107,10 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
          # keys only: fill them with `kubectl create secret generic unity-mlops-webhooks --from-literal=...`
          "stringData": {name: "" for name in secret_envs}},
     ]
+    if mode == "cluster":
+        from .cluster import render_cluster
+
+        return render_cluster(cfg, source, docs)
     config_path = f"{CONFIG_MOUNT}/scheduler.yaml"
     if mode == "deployment":
         container = _container(cfg, ["schedule", "run", config_path, "--health-port", str(HEALTH_PORT)], secret_envs)
@@ -174,7 +181,7 @@ def validate_manifests(docs: list[dict[str, Any]], version: str = "1.30.0") -> l
     except ImportError as exc:  # an optional extra
         raise RuntimeError("install kubernetes-validate (pip install 'unity-mlops[deploy]')") from exc
     problems = []
-    for doc in docs:
+    for doc in (d for d in docs if d["apiVersion"] in ("v1", "apps/v1", "batch/v1")):  # custom resources: their CRD
         try:
             kv.validate(copy.deepcopy(doc), version, strict=True)
         except kv.ValidationError as e:

@@ -50,6 +50,15 @@ class KubernetesConfig(_Model):
     backoff_limit: int = 2
     active_deadline_s: int = 6 * 3600
     kubernetes_version: str = "1.30.0"
+    # --mode cluster: the KubeRay RayCluster that runs the jobs
+    ray_version: str = "2.60.0"
+    ray_workers: int = Field(default=2, ge=0, le=1000)
+    ray_min_workers: int = Field(default=1, ge=0, le=1000)
+    ray_max_workers: int = Field(default=8, ge=0, le=1000)
+    ray_worker_cpu: int = Field(default=2, ge=1, le=512)
+    ray_worker_memory: str = "8Gi"
+    ray_job_cpus: int = Field(default=1, ge=1, le=512, description="CPUs each job declares (jobs per worker = "
+                                                                     "ray_worker_cpu / ray_job_cpus)")
 
 
 class ExecutorConfig(_Model):

@@ -1,0 +1,228 @@
+"""`k8s render --mode cluster`: the multi-machine deployment, with no volume shared between pods.
+
+* the scheduler: a Deployment of 1 (its lock is PostgreSQL's advisory lock, so a second replica would wait, not
+  double-train); an init container runs `unity-mlops db upgrade` (idempotent, safe to race);
+* jobs run on a KubeRay `RayCluster` (head + one worker group; the head takes no jobs, `num-cpus: 0`); the scheduler
+  submits each job as a Ray task through Ray Client (`ray://<cluster>-head-svc:10001`);
+* shared state is the PostgreSQL database (Secret `unity-mlops-database`) and the artifact store (`gs://...`;
+  credentials by Workload Identity, or a key in Secret `unity-mlops-storage`);
+* every pod: Pod Security "restricted" (non-root, seccomp RuntimeDefault, no privilege escalation, all capabilities
+  dropped), a read-only root filesystem, and scratch `emptyDir`s for the workspace and /tmp.
+
+A RayCluster rather than a RayJob per run: jobs are short and frequent, and a cluster that stays up (with the worker
+group scaled to the load) avoids a cluster start per run; Ray's task retries give resumption on node loss.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..scheduler.config import SchedulerConfig
+
+SCRATCH = "/scratch"
+CONFIG_MOUNT = "/etc/unity-mlops"
+HEALTH_PORT = 8080
+LABELS = {"app.kubernetes.io/name": "unity-mlops", "app.kubernetes.io/managed-by": "unity-mlops"}
+RAY_CLUSTER = "unity-mlops-ray"
+SECRETS = {"database": "unity-mlops-database", "storage": "unity-mlops-storage", "webhooks": "unity-mlops-webhooks"}
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def _meta(name: str, ns: str) -> dict[str, Any]:
+    return {"name": name, "namespace": ns, "labels": dict(LABELS)}
+
+
+def _env(cfg: SchedulerConfig, secret_envs: list[str]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "UNITY_MLOPS_WORKSPACE", "value": f"{SCRATCH}/runs"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "HOME", "value": SCRATCH},  # a writable home on a read-only root filesystem
+        {"name": "UNITY_MLOPS_DATABASE_URL",
+         "valueFrom": {"secretKeyRef": {"name": SECRETS["database"], "key": "UNITY_MLOPS_DATABASE_URL"}}},
+        {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{CONFIG_MOUNT}/storage/key.json"},
+    ]
+    if cfg.artifacts:
+        env.append({"name": "UNITY_MLOPS_ARTIFACTS", "value": cfg.artifacts})
+    for name in secret_envs:
+        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": SECRETS["webhooks"], "key": name}}})
+    return env
+
+
+def _container(cfg: SchedulerConfig, name: str, args: list[str], env: list[dict[str, Any]], cpu: str,
+               memory: str) -> dict[str, Any]:
+    return {
+        "name": name, "image": cfg.kubernetes.image, "imagePullPolicy": "IfNotPresent", "args": args,
+        "workingDir": SCRATCH, "env": copy.deepcopy(env),
+        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "config", "mountPath": f"{CONFIG_MOUNT}/config", "readOnly": True},
+                         {"name": "storage", "mountPath": f"{CONFIG_MOUNT}/storage", "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+
+
+def _pod(containers: list[dict[str, Any]], *, restart: str | None = None, grace_s: int | None = None,
+         init: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
+        "containers": containers,
+        "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+                    {"name": "config", "configMap": {"name": "unity-mlops-config"}},
+                    {"name": "storage", "secret": {"secretName": SECRETS["storage"], "optional": True}}],
+    }
+    if init:
+        spec["initContainers"] = init
+    if restart:
+        spec["restartPolicy"] = restart
+    if grace_s is not None:
+        spec["terminationGracePeriodSeconds"] = grace_s
+    return spec
+
+
+def in_cluster_config(cfg: SchedulerConfig) -> dict[str, Any]:
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    data["workspace"] = f"{SCRATCH}/runs"
+    for key in ("state_dir", "kubernetes", "database"):  # the database URL comes from its Secret, never a ConfigMap
+        data.pop(key, None)
+    data["health"] = {"host": "0.0.0.0", "port": HEALTH_PORT}
+    data["executor"] = {**data.get("executor", {}), "kind": "ray", "address": f"ray://{RAY_CLUSTER}-head-svc:10001",
+                        "num_cpus": float(cfg.kubernetes.ray_job_cpus)}
+    return data
+
+
+def render_cluster(cfg: SchedulerConfig, source: str | Path, base: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`base` is the namespace/config/secret part shared with the other modes (its PVC is left out)."""
+    k, ns = cfg.kubernetes, cfg.kubernetes.namespace
+    docs = [d for d in base if d["kind"] not in ("PersistentVolumeClaim", "ConfigMap")]
+    docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("unity-mlops-config", ns),
+                 "data": {"scheduler.yaml": f"# rendered from {Path(source).name} (--mode cluster)\n"
+                                            + yaml.safe_dump(in_cluster_config(cfg), sort_keys=False)}})
+    # keys only: `kubectl create secret generic unity-mlops-database --from-literal=UNITY_MLOPS_DATABASE_URL=...`
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRETS["database"], ns), "type": "Opaque",
+                 "stringData": {"UNITY_MLOPS_DATABASE_URL": ""}})
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRETS["storage"], ns), "type": "Opaque",
+                 "stringData": {"key.json": ""}})  # or leave empty and use Workload Identity
+    secret_envs = sorted({w.secret_env for w in cfg.webhooks if w.secret_env})
+    env = _env(cfg, secret_envs)
+    config_path = f"{CONFIG_MOUNT}/config/scheduler.yaml"
+    grace = int(cfg.grace_period_s) + 60
+    scheduler = _container(cfg, "scheduler", ["schedule", "run", config_path, "--health-port", str(HEALTH_PORT)],
+                           env, k.cpu, k.memory)
+    scheduler["ports"] = [{"name": "health", "containerPort": HEALTH_PORT}]
+    scheduler["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 30,
+                                  "periodSeconds": 20, "failureThreshold": 3}
+    scheduler["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 10}
+    migrate = _container(cfg, "db-upgrade", ["db", "upgrade"], env, "250m", "256Mi")
+    component = {**LABELS, "app.kubernetes.io/component": "scheduler"}
+    docs.append({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("unity-mlops-scheduler", ns),
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": {"app.kubernetes.io/name": "unity-mlops",
+                                              "app.kubernetes.io/component": "scheduler"}},
+                 "template": {"metadata": {"labels": component},
+                              "spec": _pod([scheduler], restart="Always", grace_s=grace, init=[migrate])}},
+    })
+    head = _container(cfg, "ray-head", [], env, "1", "2Gi")
+    head["ports"] = [{"name": "gcs", "containerPort": 6379}, {"name": "client", "containerPort": 10001}]
+    worker_env = [*env, {"name": "UNITY_MLOPS_WORKER_WORKSPACE", "value": f"{SCRATCH}/runs"}]
+    worker = _container(cfg, "ray-worker", [], worker_env, k.ray_worker_cpu, k.ray_worker_memory)
+    for c in (head, worker):
+        del c["args"]  # KubeRay writes the `ray start` command itself
+    docs.append({
+        "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": _meta(RAY_CLUSTER, ns),
+        "spec": {
+            "rayVersion": k.ray_version,
+            "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "127.0.0.1"},
+                              "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "ray"}},
+                                           "spec": _pod([head])}},
+            "workerGroupSpecs": [{
+                "groupName": "trainers", "replicas": k.ray_workers, "minReplicas": k.ray_min_workers,
+                "maxReplicas": max(k.ray_workers, k.ray_max_workers),
+                "rayStartParams": {"num-cpus": str(k.ray_worker_cpu)},
+                "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "ray"}},
+                             "spec": _pod([worker], grace_s=grace)},
+            }],
+        },
+    })
+    return docs
+
+
+def restricted_violations(docs: list[dict[str, Any]]) -> list[str]:
+    """What Pod Security "restricted" (v1.30) would refuse in these manifests; empty when they are admitted."""
+    problems = []
+    for doc in docs:
+        for where, pod in _pods(doc):
+            psc = pod.get("securityContext") or {}
+            if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+                problems.append(f"{where}: host namespaces")
+            for vol in pod.get("volumes") or []:
+                kind = next(k for k in vol if k != "name")
+                if kind not in RESTRICTED_VOLUMES:
+                    problems.append(f"{where}: volume {vol['name']} of type {kind}")
+            for c in (pod.get("initContainers") or []) + pod.get("containers", []):
+                sc = c.get("securityContext") or {}
+                name = f"{where}/{c['name']}"
+                if sc.get("privileged"):
+                    problems.append(f"{name}: privileged")
+                if sc.get("allowPrivilegeEscalation") is not False:
+                    problems.append(f"{name}: allowPrivilegeEscalation must be false")
+                if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                    problems.append(f"{name}: capabilities must drop ALL")
+                if set((sc.get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}:
+                    problems.append(f"{name}: adds capabilities")
+                if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")) or 0 in (sc.get("runAsUser"),
+                                                                                     psc.get("runAsUser")):
+                    problems.append(f"{name}: must run as non-root")
+                seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+                if seccomp not in ("RuntimeDefault", "Localhost"):
+                    problems.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
+                if c.get("ports") and any(p.get("hostPort") for p in c["ports"]):
+                    problems.append(f"{name}: hostPort")
+    return problems
+
+
+def _pods(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    name, spec = f"{doc['kind']}/{doc['metadata']['name']}", doc.get("spec") or {}
+    if doc["kind"] in ("Deployment", "Job"):
+        return [(name, spec["template"]["spec"])]
+    if doc["kind"] == "CronJob":
+        return [(name, spec["jobTemplate"]["spec"]["template"]["spec"])]
+    if doc["kind"] == "RayCluster":
+        workers = enumerate(spec.get("workerGroupSpecs", []))
+    return [(f"{name}/head", spec["headGroupSpec"]["template"]["spec"])] + [
+            (f"{name}/{g.get('groupName', i)}", g["template"]["spec"]) for i, g in workers]
+    return []
+
+
+def validate_custom(docs: list[dict[str, Any]], crd_files: list[Path]) -> list[str]:
+    """Custom resources (RayCluster) against their CRDs' OpenAPI v3 schemas (the `x-kubernetes-*` keys are
+    annotations to jsonschema); core kinds are `kubernetes.validate_manifests`' job."""
+    import jsonschema
+
+    schemas = {}
+    for path in crd_files:
+        crd = yaml.safe_load(Path(path).read_text())
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = \
+                version["schema"]["openAPIV3Schema"]
+    problems = []
+    for doc in docs:
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        if key[0] in ("v1", "apps/v1", "batch/v1"):
+            continue
+        if key not in schemas:
+            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: no CRD given for {key[0]} {key[1]}")
+            continue
+        for error in jsonschema.Draft7Validator(schemas[key]).iter_errors(doc):
+            where = ".".join(map(str, error.absolute_path))
+            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {where}: {error.message}")
+    return problems
