@@ -106,3 +106,27 @@ def test_registries_made_before_run_keys_are_migrated(tmp_path, samples):
     reg = LocalModelRegistry(root)
     v = reg.register(_request(samples, run_key="k1"))
     assert reg.register(_request(samples, run_key="k1")).version == v.version and len(reg.list()) == 1
+
+
+def test_threads_of_one_process_registering_the_same_files_at_once(tmp_path, samples):
+    """Parallel sweep trials share a process and often a file (the same behavior.json): each gets its version."""
+    import threading
+
+    reg = LocalModelRegistry(tmp_path / "reg")
+    shared = tmp_path / "behavior.json"
+    shared.write_text("{}")
+    barrier, out, errors = threading.Barrier(8), [], []
+
+    def one(i):
+        barrier.wait()
+        try:
+            out.append(reg.register(_request(samples, files={"behavior.json": shared}, run_key=f"t{i}")).run_number)
+        except Exception as exc:  # collected: the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(out) == list(range(1, 9))

@@ -130,6 +130,21 @@ def omp_threads() -> str:
     return _get("OMP_NUM_THREADS") or "1"
 
 
+def cpu_budget() -> int:
+    """The CPUs this process may use: its affinity, the container's CPU quota (cgroup v2 `cpu.max`), and an
+    explicit OMP_NUM_THREADS (Ray sets it to the CPUs a task declared), whichever is smallest."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    if _get("OMP_NUM_THREADS").isdigit() and int(_get("OMP_NUM_THREADS")) > 0:
+        n = min(n, int(_get("OMP_NUM_THREADS")))
+    return max(1, n)
+
+
 def port_lock_dir() -> Path:
     return Path(_get(PORT_LOCK_DIR) or Path(tempfile.gettempdir()) / "unity-mlops-ports")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -37,7 +38,7 @@ class ArtifactStore(Protocol):
 
 def _download_atomic(local: Path, write) -> None:
     local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.{os.getpid()}.part")
+    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex}.part")
     write(tmp)
     os.replace(tmp, local)
 

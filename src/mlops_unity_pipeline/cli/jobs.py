@@ -41,6 +41,51 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..execution import executor_from_config, sweep
+    from ..pipeline.orchestrator import UnityMLOpsOrchestrator
+    from ..pipeline.workspace import atomic_write_json
+    from ..scheduler.config import ExecutorConfig
+    from ..specs import load_job
+
+    base = load_job(args.job)
+    trials = sweep.plan(base, [sweep.parse_axis(p) for p in args.param], args.random, args.seed)
+    try:
+        executor_cfg = ExecutorConfig(kind=args.executor, address=args.address, num_cpus=args.cpus)
+    except ValueError as exc:
+        raise UserError(f"executor: {exc}") from None
+    orch = UnityMLOpsOrchestrator(args.workspace, registry_root=args.registry, evaluation_episodes=args.episodes,
+                                  show_progress=False)
+    executor = executor_from_config(executor_cfg, orch)
+    print(f"sweep {base.job_id}: {len(trials)} trial(s) on the {executor.name} executor, {args.parallel} at a time",
+          flush=True)
+
+    def done(trial, result):
+        ev = (result.metrics.get("evaluation") or {}).get("model") or {}
+        shown = f"success {ev['success_rate']:.1%}" if ev else (result.error or "")[:80]
+        print(f"  {trial.job.job_id} {trial.settings}: {result.status} {shown}", flush=True)
+
+    try:
+        results = asyncio.run(sweep.run(executor, trials, args.parallel, done))
+    finally:
+        executor.close()
+    rows = sweep.table(trials, results)
+    out = orch.workspace / f"{base.job_id}-sweep.json"
+    atomic_write_json(out, {"job": base.job_id, "trials": rows})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'trial':<28} {'status':<10} {'success':>8} {'reward':>8}  settings")
+        for r in rows:
+            success = "-" if r["success_rate"] is None else f"{r['success_rate']:.1%}"
+            reward = "-" if r["mean_reward"] is None else f"{r['mean_reward']:.3f}"
+            print(f"{r['job_id']:<28} {r['status']:<10} {success:>8} {reward:>8}  {r['settings']}")
+        print(f"best: {rows[0]['job_id']} ({rows[0]['model_version'] or 'not registered'}); table in {out}")
+    return 0 if all(r.succeeded for r in results) else 1
+
+
 def _cmd_trainer_setup(args: argparse.Namespace) -> int:
     from ..trainer.environment import setup
 
@@ -161,6 +206,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--vertex-region", help="Vertex AI region (default $VERTEX_REGION or us-central1)")
     t.add_argument("--vertex-bucket", help="gs:// bucket for the artifacts (default <project>-mlops-unity-models)")
     t.set_defaults(func=_cmd_train)
+
+    sw = sub.add_parser("sweep", help="train a job over a hyperparameter grid or random search, best first",
+                        description="Each trial is the job with some settings replaced, run as a normal job (its own "
+                                    "id, version and curves) on the local executor or a Ray cluster. A name that is "
+                                    "an rl_config field sets it; network.KEY sets network_settings; any other name "
+                                    "sets hyperparameters. Re-running a sweep continues it (nothing registers "
+                                    "twice). Exits 1 if a trial failed.",
+                        epilog="example: unity-mlops sweep examples/reach_target_job.yaml --param learning_rate="
+                               "3e-4,1e-3 --param batch_size=128,256 --parallel 2")
+    sw.add_argument("job", help="the base job file (YAML or JSON)")
+    sw.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
+                    help="V1,V2,... (a grid axis) or LOW..HIGH (with --random); repeatable")
+    sw.add_argument("--random", type=int, metavar="N", help="random search: N trials drawn from the axes")
+    sw.add_argument("--seed", type=int, default=0, help="the random search's seed (default 0)")
+    sw.add_argument("--parallel", type=int, default=1, help="trials at once (default 1)")
+    sw.add_argument("--executor", choices=("local", "ray"), default="local", help="where trials run (default local)")
+    sw.add_argument("--address", help="Ray cluster address for --executor ray (default: auto)")
+    sw.add_argument("--cpus", type=float, default=1.0, help="CPUs each trial declares to Ray (default 1)")
+    sw.add_argument("--workspace", help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
+    sw.add_argument("--registry", help="registry directory or URI (default: <workspace>/_registry)")
+    sw.add_argument("--episodes", type=int, default=500, help="held-out evaluation episodes per trial (default 500)")
+    sw.add_argument("--json", action="store_true", help="print the table as JSON")
+    sw.set_defaults(func=_cmd_sweep)
 
     tr = sub.add_parser("trainer", help="manage the isolated ML-Agents trainer environment",
                         description="ML-Agents 1.1.0 runs in its own virtual environment (it pins old protobuf "

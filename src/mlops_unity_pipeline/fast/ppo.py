@@ -14,7 +14,6 @@ Outputs are what the pipeline reads from ML-Agents: `<run>/<B>/<B>-<step>.onnx|.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from .. import settings
 from ..behavior.definition import BehaviorDefinition
 from ..trainer.base import Callback, StopCondition
 from ..trainer.settings import TrainerSettings
@@ -122,9 +122,10 @@ class FastPPOTrainer:
 
     def train(self, resume: bool = False, stop: StopCondition | None = None,
               callback: Callback | None = None) -> dict[str, Any]:
-        # torch's update uses both cores; NumPy's BLAS (the rollout's small matmuls) gets one thread, so that its
-        # idle-spinning workers do not compete with torch's for the cores (measured: ~15 % of the whole run)
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        # torch's update uses up to two of the CPUs this process may use (a Ray task declaring 1 CPU gets 1: two
+        # threads per job on a node's one CPU made two nodes slower than one); NumPy's BLAS (the rollout's small
+        # matmuls) gets one thread, so its idle-spinning workers do not compete with torch's (~15 % of a run)
+        torch.set_num_threads(min(2, settings.cpu_budget()))
         with threadpool_limits(limits=1, user_api="blas"):
             return self._train(resume, stop or StopCondition(), callback or Callback())
 

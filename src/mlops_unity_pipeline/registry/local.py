@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import stat
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class LocalModelRegistry(ModelRegistry):
         dest = self.objects / digest[:2] / digest
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{digest}.{os.getpid()}.tmp")
+            tmp = dest.with_name(f".{digest}.{uuid.uuid4().hex}.tmp")  # unique: threads of one process race too
             with src.open("rb") as fin, tmp.open("wb") as fout:
                 shutil.copyfileobj(fin, fout, 1 << 20)
                 fout.flush()
@@ -223,13 +224,13 @@ class LocalModelRegistry(ModelRegistry):
             dest = self.blob_path(digest)
             if dest.exists():
                 continue
-            tmp = dest.with_name(f".{digest}.{os.getpid()}.fetch")
+            tmp = dest.with_name(f".{digest}.{uuid.uuid4().hex}.fetch")
             if not self.artifacts.download(f"registry/objects/{digest}", tmp) or sha256_file(tmp) != digest:
                 tmp.unlink(missing_ok=True)
                 raise RegistryError(f"{v.version}: blob {digest} is missing or corrupt in {self.artifacts.uri}")
             tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             os.replace(tmp, dest)
-        staging = self.models / f".{v.version}.{os.getpid()}.fetch"
+        staging = self.models / f".{v.version}.{uuid.uuid4().hex}.fetch"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         os.link(self.blob_path(v.model_sha256), staging / v.model_path.name)

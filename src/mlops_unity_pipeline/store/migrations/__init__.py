@@ -19,8 +19,11 @@ def config(db: Any) -> Any:
 
 
 def upgrade(db: Any, revision: str = "head") -> None:
+    import logging
+
     from alembic import command
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a store migrating itself is not news
     command.upgrade(config(db), revision)
 
 
