@@ -1,35 +1,35 @@
-# unity-mlops: both Python environments in one image (the product, and the isolated ML-Agents trainer).
-#   docker build -t unity-mlops:latest .
-#   docker run --rm -v "$PWD":/workspace unity-mlops:latest python scripts/single_job_test.py
+# unity-mlops: both Python environments in one image (the product, and the isolated ML-Agents trainer), built
+# without network access from wheels prepared on the host:
+#   scripts/wheelhouse.sh                       # build/wheelhouse: every wheel both environments install
+#   docker build --network=none -t unity-mlops:latest .
+#   docker run --rm unity-mlops:latest unity-mlops train /app/examples/reach_target_job.yaml
 #   docker run -d -p 8080:8080 -e UNITY_MLOPS_HEALTH_PORT=8080 -v data:/workspace unity-mlops:latest \
-#       unity-mlops schedule run deploy/profiles/production.yaml --health-port 8080
-# torch is pinned to 2.13.0 (the trainer environment's, and the product's `fast` extra); TORCH_INDEX_URL selects the
-# CPU build where the default index would pull CUDA.
+#       unity-mlops schedule run /app/deploy/profiles/production.yaml --health-port 8080
+# Any CPython 3.11 base works: PYTHON_IMAGE=python:3.11-slim-bookworm (default), or one made from Debian's packages
+# (`make image` does that: nothing is pulled from a registry). torch is pinned to 2.13.0, the CPU build.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    UNITY_MLOPS_TRAINER_ENV=/opt/mlagents-trainer UNITY_MLOPS_TORCH_INDEX_URL=${TORCH_INDEX_URL}
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
-RUN python -m venv /opt/unity-mlops \
- && /opt/unity-mlops/bin/pip install --upgrade pip \
- && /opt/unity-mlops/bin/pip install --extra-index-url "${TORCH_INDEX_URL}" ".[deploy,fast,vertex]"
-# The managed trainer environment, built and checked by the product itself (same absolute path at runtime).
-RUN /opt/unity-mlops/bin/unity-mlops trainer setup --python /usr/local/bin/python3.11 \
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels \
+    UNITY_MLOPS_TRAINER_ENV=/opt/mlagents-trainer
+COPY build/wheelhouse /wheels
+RUN PY="$(command -v python3.11)" \
+ && "$PY" -m venv /opt/unity-mlops \
+ && /opt/unity-mlops/bin/pip install -q --upgrade pip \
+ && /opt/unity-mlops/bin/pip install -q "unity-mlops[deploy,fast,gcs,vertex,ray]" \
+ && /opt/unity-mlops/bin/unity-mlops trainer setup --python "$PY" \
  && /opt/unity-mlops/bin/unity-mlops trainer check
 
 FROM ${PYTHON_IMAGE}
-RUN groupadd --gid 10001 mlops && useradd --uid 10001 --gid 10001 --create-home mlops \
- && mkdir -p /workspace /mnt/training-logs && chown mlops:mlops /workspace /mnt/training-logs
+RUN (groupadd --gid 10001 mlops && useradd --uid 10001 --gid 10001 --create-home mlops) \
+ && mkdir -p /workspace /mnt/training-logs /scratch && chown mlops:mlops /workspace /mnt/training-logs /scratch \
+ && ln -sf "$(command -v python3.11)" /usr/local/bin/python
 COPY --from=build /opt/unity-mlops /opt/unity-mlops
 COPY --from=build /opt/mlagents-trainer /opt/mlagents-trainer
 COPY scripts /app/scripts
 COPY deploy /app/deploy
+COPY examples /app/examples
 ENV PATH=/opt/unity-mlops/bin:$PATH \
     UNITY_MLOPS_TRAINER_ENV=/opt/mlagents-trainer \
     PYTHONUNBUFFERED=1

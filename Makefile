@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup servers demo test lint bench clean
+.PHONY: setup servers demo test image-test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ servers:
 test: setup servers
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/python -m pytest
+
+# the Docker image, built air-gapped from this checkout and checked inside (Docker's engine from Debian's packages)
+image-test: setup
+	@command -v docker >/dev/null && command -v debootstrap >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap; }
+	$(BIN)/python -m pytest -m image tests/test_image.py
 
 bench: setup
 	$(BIN)/python bench/player_throughput.py

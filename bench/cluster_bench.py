@@ -4,7 +4,7 @@ node vs two, the Ray path's overhead for one job vs running it in-process, and a
 Every node is a `ray start` on 127.0.0.1 with `--num-cpus` declared (1 per node by default: this machine class has
 2 cores) and its own scratch workspace; jobs are fast-trainer jobs of the same size with different seeds.
 
-    python bench/cluster_bench.py [--jobs 8] [--steps 24576] [--cpus-per-node 1]
+    python bench/cluster_bench.py [--jobs 8] [--steps 65536] [--cpus-per-node 1]
 
 Prints, from one run: jobs/hour on 1 node and on 2 nodes and their ratio; one job's wall time in-process (the
 local executor's path) vs through Ray, and their ratio; for the kill: completed/total, the interrupted jobs and the
@@ -28,7 +28,7 @@ from mlops_unity_pipeline.execution.ray_executor import RayExecutor  # noqa: E40
 from mlops_unity_pipeline.pipeline.orchestrator import UnityMLOpsOrchestrator  # noqa: E402
 from mlops_unity_pipeline.registry.local import LocalModelRegistry  # noqa: E402
 from mlops_unity_pipeline.store import open_database  # noqa: E402
-from servers import GCSEmulator, Postgres, RayCluster  # noqa: E402
+from servers import RAY_ENV, GCSEmulator, Postgres, RayCluster  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -51,6 +51,7 @@ class Stack:
         import os
 
         os.environ["STORAGE_EMULATOR_HOST"] = self.gcs.host  # before any storage client is built
+        os.environ.update(RAY_ENV)  # this process drives the clusters
 
     def database(self) -> str:
         url = self.pg.create_database()
@@ -96,7 +97,8 @@ def overhead(stack: Stack, steps: int) -> tuple[float, float]:
     t0 = time.monotonic()
     local = UnityMLOpsOrchestrator(stack.root / "solo-local", show_progress=False, database=url,
                                    artifacts="gs://unity-models/solo-local")
-    assert local.execute_training_job_sync(job, run_key="bench|solo-local").succeeded
+    local_result = local.execute_training_job_sync(job, run_key="bench|solo-local")
+    assert local_result.succeeded, (local_result.failed_stage, local_result.error)
     local_s = time.monotonic() - t0
     cluster = stack.cluster(1, 1, "solo")
     try:
@@ -159,7 +161,7 @@ def node_loss(stack: Stack, n: int, steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=24_576)
+    ap.add_argument("--steps", type=int, default=65_536)
     ap.add_argument("--cpus-per-node", type=int, default=1)
     args = ap.parse_args()
     stack = Stack()

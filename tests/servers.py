@@ -75,6 +75,12 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# A throwaway cluster on loopback: no usage stats, and no token authentication — Ray turns it on by itself once a
+# token file exists in ~/.ray (any earlier `ray.init()` may leave one), and the nodes and drivers of a test must not
+# depend on that. Drivers of these clusters set the same (`RAY_ENV` in their environment).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 class RayCluster:
     """A real Ray cluster on 127.0.0.1: a head node and workers, each `ray start --block` in its own process group,
     so one node can be killed -9 and the cluster stopped without `ray stop` (which would stop every Ray process on
@@ -91,7 +97,7 @@ class RayCluster:
         proc = subprocess.Popen([self.ray, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
                                  "--disable-usage-stats", *args], stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True,
-                                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
+                                env={**os.environ, **RAY_ENV, **(env or {})})
         self.nodes.append(proc)
         return proc
 
@@ -113,7 +119,7 @@ class RayCluster:
             raise RuntimeError(f"the Ray worker nodes did not join: see {self.temp}")
         return self
 
-    def wait_nodes(self, n: int, timeout: float = 120) -> bool:
+    def wait_nodes(self, n: int, timeout: float = 300) -> bool:
         import time
 
         deadline = time.monotonic() + timeout
@@ -121,7 +127,7 @@ class RayCluster:
             out = subprocess.run([self.python, "-c", (
                 "import ray,sys; ray.init(address=sys.argv[1], _node_ip_address='127.0.0.1', logging_level='ERROR');"
                 "print(sum(1 for x in ray.nodes() if x['Alive']))"), self.address],
-                capture_output=True, text=True, timeout=60)
+                capture_output=True, text=True, timeout=60, env={**os.environ, **RAY_ENV})
             if out.returncode == 0 and out.stdout.strip().isdigit() and int(out.stdout.strip()) >= n:
                 return True
             if any(p.poll() is not None for p in self.nodes):

@@ -39,9 +39,11 @@ def gcs_server(monkeypatch):
 
 
 @pytest.fixture
-def cluster(tmp_path, gcs_server):
-    from servers import RayCluster
+def cluster(tmp_path, gcs_server, monkeypatch):
+    from servers import RAY_ENV, RayCluster
 
+    for name, value in RAY_ENV.items():  # this process is the cluster's driver
+        monkeypatch.setenv(name, value)
     envs = [{"UNITY_MLOPS_WORKER_WORKSPACE": str(tmp_path / f"node{i}"), "STORAGE_EMULATOR_HOST": gcs_server.host}
             for i in range(2)]
     try:

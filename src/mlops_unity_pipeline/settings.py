@@ -85,6 +85,13 @@ class Paths:
     def event_log(self) -> Path:
         return Path(_get("UNITY_MLOPS_CONTROL_PLANE_EVENTS") or self.state_dir / "control-plane.jsonl")
 
+    @property
+    def control_events(self) -> str | Path:
+        """Where the control plane's log lives: an explicit file, else the shared database, else the state dir."""
+        if self.database and not _get("UNITY_MLOPS_CONTROL_PLANE_EVENTS"):
+            return self.database
+        return self.event_log
+
 
 # ---------------------------------------------------------------------------- who acts
 def worker_workspace() -> str | None:

@@ -95,7 +95,7 @@ class App:
         from ..controlplane.runtime import DEFAULT_BUNDLE, ControlPlaneRuntime
 
         bundle = self.bundle or settings.control_plane_bundle() or DEFAULT_BUNDLE
-        rt = ControlPlaneRuntime(bundle, self.schemas, self.events or self.paths.event_log)
+        rt = ControlPlaneRuntime(bundle, self.schemas, self.events or self.paths.control_events)
         try:
             rt.load_bundle()
             rt.compile_schemas()

@@ -74,6 +74,27 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(record["prev_hash"].encode() + canonical(body)).hexdigest()
 
 
+def check_against(records: Iterator[dict[str, Any]], name: str, checkpoints: Checkpoints | None,
+                  expect_head: tuple[int, str] | None) -> dict[str, Any]:
+    """Walk verified records and compare them with the signed checkpoints and an externally kept head (both the file
+    log and the database log)."""
+    n, head = 0, GENESIS
+    cps = checkpoints.load() if checkpoints is not None else []
+    wanted: dict[int, str] = {cp["seq"]: cp["head"] for cp in cps}
+    if expect_head is not None:
+        wanted[expect_head[0]] = expect_head[1]
+    for rec in records:
+        n, head = rec["seq"], rec["hash"]
+        if n in wanted and wanted[n] != head:
+            raise IntegrityError(f"{name}: event {n} has hash {head[:16]}..., but a checkpoint or the expected head "
+                                 f"says {wanted[n][:16]}...: history was rewritten")
+    missing = [seq for seq in wanted if seq > n]
+    if missing:
+        raise IntegrityError(f"{name} ends at event {n}, but a checkpoint or the expected head vouches for event "
+                             f"{max(missing)}: events were deleted or the file was truncated")
+    return {"events": n, "head": head, "checkpoints": len(cps)}
+
+
 class EventLog:
     def __init__(self, path: str | Path, checkpoints: Checkpoints | None = None) -> None:
         self.path = Path(path)
@@ -156,25 +177,10 @@ class EventLog:
                checkpoints: Checkpoints | None = None) -> dict[str, Any]:
         """Walk the whole chain and check it against the signed checkpoints and an externally kept head.
         Returns {events, head, checkpoints}; raises IntegrityError naming the first problem."""
-        n, head = 0, GENESIS
-        wanted: dict[int, str] = {}
-        cps = checkpoints.load() if checkpoints is not None else []
-        for cp in cps:
-            wanted[cp["seq"]] = cp["head"]
-        if expect_head is not None:
-            wanted[expect_head[0]] = expect_head[1]
-        for rec in self.read():
-            n, head = rec["seq"], rec["hash"]
-            if n in wanted and wanted[n] != head:
-                raise IntegrityError(f"{self.path}: event {n} has hash {head[:16]}..., but a checkpoint or the "
-                                     f"expected head says {wanted[n][:16]}...: history was rewritten")
-        missing = [seq for seq in wanted if seq > n]
-        if missing:
-            raise IntegrityError(f"{self.path} ends at event {n}, but a checkpoint or the expected head vouches for "
-                                 f"event {max(missing)}: events were deleted or the file was truncated")
+        info = check_against(self.read(), str(self.path), checkpoints, expect_head)
         if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
-            raise IntegrityError(f"{self.path}: torn last line after seq {n} (an append will recover it)")
-        return {"events": n, "head": head, "checkpoints": len(cps)}
+            raise IntegrityError(f"{self.path}: torn last line after seq {info['events']} (an append will recover it)")
+        return info
 
     # ------------------------------------------------------------------ writing
     @contextmanager

@@ -29,8 +29,9 @@ from jsonschema import Draft202012Validator
 
 from .. import settings
 from .bundle_schemas import APPROVAL, BundleSchemas, UnknownAction, _clip
-from .eventlog import Checkpoints, EventLog, canonical
+from .eventlog import Checkpoints, canonical
 from .keys import requester_key
+from .sql_eventlog import open_event_log
 
 MAX_FACT_TTL_S = 30 * 86400  # a fact or an approval that outlives a month is a standing permission: refused
 MAX_APPROVAL_TTL_S = 7 * 86400
@@ -149,7 +150,7 @@ class ControlPlaneRuntime(BundleSchemas):
                  events_path: str | Path = "runtime/events.jsonl") -> None:
         self.bundle_path = Path(bundle_path)
         self.schemas_dir = Path(schemas_dir) if schemas_dir else self.bundle_path.parent / "schemas"
-        self.events = EventLog(events_path)
+        self.events = open_event_log(events_path)  # a file, or the shared database's table
         self.bundle: dict[str, Any] = {}
         self.actions: dict[str, dict[str, Any]] = {}
         self.schemas: dict[str, dict[str, Any]] = {}
