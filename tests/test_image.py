@@ -90,10 +90,10 @@ def test_both_environments_are_in_the_image_and_it_runs_as_non_root(image):
 
 def test_a_fast_job_trains_and_registers_in_the_container(image):
     out = docker("run", "--rm", "-i", "--network=none", image, "sh", "-c",
-                 "cat > job.yaml && unity-mlops train job.yaml --episodes 50 -q && unity-mlops models list --json",
-                 stdin=JOB, timeout=900)
+                 "cat > job.yaml && unity-mlops train job.yaml --episodes 50 -q && echo '--- versions' && "
+                 "unity-mlops models list --json", stdin=JOB, timeout=900)
     assert "model version: unity-imageagent-" in out and "Training complete" in out
-    versions = json.loads(out[out.index("["):])
+    versions = json.loads(out.split("--- versions", 1)[1])
     assert [v["asset_name"] for v in versions] == ["imageagent"]
 
 
