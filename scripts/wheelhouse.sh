@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 OUT="${1:-build/wheelhouse}"
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-315532800}"  # a byte-identical product wheel: Docker's cache holds
 mkdir -p "$OUT"
 pip=("$PYTHON" -m pip --disable-pip-version-check download -q -d "$OUT" --only-binary=:all:)
 "$PYTHON" -m pip --disable-pip-version-check wheel -q --no-deps -w "$OUT" .           # the product itself

@@ -68,8 +68,8 @@ def image(engine):
                        .splitlines() if line.startswith("URIs:")), "http://deb.debian.org/debian")
         with tempfile.TemporaryDirectory(prefix="rootfs-") as rootfs:
             subprocess.run(["debootstrap", "--variant=minbase", "--include=python3.11,python3.11-venv,"
-                            "ca-certificates", "bookworm", rootfs, mirror], check=True, capture_output=True,
-                           timeout=900)
+                            "python3-distutils,ca-certificates", "bookworm", rootfs, mirror], check=True,
+                           capture_output=True, timeout=900)
             tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
             subprocess.run(["docker", "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True,
                            timeout=600)
@@ -83,9 +83,11 @@ def image(engine):
 def test_both_environments_are_in_the_image_and_it_runs_as_non_root(image):
     assert docker("run", "--rm", "--network=none", image, "id", "-u").strip() == "10001"
     out = docker("run", "--rm", "--network=none", image, "unity-mlops", "trainer", "check")
-    assert "ok: the ML-Agents trainer environment is ready" in out and "mlagents          1.1.0" in out
+    versions = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith("ok:"))
+    assert "ok: the ML-Agents trainer environment is ready" in out
+    assert versions["mlagents"] == "1.1.0" and versions["torch"] == "2.13.0+cpu", versions
     config = json.loads(docker("image", "inspect", image))[0]["Config"]
-    assert config["User"] == "10001" and config["Healthcheck"]["Test"][0] == "CMD"
+    assert config["User"] == "10001" and "/healthz" in " ".join(config["Healthcheck"]["Test"])
 
 
 def test_a_fast_job_trains_and_registers_in_the_container(image):
