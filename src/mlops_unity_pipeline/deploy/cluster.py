@@ -198,7 +198,7 @@ def _pods(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         return [(name, spec["jobTemplate"]["spec"]["template"]["spec"])]
     if doc["kind"] == "RayCluster":
         workers = enumerate(spec.get("workerGroupSpecs", []))
-    return [(f"{name}/head", spec["headGroupSpec"]["template"]["spec"])] + [
+        return [(f"{name}/head", spec["headGroupSpec"]["template"]["spec"])] + [
             (f"{name}/{g.get('groupName', i)}", g["template"]["spec"]) for i, g in workers]
     return []
 
