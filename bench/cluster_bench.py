@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import tempfile
 import time
@@ -128,8 +129,12 @@ def node_loss(stack: Stack, n: int, steps: int) -> dict:
         while True:
             for d in worker_ws.iterdir() if worker_ws.is_dir() else []:
                 state = d / "state.json"
-                if state.is_file() and json.loads(state.read_text()).get("phase") == "running" and any(
-                        k.endswith("/checkpoint.pt") for k in store.sizes(f"runs/{d.name}/training")):
+                if not (state.is_file() and json.loads(state.read_text()).get("phase") == "running"):
+                    continue
+                keys = store.sizes(f"runs/{d.name}/training")
+                stored = [int(m.group(1)) for k in keys if (m := re.search(r"-(\d+)\.pt$", k))]
+                complete = any(k.endswith("/checkpoint.pt") for k in keys)
+                if complete and stored and max(stored) <= steps // 2:  # half its training to go: surely interrupted
                     interrupted.append(d.name)
             if interrupted:
                 cluster.kill(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from mlops_unity_pipeline.ui.runs import RunIndex
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (in the dev extra)")
 RAY = str(Path(sys.executable).with_name("ray"))
-CFG = RLTrainingConfig(trainer="fast", max_steps=24_576, checkpoint_interval=4_096, summary_freq=4_096)
+CFG = RLTrainingConfig(trainer="fast", max_steps=40_960, checkpoint_interval=4_096, summary_freq=4_096)
 BUCKET = "gs://unity-models/cluster"
 JOBS = 8
 
@@ -56,12 +57,17 @@ def cluster(tmp_path, gcs_server, monkeypatch):
     c.remove()
 
 
-def _running_with_stored_checkpoint(ws: Path, store) -> list[str]:
+def _early_with_stored_checkpoint(ws: Path, store) -> list[str]:
+    """Jobs this node is training that have a checkpoint in the bucket and at least half their steps to go (a kill
+    now interrupts them for certain, however slow the machine)."""
     out = []
     for d in ws.iterdir() if ws.is_dir() else []:
         state = d / "state.json"
-        if state.is_file() and json.loads(state.read_text()).get("phase") == "running" and \
-                any(k.endswith("/checkpoint.pt") for k in store.sizes(f"runs/{d.name}/training")):
+        if not (state.is_file() and json.loads(state.read_text()).get("phase") == "running"):
+            continue
+        stored = store.sizes(f"runs/{d.name}/training")
+        steps = [int(m.group(1)) for k in stored if (m := re.search(r"-(\d+)\.pt$", k))]
+        if any(k.endswith("/checkpoint.pt") for k in stored) and steps and max(steps) <= CFG.max_steps // 2:
             out.append(d.name)
     return out
 
@@ -82,7 +88,7 @@ def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_lo
     async def scenario():
         tasks = [asyncio.ensure_future(executor.run(j, f"nightly|{j.job_id}")) for j in jobs]
         deadline = time.monotonic() + 600
-        while not (running := _running_with_stored_checkpoint(tmp_path / "node1", store)):
+        while not (running := _early_with_stored_checkpoint(tmp_path / "node1", store)):
             assert time.monotonic() < deadline, "no job reached a stored checkpoint on the worker node"
             await asyncio.sleep(0.2)
         interrupted.extend(running)

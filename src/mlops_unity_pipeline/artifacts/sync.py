@@ -27,7 +27,8 @@ def push_tree(store: ArtifactStore, local: Path, prefix: str, seen: Seen) -> int
     if not local.is_dir():
         return 0
     sent = 0
-    for path in sorted(local.rglob("*")):
+    # a trainer's `checkpoint.pt` names its step's files: it goes up last, so a stored one is always complete
+    for path in sorted(local.rglob("*"), key=lambda p: (p.name == "checkpoint.pt", str(p))):
         if not path.is_file() or path.name.startswith(".") or path.suffix in SKIP_SUFFIXES:
             continue
         stamp = _stamp(path)
