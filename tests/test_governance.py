@@ -44,8 +44,13 @@ QUICK = GateConfig(seeds=(11, 12), episodes_per_seed=150, bootstrap_samples=1000
 
 
 @pytest.fixture
-def registry(tmp_path, database):
-    """Every test that uses it runs on SQLite and on PostgreSQL."""
+def registry(tmp_path):
+    return LocalModelRegistry(tmp_path / "reg")
+
+
+@pytest.fixture
+def db_registry(tmp_path, database):
+    """For the store-level tests (aliases, ledger, freezes, incidents): each runs on SQLite and on PostgreSQL."""
     return LocalModelRegistry(tmp_path / "reg", database)
 
 
@@ -119,7 +124,8 @@ def test_safety_regression_blocks_even_when_reward_improved(registry, tmp_path):
     assert "exceeds the margin" in results["safety"].message
 
 
-def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, tmp_path, another_database):
+def test_rollback_repoints_production_writes_an_incident_and_freezes(db_registry, tmp_path, another_database):
+    registry = db_registry
     gov = Governance(registry)
     good = register(registry, tmp_path, "straight")
     to_production(gov, good)
@@ -146,7 +152,8 @@ def test_rollback_repoints_production_writes_an_incident_and_freezes(registry, t
         single.rollback("Nav", reason="x")
 
 
-def test_freeze_blocks_promotion_and_the_ledger_is_append_only(registry, tmp_path):
+def test_freeze_blocks_promotion_and_the_ledger_is_append_only(db_registry, tmp_path):
+    registry = db_registry
     gov = Governance(registry)
     v = register(registry, tmp_path, "avoid")
     gov.freeze("Nav", "release freeze")
@@ -178,7 +185,8 @@ def _promote_many(root, database, versions, n, q):
     q.put(n)
 
 
-def test_concurrent_promotions_lose_no_ledger_entry(registry, tmp_path, database):
+def test_concurrent_promotions_lose_no_ledger_entry(db_registry, tmp_path, database):
+    registry = db_registry
     versions = [register(registry, tmp_path, name, evaluate=False).version for name in ("straight", "avoid")]
     ctx = mp.get_context("fork")
     q = ctx.Queue()
@@ -224,7 +232,8 @@ def test_report_and_cli(registry, tmp_path):
     assert r.returncode == 0 and (tmp_path / "rep" / "report.md").is_file()
 
 
-def test_rollback_never_lands_on_a_version_whose_promotion_was_blocked(registry, tmp_path):
+def test_rollback_never_lands_on_a_version_whose_promotion_was_blocked(db_registry, tmp_path):
+    registry = db_registry
     gov = Governance(registry)
     only = register(registry, tmp_path, "avoid")
     to_production(gov, only)  # the only production version ever
