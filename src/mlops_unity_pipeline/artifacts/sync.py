@@ -14,7 +14,7 @@ SKIP_SUFFIXES = (".tmp", ".part", ".lock", ".pid")
 Seen = dict[Path, tuple[int, int]]
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
     except FileNotFoundError:  # rotated away while we walked (an old checkpoint)
@@ -31,11 +31,11 @@ def push_tree(store: ArtifactStore, local: Path, prefix: str, seen: Seen) -> int
     for path in sorted(local.rglob("*"), key=lambda p: (p.name == "checkpoint.pt", str(p))):
         if not path.is_file() or path.name.startswith(".") or path.suffix in SKIP_SUFFIXES:
             continue
-        stamp = _stamp(path)
-        if stamp is None or seen.get(path) == stamp:
+        mark = stamp(path)
+        if mark is None or seen.get(path) == mark:
             continue
         store.upload(path, f"{prefix}/{path.relative_to(local).as_posix()}")
-        seen[path] = stamp
+        seen[path] = mark
         sent += 1
     return sent
 
@@ -46,7 +46,7 @@ def pull_tree(store: ArtifactStore, prefix: str, local: Path, seen: Seen) -> int
     for key in sorted(store.sizes(prefix)):
         dest = local / key[len(prefix) + 1:]
         if not dest.exists() and store.download(key, dest):
-            seen[dest] = _stamp(dest) or (0, 0)
+            seen[dest] = stamp(dest) or (0, 0)
             got += 1
     return got
 
@@ -57,7 +57,7 @@ def mirror_tree(store: ArtifactStore, prefix: str, local: Path) -> int:
     got = 0
     for key, size in sorted(store.sizes(prefix).items()):
         dest = local / key[len(prefix) + 1:]
-        stamp = _stamp(dest)
-        if (stamp is None or stamp[1] != size) and store.download(key, dest):
+        mark = stamp(dest)
+        if (mark is None or mark[1] != size) and store.download(key, dest):
             got += 1
     return got

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..artifacts import ArtifactError, ArtifactStore
-from ..artifacts.sync import Seen, _stamp, pull_tree, push_tree
+from ..artifacts.sync import Seen, pull_tree, push_tree, stamp
 from ..failpoints import failpoint
 from ..trainer.base import Callback, Progress
 
@@ -49,7 +49,7 @@ class RunSync(Callback):
     def on_progress(self, progress: Progress) -> bool:
         """After a summary: when the trainer wrote a new checkpoint, store it (and what else changed)."""
         if self.store is not None:
-            now = {p: _stamp(p) for p in self.dir.glob("training/*/*/checkpoint.pt")}
+            now = {p: stamp(p) for p in self.dir.glob("training/*/*/checkpoint.pt")}
             if now != self._checkpoints:
                 self._checkpoints = now
                 if self.push():

@@ -125,4 +125,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("the stores' history is append-only: restore a backup instead of downgrading")
+    raise RuntimeError("the stores' history is append-only: restore a backup instead of downgrading")

@@ -27,4 +27,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("the event log is append-only: restore a backup instead of downgrading")
+    raise RuntimeError("the event log is append-only: restore a backup instead of downgrading")
