@@ -91,7 +91,16 @@ class GCSStore:
             raise ArtifactError(f"{uri}: name the bucket, as gs://BUCKET/PREFIX")
         self.uri = uri.rstrip("/")
         self.prefix = parts.path.strip("/")
-        self._client = client or storage.Client()
+        if client is None:
+            from google.auth import exceptions as auth_exc
+
+            try:
+                client = storage.Client()
+            except auth_exc.GoogleAuthError as exc:
+                raise ArtifactError(f"no credentials for {uri}: {str(exc).splitlines()[0][:200]}",
+                                    hint="use Workload Identity, or set GOOGLE_APPLICATION_CREDENTIALS to a "
+                                         "service-account key file") from None
+        self._client = client
         self.bucket = self._client.bucket(parts.netloc)
 
     def _name(self, key: str) -> str:
