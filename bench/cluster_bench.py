@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import re
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ from mlops_unity_pipeline.execution.ray_executor import RayExecutor  # noqa: E40
 from mlops_unity_pipeline.pipeline.orchestrator import UnityMLOpsOrchestrator  # noqa: E402
 from mlops_unity_pipeline.registry.local import LocalModelRegistry  # noqa: E402
 from mlops_unity_pipeline.store import open_database  # noqa: E402
-from servers import RAY_ENV, GCSEmulator, Postgres, RayCluster  # noqa: E402
+from servers import RAY_ENV, GCSEmulator, Postgres, RayCluster, interruptible_jobs  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -127,15 +125,7 @@ def node_loss(stack: Stack, n: int, steps: int) -> dict:
 
     async def kill_when_checkpointed(tasks):
         while True:
-            for d in worker_ws.iterdir() if worker_ws.is_dir() else []:
-                state = d / "state.json"
-                if not (state.is_file() and json.loads(state.read_text()).get("phase") == "running"):
-                    continue
-                keys = store.sizes(f"runs/{d.name}/training")
-                stored = [int(m.group(1)) for k in keys if (m := re.search(r"-(\d+)\.pt$", k))]
-                complete = any(k.endswith("/checkpoint.pt") for k in keys)
-                if complete and stored and max(stored) <= steps // 2:  # half its training to go: surely interrupted
-                    interrupted.append(d.name)
+            interrupted.extend(interruptible_jobs(worker_ws, store, steps))
             if interrupted:
                 cluster.kill(1)
                 return

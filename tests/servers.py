@@ -97,7 +97,8 @@ class RayCluster:
         proc = subprocess.Popen([self.ray, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
                                  "--disable-usage-stats", *args], stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True,
-                                env={**os.environ, **RAY_ENV, **(env or {})})
+                                env={**os.environ, **RAY_ENV, **(env or {}),
+                                     "RAY_TEST_NODE": f"{self.temp}/{len(self.nodes)}"})
         self.nodes.append(proc)
         return proc
 
@@ -136,7 +137,16 @@ class RayCluster:
         return False
 
     def kill(self, index: int) -> None:
+        """The node is lost: SIGKILL to its process group and to every process started with its environment (Ray's
+        workers may leave the group; one outliving its raylet for seconds could finish a job a lost machine cannot)."""
         os.killpg(self.nodes[index].pid, signal.SIGKILL)
+        marker = f"RAY_TEST_NODE={self.temp}/{index}".encode()
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
 
     def stop(self) -> None:
         for proc in self.nodes:
@@ -168,3 +178,21 @@ class GCSEmulator:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def interruptible_jobs(workspace: Path, store, max_steps: int) -> list[str]:
+    """Jobs a node is training (in its own `workspace`) that have a complete checkpoint in the artifact store and at
+    least half their steps to go: killing the node now interrupts them for certain, however slow the machine."""
+    import json
+    import re
+
+    out = []
+    for d in workspace.iterdir() if workspace.is_dir() else []:
+        state = d / "state.json"
+        if not (state.is_file() and json.loads(state.read_text()).get("phase") == "running"):
+            continue
+        stored = store.sizes(f"runs/{d.name}/training")
+        steps = [int(m.group(1)) for k in stored if (m := re.search(r"-(\d+)\.pt$", k))]
+        if any(k.endswith("/checkpoint.pt") for k in stored) and steps and max(steps) <= max_steps // 2:
+            out.append(d.name)
+    return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -57,24 +56,10 @@ def cluster(tmp_path, gcs_server, monkeypatch):
     c.remove()
 
 
-def _early_with_stored_checkpoint(ws: Path, store) -> list[str]:
-    """Jobs this node is training that have a checkpoint in the bucket and at least half their steps to go (a kill
-    now interrupts them for certain, however slow the machine)."""
-    out = []
-    for d in ws.iterdir() if ws.is_dir() else []:
-        state = d / "state.json"
-        if not (state.is_file() and json.loads(state.read_text()).get("phase") == "running"):
-            continue
-        stored = store.sizes(f"runs/{d.name}/training")
-        steps = [int(m.group(1)) for k in stored if (m := re.search(r"-(\d+)\.pt$", k))]
-        if any(k.endswith("/checkpoint.pt") for k in stored) and steps and max(steps) <= CFG.max_steps // 2:
-            out.append(d.name)
-    return out
-
-
 def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_losing_a_node(
         cluster, tmp_path, pg_database):
     from mlops_unity_pipeline.execution.ray_executor import RayExecutor
+    from servers import interruptible_jobs
 
     store = open_artifacts(BUCKET)
     scheduler_ws = tmp_path / "scheduler"
@@ -88,7 +73,7 @@ def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_lo
     async def scenario():
         tasks = [asyncio.ensure_future(executor.run(j, f"nightly|{j.job_id}")) for j in jobs]
         deadline = time.monotonic() + 600
-        while not (running := _early_with_stored_checkpoint(tmp_path / "node1", store)):
+        while not (running := interruptible_jobs(tmp_path / "node1", store, CFG.max_steps)):
             assert time.monotonic() < deadline, "no job reached a stored checkpoint on the worker node"
             await asyncio.sleep(0.2)
         interrupted.extend(running)
