@@ -39,11 +39,12 @@ def _cmd_cp_verify(args: argparse.Namespace) -> int:
                             hint="copy it from a previous `verify` or `checkpoint` output, e.g. 120:3fa9...")
         expect = (int(seq), head)
     try:
-        info = rt.events.verify(expect_head=expect, checkpoints=rt.events.checkpoints)
+        info = rt.verify(expect_head=expect)
     except IntegrityError as exc:
         print(f"TAMPERED OR CORRUPT: {exc}", file=sys.stderr)
         return 1
-    print(f"ok: {info['events']} events, hash chain intact, {info['checkpoints']} signed checkpoint(s) hold, "
+    snap = f", state snapshot at event {info['snapshot']['seq']} matches" if info["snapshot"] else ""
+    print(f"ok: {info['events']} events, hash chain intact, {info['checkpoints']} signed checkpoint(s) hold{snap}, "
           f"head {info['events']}:{info['head']}")
     return 0
 

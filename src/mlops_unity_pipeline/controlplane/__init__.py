@@ -2,7 +2,8 @@
 
 from .bundle_schemas import BundleError, UnknownAction
 from .eventlog import ConcurrencyError, EventLog, IntegrityError
-from .runtime import ControlPlaneRuntime, Decision, State
+from .runtime import ControlPlaneRuntime, Decision
+from .state import State
 
 __all__ = ["BundleError", "ConcurrencyError", "ControlPlaneRuntime", "Decision", "EventLog", "IntegrityError",
            "State", "UnknownAction"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,9 +31,8 @@ from .bundle_schemas import APPROVAL, BundleSchemas, UnknownAction, _clip
 from .eventlog import Checkpoints, canonical
 from .keys import requester_key
 from .sql_eventlog import open_event_log
+from .state import MAX_APPROVAL_TTL_S, MAX_FACT_TTL_S, State, StateCache, check_ttl, expired
 
-MAX_FACT_TTL_S = 30 * 86400  # a fact or an approval that outlives a month is a standing permission: refused
-MAX_APPROVAL_TTL_S = 7 * 86400
 DEFAULT_BUNDLE = Path(__file__).with_name("bundle") / "bundle.yaml"
 
 
@@ -54,66 +52,19 @@ def _now() -> datetime:
 
 def default_checkpoints_path(log: Path) -> Path:
     """Outside the log's directory: whoever can rewrite the log directory cannot also remove the checkpoints."""
+    return _beside_state("checkpoints", log, ".jsonl")
+
+
+def default_snapshot_path(log: Path) -> Path:
+    """The state snapshot (controlplane/state.py), kept with the checkpoints, outside the log's directory."""
+    return _beside_state("snapshots", log, ".json")
+
+
+def _beside_state(kind: str, log: Path, suffix: str) -> Path:
     from platformdirs import user_state_dir
 
     digest = hashlib.sha256(str(Path(log).resolve()).encode()).hexdigest()[:16]
-    return Path(user_state_dir("unity-mlops")) / "checkpoints" / f"{digest}.jsonl"
-
-
-def check_ttl(ttl_s: Any, what: str, cap: float) -> float:
-    """A time-to-live must be a finite number of seconds in (0, cap]: `inf`, `nan`, 0, negative and absurd values
-    are refused where they are given (never silently replaced by a default)."""
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not math.isfinite(ttl_s) \
-            or not 0 < ttl_s <= cap:
-        raise ValueError(f"{what} ttl must be a finite number of seconds in (0, {cap:.0f}], got {ttl_s!r}")
-    return float(ttl_s)
-
-
-def _expiry(start: datetime, ttl: Any, cap: float) -> datetime:
-    """Replay never fails on a stored value: an out-of-bounds ttl (written before bounds existed, or by hand) makes
-    the fact expire at once (fail closed)."""
-    try:
-        return start + timedelta(seconds=check_ttl(ttl, "stored", cap))
-    except (ValueError, OverflowError):
-        return start
-
-
-def _expired(expires_at: Any, now: datetime) -> bool:
-    try:
-        return datetime.fromisoformat(expires_at) <= now
-    except (TypeError, ValueError):
-        return True  # unreadable: expired (fail closed)
-
-
-@dataclass
-class Fact:
-    name: str
-    value: bool
-    seq: int
-    subject: str
-    expires_at: datetime | None = None
-
-    def live(self, now: datetime) -> bool:
-        return self.value and (self.expires_at is None or now < self.expires_at)
-
-
-@dataclass
-class State:
-    """What the events establish. `facts[(name, subject)]`; subject "*" is global."""
-
-    facts: dict[tuple[str, str], Fact] = field(default_factory=dict)
-    subject_states: dict[str, str] = field(default_factory=dict)
-    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    used_approvals: set[str] = field(default_factory=set)
-    head_seq: int = 0
-
-    def fact(self, name: str, subject: str = "*", now: datetime | None = None) -> Fact | None:
-        now = now or _now()
-        for key in ((name, subject), (name, "*")):
-            f = self.facts.get(key)
-            if f is not None and f.live(now):
-                return f
-        return None
+    return Path(user_state_dir("unity-mlops")) / kind / f"{digest}{suffix}"
 
 
 @dataclass
@@ -151,6 +102,7 @@ class ControlPlaneRuntime(BundleSchemas):
         self.bundle_path = Path(bundle_path)
         self.schemas_dir = Path(schemas_dir) if schemas_dir else self.bundle_path.parent / "schemas"
         self.events = open_event_log(events_path)  # a file, or the shared database's table
+        self.state_cache = StateCache(self.events, default_snapshot_path(self.events.path))
         self.bundle: dict[str, Any] = {}
         self.actions: dict[str, dict[str, Any]] = {}
         self.schemas: dict[str, dict[str, Any]] = {}
@@ -185,30 +137,15 @@ class ControlPlaneRuntime(BundleSchemas):
                                        expected_seq=expected_seq)
 
     def replay_events(self) -> State:
-        facts = self._facts_declared() if self.bundle else {}
-        producers: dict[str, list[str]] = {}
-        for name, spec in facts.items():
-            for etype in spec.get("established_by") or []:
-                producers.setdefault(etype, []).append(name)
-        state = State()
-        for ev in self.events.read():
-            state.head_seq = ev["seq"]
-            p = ev.get("payload") or {}
-            ts = datetime.fromisoformat(ev["ts"])
-            subject = str(p.get("subject") or "*")
-            for name in producers.get(ev["type"], []):
-                if "fact" in p and p["fact"] != name:
-                    continue
-                ttl = p.get("ttl_s", facts[name].get("ttl_s"))
-                expires = _expiry(ts, ttl, MAX_FACT_TTL_S) if ttl is not None else None
-                state.facts[(name, subject)] = Fact(name, bool(p.get("value", True)), ev["seq"], subject, expires)
-            if ev["type"] == "approval.granted":
-                state.approvals[p["approval_id"]] = {**p, "seq": ev["seq"]}
-            elif ev["type"] == "approval.used":
-                state.used_approvals.add(p["approval_id"])
-            elif ev["type"] == "transition.executed":
-                state.subject_states[subject] = p["to"]
-        return state
+        """The state at the log's head (folded incrementally: controlplane/state.py)."""
+        return self.state_cache.state(self._facts_declared() if self.bundle else {})
+
+    def verify(self, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
+        """The whole chain against the signed checkpoints and an expected head, and the state snapshot against the
+        state the log establishes at its position."""
+        info = self.events.verify(expect_head=expect_head, checkpoints=self.events.checkpoints)
+        snap = self.state_cache.check_snapshot(self._facts_declared() if self.bundle else {})
+        return {**info, "snapshot": snap}
 
     # ------------------------------------------------------------------ decisions
     def evaluate_transition_requirements(self, requires: list[str], state: State, subject: str = "*",
@@ -296,7 +233,7 @@ class ControlPlaneRuntime(BundleSchemas):
             elif key not in allowed:
                 problems.append(f"approval {a.get('approval_id')} is signed by a key that is not in the approval "
                                 "policy")
-            elif _expired(a.get("expires_at"), now):
+            elif expired(a.get("expires_at"), now):
                 problems.append(f"approval {a.get('approval_id')} expired at {a.get('expires_at')}")
             elif a.get("approval_id") in state.used_approvals:
                 problems.append(f"approval {a.get('approval_id')} was already used")

@@ -27,6 +27,7 @@ from .eventlog import (
     ConcurrencyError,
     EventLog,
     IntegrityError,
+    Position,
     check_against,
     parse_line,
     record_hash,
@@ -60,7 +61,11 @@ class SqlEventLog:
 
     def read(self) -> Iterator[dict[str, Any]]:
         """Every event, verified link by link, in pages (a long log is never held in memory)."""
-        expected, head = 1, GENESIS
+        return (rec for rec, _ in self.read_after(Position()))
+
+    def read_after(self, at: Position) -> Iterator[tuple[dict[str, Any], Position]]:
+        """The events after a position (trusted: see `anchored`), verified link by link from it."""
+        expected, head = at.seq + 1, at.head
         while True:
             rows = self.db.all("SELECT seq, line FROM control_events WHERE seq >= :s ORDER BY seq LIMIT 5000",
                                {"s": expected})
@@ -70,9 +75,20 @@ class SqlEventLog:
                                          "were deleted")
                 rec = self._record(seq, line, head)
                 expected, head = seq + 1, rec["hash"]
-                yield rec
+                yield rec, Position(seq, head)
             if len(rows) < 5000:
                 return
+
+    def anchored(self, at: Position) -> bool:
+        """Whether the table still holds event `at.seq`, valid, with hash `at.head`."""
+        if at.seq == 0:
+            return at.head == GENESIS and at.offset == 0
+        row = self.db.one("SELECT line FROM control_events WHERE seq = :s", {"s": at.seq})
+        try:
+            rec, digest = parse_line(row[0].encode()) if row is not None else ({}, "")
+        except (ValueError, IntegrityError, KeyError, TypeError):
+            return False
+        return rec.get("seq") == at.seq and rec.get("hash") == digest == at.head and at.offset == 0
 
     def verify(self, expect_head: tuple[int, str] | None = None,
                checkpoints: Checkpoints | None = None) -> dict[str, Any]:

@@ -205,7 +205,7 @@ def control_plane_page(dash: Dashboard, request: Request) -> Response:
     rt = dash.control_plane()
     chain: dict[str, Any]
     try:
-        chain = {"ok": True, **rt.events.verify(checkpoints=rt.events.checkpoints)}
+        chain = {"ok": True, **rt.verify()}
     except IntegrityError as exc:
         chain = {"ok": False, "error": str(exc)}
     state = rt.replay_events() if chain["ok"] else None
