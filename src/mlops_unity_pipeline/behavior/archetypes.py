@@ -94,3 +94,12 @@ register_archetype(Archetype(
     ("patrol", "waypoint", "guard route"), {"raycast": 8, "velocity": 2, "target": 2, "waypoint_progress": 1},
     TaskParameters(num_obstacles=2, num_waypoints=3, max_steps=500), exclusive_observations=("waypoint_progress",),
     trainer=TrainerDefaults(ppo=_WIDER.ppo, time_horizon=128)))
+register_archetype(Archetype(
+    "obstacle_course", "Visit 4 targets in turn across a wide arena cluttered with 10 round obstacles, with little "
+    "reward shaping; touching an obstacle fails.",
+    ("obstacle course", "cluttered", "dense obstacles", "crowded arena"),
+    {"raycast": 12, "velocity": 2, "target": 2},
+    TaskParameters(arena_half_size=7.0, goal_radius=0.4, min_start_distance=5.0, num_obstacles=10,
+                   obstacle_radius_min=0.5, obstacle_radius_max=1.0, ray_length=5.0, num_waypoints=4,
+                   max_steps=800, shaping_per_metre=0.02),
+    trainer=TrainerDefaults(ppo=_WIDER.ppo, time_horizon=128)))

@@ -88,7 +88,9 @@ class FastPPOTrainer:
         adv = gae(buf.rewards, v, next_values, buf.cut, self.s.gamma, lam)
         table[o:o + width] = torch.from_numpy(buf.actions.reshape(T * n, width).T)
         table[o + width] = torch.from_numpy(buf.logp.reshape(-1))
-        table[o + width + 1] = torch.from_numpy(adv.reshape(-1))
+        # the policy term sees advantages normalized over the whole update, as ML-Agents' PPO does; the value
+        # target is the raw return
+        table[o + width + 1] = torch.from_numpy(((adv - adv.mean()) / (adv.std() + 1e-10)).reshape(-1))
         table[o + width + 2] = torch.from_numpy((adv + v).reshape(-1))
         table[o + width + 3] = torch.from_numpy(v.reshape(-1))
         return table, float(v.mean())

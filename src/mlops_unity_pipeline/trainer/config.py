@@ -40,10 +40,22 @@ _SAC_BASE: dict[str, Any] = {
     "init_entcoef": 0.5,
 }
 DEFAULT_AGENTS_PER_ENV = 32
+MIN_TIME_HORIZON = 8
 
 
 def agents_per_env(config: RLTrainingConfig) -> int:
     return config.agents_per_env or DEFAULT_AGENTS_PER_ENV
+
+
+def on_policy_time_horizon(archetype_horizon: int, buffer_size: int, agents: int) -> int:
+    """PPO's default `time_horizon` for this many agents: at most what one update's buffer holds per agent.
+
+    ML-Agents hands a trajectory to the update buffer only once an agent has `time_horizon` steps (or its episode
+    ends). With 8 players x 32 agents and a horizon of 64, one round of trajectories is 16,384 steps for a 4,096-step
+    buffer: each update learns from experience gathered by up to four policies ago, and PPO's clipped ratio then
+    throws most of the update away. A horizon of buffer_size / agents keeps each update on-policy, which is what
+    the fast trainer (and SB3) do by construction. README "The quick start, on either trainer" has the figures."""
+    return max(MIN_TIME_HORIZON, min(archetype_horizon, buffer_size // max(1, agents)))
 
 
 def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
@@ -65,7 +77,8 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
         "network_settings": network,
         "reward_signals": copy.deepcopy(config.reward_signals) or {"extrinsic": {"gamma": 0.99, "strength": 1.0}},
         "max_steps": max_steps,
-        "time_horizon": config.time_horizon or arch.time_horizon,
+        "time_horizon": config.time_horizon or (arch.time_horizon if trainer_type != "ppo" else on_policy_time_horizon(
+            arch.time_horizon, int(hyper["buffer_size"]), config.num_envs * agents_per_env(config))),
         "summary_freq": summary,
         "checkpoint_interval": checkpoint,
         "keep_checkpoints": config.keep_checkpoints or 5,
