@@ -9,15 +9,23 @@ steps/s is measured the same way for all three: steps between the first and the 
 training time between them, so start-up (imports, process and environment launch) counts for none of them; the
 pipeline's whole train stage is shown beside it. Needs the bench extra: pip install 'unity-mlops[bench]'.
 
+Then, in the same run: the same trainers again while `--load` busy processes (started here) compete for the cores,
+and `--concurrent` fast jobs at once through the pipeline (as the scheduler's local executor runs them) against one
+alone. `--task obstacle_course` runs the harder task (PPO needs about 350k steps to reach 90 % there).
+
     python bench/fast_bench.py [--steps 300000] [--eval-every 20000] [--episodes 300] [--only fast,sb3]
+                               [--load 2] [--concurrent 2] [--task navigation|obstacle_course]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import multiprocessing as mp
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +35,55 @@ from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.behavior.simulator import Simulator
 from mlops_unity_pipeline.evaluation.evaluate import evaluate_onnx, evaluate_policy
 
-ASSET = UnityAssetSpec(asset_id="nav", name="Nav", description="Reach target position while avoiding obstacles",
-                       observation_space={"raycast": 8, "velocity": 2})
+TASKS = {"navigation": UnityAssetSpec(asset_id="nav", name="Nav", observation_space={"raycast": 8, "velocity": 2},
+                                     description="Reach target position while avoiding obstacles"),
+         "obstacle_course": UnityAssetSpec(asset_id="course", name="Nav", archetype="obstacle_course",
+                                          description="Cross an obstacle course, visiting each target")}
+ASSET = TASKS["navigation"]
 HYPER = {"batch_size": 1024, "buffer_size": 10240, "num_epoch": 3, "learning_rate": 3e-4, "beta": 5e-3,
          "epsilon": 0.2, "lambd": 0.95, "learning_rate_schedule": "linear"}
 AGENTS, SEED = 64, 1
 
 
 def definition():
-    return build_behavior(behavior_name="Nav", description=ASSET.description,
+    return build_behavior(behavior_name="Nav", description=ASSET.description, archetype=ASSET.archetype,
                           observation_space=ASSET.observation_space)
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextmanager
+def busy(n: int):
+    """n processes that keep a core busy each, as other jobs on a shared machine do."""
+    procs = [mp.Process(target=_spin, daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.join()
+
+
+def concurrent_fast(root: Path, jobs: int, steps: int) -> float:
+    """Aggregate steps/s of `jobs` fast jobs started together in one orchestrator (the local executor's way)."""
+    orch = UnityMLOpsOrchestrator(root, show_progress=False, evaluation_episodes=10)
+    cfg = RLTrainingConfig(trainer="fast", max_steps=steps, seed=SEED, agents_per_env=AGENTS, hyperparameters=HYPER,
+                           summary_freq=steps, checkpoint_interval=steps)
+
+    async def all_jobs():
+        return await asyncio.gather(*(orch.execute_training_job(
+            TrainingJob(job_id=f"c{jobs}-{i}", asset_spec=ASSET, rl_config=cfg)) for i in range(jobs)))
+
+    results = asyncio.run(all_jobs())
+    assert all(r.succeeded for r in results), [r.error for r in results]
+    seconds = [json.loads((root / f"c{jobs}-{i}" / "metrics.json").read_text())["stage_seconds"]["train"]
+               for i in range(jobs)]
+    return jobs * steps / max(seconds)
 
 
 def time_to(points: list[tuple[int, float, float]], bar: float) -> float | None:
@@ -161,32 +208,61 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=20_000)
     ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--only", default="fast,sb3,mlagents", help="comma-separated subset of fast,sb3,mlagents")
+    ap.add_argument("--load", type=int, default=2, help="busy processes for the contended run (0: skip it)")
+    ap.add_argument("--concurrent", type=int, default=2, help="fast jobs at once for the concurrency row (0: skip)")
+    ap.add_argument("--task", choices=sorted(TASKS), default="navigation")
     args = ap.parse_args()
+    global ASSET
+    ASSET = TASKS[args.task]
     chosen = [t.strip() for t in args.only.split(",") if t.strip()]
-    results = {}
+    results, loaded = {}, {}
     with tempfile.TemporaryDirectory(prefix="unity-mlops-fast-") as tmp:
         for name in chosen:
-            if name == "sb3":
-                results[name] = run_sb3(args.steps, args.eval_every, args.episodes)
-            else:
-                results[name] = run_pipeline(name, Path(tmp), args.steps, args.eval_every, args.episodes)
+            results[name] = train(name, Path(tmp) / "quiet", args)
             print(f"{name} done", flush=True)
+        if args.load:
+            with busy(args.load):
+                for name in (n for n in chosen if n != "mlagents"):
+                    loaded[name] = train(name, Path(tmp) / "loaded", args)
+                    print(f"{name} done under load", flush=True)
+        if args.concurrent and "fast" in chosen:
+            alone = concurrent_fast(Path(tmp) / "alone", 1, args.steps)
+            together = concurrent_fast(Path(tmp) / "together", args.concurrent, args.steps)
+    print(f"\ntask: {args.task}")
+    table(results, "quiet machine")
+    if loaded:
+        table(loaded, f"{args.load} busy processes beside it")
+    if args.concurrent and "fast" in chosen:
+        print(f"\n{args.concurrent} fast jobs at once: {together:,.0f} steps/s in all, one alone {alone:,.0f} steps/s: "
+              f"{together / alone:.2f}x (target >= 0.95)")
+    for label, res in (("quiet", results), ("loaded", loaded)):
+        for name, (points, _) in res.items():
+            print(f"{label} {name}: " + ", ".join(f"{st // 1000}k:{sc:.0%}" for st, _, sc in points))
+
+
+def train(name: str, root: Path, args: argparse.Namespace):
+    if name == "sb3":
+        return run_sb3(args.steps, args.eval_every, args.episodes)
+    return run_pipeline(name, root, args.steps, args.eval_every, args.episodes)
+
+
+def table(results: dict, title: str) -> None:
     fmt = lambda t: f"{t:.1f} s" if t is not None else "not reached"  # noqa: E731
     label = {"fast": "unity-mlops fast", "sb3": "Stable-Baselines3 PPO", "mlagents": "ML-Agents (real trainer)"}
-    print("\n| trainer | steps/s | whole train stage | time to 70 % | time to 90 % | success at the end |")
+    print(f"\n{title}\n\n| trainer | steps/s | whole train stage | time to 70 % | time to 90 % | success at the end |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, (points, total) in results.items():
         print(f"| {label[name]} | {steady_rate(points):,.0f} | {total:.1f} s | {fmt(time_to(points, 0.7))} | "
               f"{fmt(time_to(points, 0.9))} | {points[-1][2]:.1%} |")
     rate = {name: steady_rate(points) for name, (points, _) in results.items()}
     if "fast" in rate and "sb3" in rate:
-        print(f"\nsteps/s: fast/SB3 = {rate['fast'] / rate['sb3']:.2f}x (target >= 1.3)")
+        f, b = results["fast"][0][-1][2], results["sb3"][0][-1][2]
+        print(f"\nsteps/s: fast/SB3 = {rate['fast'] / rate['sb3']:.2f}x; success at the end: fast {f:.1%} vs SB3 "
+              f"{b:.1%} ({100 * (f - b):+.1f} points)")
     if "fast" in rate and "mlagents" in rate:
         f, m = results["fast"][0][-1][2], results["mlagents"][0][-1][2]
-        print(f"steps/s: fast/ML-Agents = {rate['fast'] / rate['mlagents']:.1f}x (target >= 20); success at the end: "
-              f"fast {f:.1%} vs ML-Agents {m:.1%} (target: within 5 points)")
-    for name, (points, _) in results.items():
-        print(f"{name}: " + ", ".join(f"{st // 1000}k:{sc:.0%}" for st, _, sc in points))
+        print(f"steps/s: fast/ML-Agents = {rate['fast'] / rate['mlagents']:.1f}x; success at the end: "
+              f"fast {f:.1%} vs ML-Agents {m:.1%}")
 
 
 if __name__ == "__main__":

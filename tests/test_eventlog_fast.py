@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from pathlib import Path
 
 import orjson
 import pytest
@@ -216,3 +215,30 @@ def test_positions_anchor_only_where_the_chain_says(tmp_path):
     assert not log.anchored(first._replace(seq=2)) and not log.anchored(first._replace(head="0" * 64))
     assert not log.anchored(positions[-1]._replace(offset=positions[-1].offset + 500))
     assert [r["seq"] for r, _ in log.read_after(positions[1])] == [3, 4, 5]
+
+
+def test_appends_start_from_the_snapshot_and_keep_idempotency(tmp_path):
+    path, snap = tmp_path / "events.jsonl", tmp_path / "snap.json"
+    log = EventLog(path)
+    first = log.append("approval.used", {"approval_id": "a1"}, idempotency_key="use:a1")
+    for kind, payload in random_events(random.Random(6), 30):
+        log.append(kind, payload)
+    StateCache(log, snap, every=10).state(FACTS)
+    size = path.stat().st_size
+    with path.open("ab") as fh:
+        fh.write(b'{"torn')  # a crash mid-append after the snapshot
+    # a new process: appends start at the snapshot's position, not at genesis
+    fresh = EventLog(path)
+    assert StateCache(fresh, snap).prime_log() and fresh._offset == size
+    again = fresh.append("approval.used", {"approval_id": "a1", "decision_seq": 99}, idempotency_key="use:a1")
+    assert again == first, "a key used before the snapshot still answers with the original event"
+    new = fresh.append("decision", {"n": 1}, idempotency_key="k-new")
+    assert new["seq"] == 33 and fresh.recovered and fresh.recovered[0]["bytes"] == 6  # 31 events + the recovery
+    assert [r["seq"] for r in EventLog(path).read()][-1] == 33
+    assert StateCache(EventLog(path), snap).check_snapshot(FACTS) is not None
+    # a snapshot whose key map was edited is caught by verify
+    data = json.loads(snap.read_bytes())
+    data["keys"]["use:forged"] = 0
+    snap.write_bytes(canonical(data))
+    with pytest.raises(IntegrityError, match="does not match"):
+        StateCache(EventLog(path), snap).check_snapshot(FACTS)

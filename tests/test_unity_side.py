@@ -20,7 +20,7 @@ from mlops_unity_pipeline.generate.csharp_check import check_agent_source, check
 from mlops_unity_pipeline.trainer.config import trainer_config
 from mlops_unity_pipeline.trainer.mlagents_yaml import validate_many_with_mlagents
 
-ARCHETYPES = ("reach_target", "navigation", "patrol")
+ARCHETYPES = ("reach_target", "navigation", "patrol", "obstacle_course")
 ACTIONS = ({"type": "continuous", "size": 2}, {"type": "discrete", "size": 5}, {"type": "discrete", "branches": [3, 3]})
 LAYOUTS = (None, {"raycast": 8, "velocity": 2}, {"rays": 16, "position": 2, "velocity": 2}, {"target": 2})
 

@@ -139,7 +139,7 @@ class EventLog:
         self._offset = 0
         self._seq = 0
         self._head = GENESIS
-        self._keys: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, int] = {}  # idempotency key -> byte offset of its event's line
         self.recovered: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ reading
@@ -182,9 +182,28 @@ class EventLog:
                 break
             data += chunk
         for rec, end in self._parse_from(data, self._offset, self._seq, self._head, strict_tail=False):
-            self._seq, self._head, self._offset = rec["seq"], rec["hash"], end
             if rec.get("idempotency_key"):
-                self._keys.setdefault(rec["idempotency_key"], rec)
+                self._keys.setdefault(rec["idempotency_key"], self._offset)
+            self._seq, self._head, self._offset = rec["seq"], rec["hash"], end
+
+    def prime(self, at: Position, keys: dict[str, int]) -> bool:
+        """Start from a verified position (a state snapshot's) instead of genesis: appends then read only what came
+        after it. `keys` maps the idempotency keys used before it to their lines' offsets. Only before this object
+        has read anything, and only where the log still holds that position."""
+        if self._offset or not at.offset or not self.anchored(at):
+            return False
+        self._seq, self._head, self._offset = at.seq, at.head, at.offset
+        self._keys = dict(keys)
+        return True
+
+    def _original(self, key: str) -> dict[str, Any]:
+        """The event that first used an idempotency key, read back from its line (and checked to be it)."""
+        with self.path.open("rb") as fh:
+            fh.seek(self._keys[key])
+            rec, digest = parse_line(fh.readline().rstrip(b"\n"))
+        if rec.get("idempotency_key") != key or rec["hash"] != digest:
+            raise IntegrityError(f"{self.path}: the event for idempotency key {key!r} is not where it was")
+        return rec
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.read()
@@ -301,9 +320,9 @@ class EventLog:
             n = os.write(fd, view)
             view = view[n:]
         os.fsync(fd)  # an exception here propagates: the event is not acknowledged
-        self._seq, self._head, self._offset = rec["seq"], rec["hash"], self._offset + len(line)
         if key:
-            self._keys[key] = rec
+            self._keys[key] = self._offset
+        self._seq, self._head, self._offset = rec["seq"], rec["hash"], self._offset + len(line)
         return rec
 
     def append(self, event_type: str, payload: dict[str, Any], *, idempotency_key: str | None = None,
@@ -315,7 +334,7 @@ class EventLog:
             if recovered is not None:
                 self._write(fd, "log.recovered_tail", recovered, None, bundle_digest)
             if idempotency_key and idempotency_key in self._keys:
-                return self._keys[idempotency_key]
+                return self._original(idempotency_key)
             if expected_seq is not None and expected_seq != self._seq:
                 raise ConcurrencyError(f"expected seq {expected_seq}, the log is at {self._seq}")
             return self._write(fd, event_type, payload, idempotency_key, bundle_digest)

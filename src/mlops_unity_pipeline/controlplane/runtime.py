@@ -103,6 +103,7 @@ class ControlPlaneRuntime(BundleSchemas):
         self.schemas_dir = Path(schemas_dir) if schemas_dir else self.bundle_path.parent / "schemas"
         self.events = open_event_log(events_path)  # a file, or the shared database's table
         self.state_cache = StateCache(self.events, default_snapshot_path(self.events.path))
+        self.state_cache.prime_log()  # appends, too, start from the snapshot's position
         self.bundle: dict[str, Any] = {}
         self.actions: dict[str, dict[str, Any]] = {}
         self.schemas: dict[str, dict[str, Any]] = {}

@@ -153,21 +153,46 @@ class StateCache:
         self._folder: Folder | None = None
         self._state = State()
         self._at = Position()
+        self._keys: dict[str, int] = {}  # idempotency key -> its line's offset (file logs: what appends need)
         self._saved_seq = -1
+
+    def prime_log(self) -> bool:
+        """Let the log's appends start from the snapshot's position too (whatever facts it was folded under: the
+        position and the idempotency keys are the log's, not the bundle's)."""
+        prime = getattr(self.log, "prime", None)
+        data = self._read_snapshot(None)
+        try:
+            return bool(prime and data and prime(Position(*data["position"]), dict(data.get("keys") or {})))
+        except (TypeError, ValueError):
+            return False
 
     def state(self, facts: dict[str, dict[str, Any]]) -> State:
         if self._folder is None or self._folder.digest != Folder(facts).digest:
             self._folder = Folder(facts)
-            self._state, self._at = State(), Position()
+            self._state, self._at, self._keys = State(), Position(), {}
             loaded = self._load()
             if loaded is not None:
-                self._state, self._at = loaded
+                self._state, self._at, self._keys = loaded
                 self._saved_seq = self._at.seq
         elif not self.log.anchored(self._at):
-            self._state, self._at = State(), Position()  # the log was replaced under us: fold it again
-        for ev, at in self.log.read_after(self._at):
-            self._folder.apply(self._state, ev)
-            self._at = at
+            self._state, self._at, self._keys = State(), Position(), {}  # the log was replaced: fold it again
+        self._fold(self.log.read_after(self._at), self._folder, self._state, self._keys)
+        return self._finish()
+
+    def _fold(self, events, folder: Folder, state: State, keys: dict[str, int], until: int | None = None) -> Position:
+        at = self._at if until is None else Position()
+        for ev, nxt in events:
+            if until is not None and nxt.seq > until:
+                break
+            folder.apply(state, ev)
+            if ev.get("idempotency_key") and nxt.offset:
+                keys.setdefault(ev["idempotency_key"], at.offset)
+            at = nxt
+            if until is None:
+                self._at = at
+        return at
+
+    def _finish(self) -> State:
         if self.snapshot_path is not None and self._at.seq - max(self._saved_seq, 0) >= self.every:
             self._save()
         return self._state.copy()
@@ -179,48 +204,45 @@ class StateCache:
         data = self._read_snapshot(folder)
         if data is None:
             return None
-        state, seq = State(), int(data["position"][0])
-        for ev, at in self.log.read_after(Position()):
-            if at.seq > seq:
-                break
-            folder.apply(state, ev)
-            if at.seq == seq:
-                if list(at) != data["position"]:
-                    break
-                if canonical(state.to_json()) != canonical(data["state"]):
-                    raise IntegrityError(f"{self.snapshot_path}: the state snapshot at event {seq} does not match "
-                                         "the state the log establishes there: it was edited (delete it; the next "
-                                         "start folds the log again)")
-                return {"snapshot": str(self.snapshot_path), "seq": seq}
-        raise IntegrityError(f"{self.snapshot_path}: the state snapshot is anchored at event {seq}, which the log "
-                             "does not hold with that hash and offset (delete it; the next start folds the log again)")
+        state, keys, seq = State(), {}, int(data["position"][0])
+        at = self._fold(self.log.read_after(Position()), folder, state, keys, until=seq)
+        if list(at) != data["position"]:
+            raise IntegrityError(f"{self.snapshot_path}: the state snapshot is anchored at event {seq}, which the "
+                                 "log does not hold with that hash and offset (delete it; the next start folds the "
+                                 "log again)")
+        if canonical(state.to_json()) != canonical(data["state"]) or keys != (data.get("keys") or {}):
+            raise IntegrityError(f"{self.snapshot_path}: the state snapshot at event {seq} does not match the state "
+                                 "the log establishes there: it was edited (delete it; the next start folds the log "
+                                 "again)")
+        return {"snapshot": str(self.snapshot_path), "seq": seq}
 
     # ------------------------------------------------------------------ the file
-    def _read_snapshot(self, folder: Folder) -> dict[str, Any] | None:
+    def _read_snapshot(self, folder: Folder | None) -> dict[str, Any] | None:
+        """The snapshot file's content when it is one for these facts (any facts: None)."""
         if self.snapshot_path is None:
             return None
         try:
             data = json.loads(self.snapshot_path.read_bytes())
-            ok = data["format"] == FORMAT and data["facts_digest"] == folder.digest
+            ok = data["format"] == FORMAT and (folder is None or data["facts_digest"] == folder.digest)
         except (OSError, ValueError, KeyError, TypeError):
             return None  # absent or unreadable: fold from genesis (and write a good one)
         return data if ok else None
 
-    def _load(self) -> tuple[State, Position] | None:
+    def _load(self) -> tuple[State, Position, dict[str, int]] | None:
         assert self._folder is not None
         data = self._read_snapshot(self._folder)
         try:
             at = Position(*data["position"]) if data is not None else None
             if at is None or not self.log.anchored(at):
                 return None
-            return State.from_json(data["state"]), at
+            return State.from_json(data["state"]), at, dict(data.get("keys") or {})
         except (KeyError, TypeError, ValueError):
             return None
 
     def _save(self) -> None:
         assert self._folder is not None and self.snapshot_path is not None
         body = {"format": FORMAT, "log": self.log.name, "facts_digest": self._folder.digest,
-                "position": list(self._at), "state": self._state.to_json()}
+                "position": list(self._at), "state": self._state.to_json(), "keys": self._keys}
         try:
             self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.snapshot_path.with_name(f".{self.snapshot_path.name}.{os.getpid()}.{id(self)}.tmp")
