@@ -42,6 +42,7 @@ TASKS = {"navigation": UnityAssetSpec(asset_id="nav", name="Nav", observation_sp
 ASSET = TASKS["navigation"]
 HYPER = {"batch_size": 1024, "buffer_size": 10240, "num_epoch": 3, "learning_rate": 3e-4, "beta": 5e-3,
          "epsilon": 0.2, "lambd": 0.95, "learning_rate_schedule": "linear"}
+NETWORK = {"normalize": True, "hidden_units": 128, "num_layers": 2}  # as SB3's VecNormalize + net_arch below
 AGENTS, SEED = 64, 1
 
 
@@ -73,7 +74,7 @@ def concurrent_fast(root: Path, jobs: int, steps: int) -> float:
     """Aggregate steps/s of `jobs` fast jobs started together in one orchestrator (the local executor's way)."""
     orch = UnityMLOpsOrchestrator(root, show_progress=False, evaluation_episodes=10)
     cfg = RLTrainingConfig(trainer="fast", max_steps=steps, seed=SEED, agents_per_env=AGENTS, hyperparameters=HYPER,
-                           summary_freq=steps, checkpoint_interval=steps)
+                           network_settings=NETWORK, summary_freq=steps, checkpoint_interval=steps)
 
     async def all_jobs():
         return await asyncio.gather(*(orch.execute_training_job(
@@ -93,7 +94,8 @@ def time_to(points: list[tuple[int, float, float]], bar: float) -> float | None:
 def run_pipeline(trainer: str, root: Path, steps: int, every: int, episodes: int):
     orch = UnityMLOpsOrchestrator(root / trainer, evaluation_episodes=episodes, show_progress=False)
     cfg = RLTrainingConfig(trainer=trainer, max_steps=steps, seed=SEED, agents_per_env=AGENTS, hyperparameters=HYPER,
-                           checkpoint_interval=every, keep_checkpoints=1000, summary_freq=every)
+                           network_settings=NETWORK, checkpoint_interval=every, keep_checkpoints=1000,
+                           summary_freq=every)
     t0 = time.time()
     r = orch.execute_training_job_sync(TrainingJob(job_id=trainer, asset_spec=ASSET, rl_config=cfg))
     assert r.succeeded, (trainer, r.failed_stage, r.error)

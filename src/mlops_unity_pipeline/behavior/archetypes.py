@@ -46,7 +46,8 @@ class TrainerDefaults:
     ppo: dict[str, Any] = field(default_factory=dict)  # over the shared PPO base (batch 256, buffer 2048, ...)
     hidden_units: int = 128
     num_layers: int = 2
-    time_horizon: int = 64
+    time_horizon: int = 64  # at most: PPO's default shrinks it for many agents (trainer/config.py)
+    normalize: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ register_archetype(Archetype(
 register_archetype(Archetype(
     "navigation", "Reach a randomly placed target while avoiding 3 round obstacles; touching one fails.",
     ("obstacle", "avoid", "navigat", "maze", "collision"), {"raycast": 8, "velocity": 2, "target": 2},
-    TaskParameters(num_obstacles=3, max_steps=300), trainer=_WIDER))
+    TaskParameters(num_obstacles=3, max_steps=300),
+    # the setup guide's quick start (8 players, 100k steps) on ML-Agents: README "The quick start, on either trainer"
+    trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 256, "learning_rate": 3.0e-3},
+                            normalize=False)))
 register_archetype(Archetype(
     "patrol", "Visit 3 waypoints in order while avoiding 2 round obstacles; touching one fails.",
     ("patrol", "waypoint", "guard route"), {"raycast": 8, "velocity": 2, "target": 2, "waypoint_progress": 1},

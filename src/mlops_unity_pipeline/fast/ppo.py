@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .. import settings
 from ..behavior.definition import BehaviorDefinition
 from ..trainer.base import Callback, StopCondition
 from ..trainer.settings import TrainerSettings
@@ -33,6 +32,7 @@ from .loss import Minibatch, continuous_grads, discrete_grads
 from .network import ActorCritic, Adam
 from .options import unsupported_options
 from .rollout import Rollout, RolloutCollector, gae
+from .threads import UpdateThreads
 
 
 class UnsupportedOption(ValueError):
@@ -124,10 +124,8 @@ class FastPPOTrainer:
 
     def train(self, resume: bool = False, stop: StopCondition | None = None,
               callback: Callback | None = None) -> dict[str, Any]:
-        # torch's update uses up to two of the CPUs this process may use (a Ray task declaring 1 CPU gets 1: two
-        # threads per job on a node's one CPU made two nodes slower than one); NumPy's BLAS (the rollout's small
+        # torch's update threads are chosen before each update (fast/threads.py); NumPy's BLAS (the rollout's small
         # matmuls) gets one thread, so its idle-spinning workers do not compete with torch's (~15 % of a run)
-        torch.set_num_threads(min(2, settings.cpu_budget()))
         with threadpool_limits(limits=1, user_api="blas"):
             return self._train(resume, stop or StopCondition(), callback or Callback())
 
@@ -156,6 +154,7 @@ class FastPPOTrainer:
         collector = RolloutCollector(self.d, self.n, max(1, math.ceil(h.buffer_size / self.n)),
                                      horizon=s.time_horizon, reward_scale=s.strength, seed=self.seed)
         rng = np.random.default_rng(self.seed)
+        threads = UpdateThreads()
         summaries = Summaries(self.model_dir, behavior, collector.episodes, s.summary_freq, s.max_steps, self.log,
                               start_step=step)
         checkpoints = Checkpoints(self.run_dir, behavior, self.d, s.checkpoint_interval, s.keep_checkpoints,
@@ -167,6 +166,7 @@ class FastPPOTrainer:
                 break
             t_phase = time.perf_counter()
             buf = collector.collect(net.numpy_actor())
+            torch.set_num_threads(threads.choose())  # after the NumPy-only rollout: our torch threads are idle
             t_prepare = time.perf_counter()
             table, value_estimate = self._prepare(net, buf, h.lambd)
             step += buf.rewards.size

@@ -66,7 +66,7 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
     else:
         trainer_type, hyper = "ppo", {**_PPO_BASE, **arch.ppo}
     hyper.update(config.hyperparameters)
-    network = {"normalize": True, "hidden_units": arch.hidden_units, "num_layers": arch.num_layers,
+    network = {"normalize": arch.normalize, "hidden_units": arch.hidden_units, "num_layers": arch.num_layers,
                **config.network_settings}
     max_steps = config.max_steps
     summary = config.summary_freq or max(1000, (max_steps // 20) // 1000 * 1000)
