@@ -22,25 +22,26 @@ MAX_THREADS = 2  # more did not help at this model size (a 128x128 MLP, minibatc
 LOADAVG = Path("/proc/loadavg")
 
 
-def runnable_besides_me() -> int | None:
+def runnable_besides_me(loadavg: Path = LOADAVG) -> int | None:
     """Tasks runnable now on the host, this thread excluded (None where the kernel does not say)."""
     try:
-        running = LOADAVG.read_text().split()[3].split("/")[0]
+        running = loadavg.read_text().split()[3].split("/")[0]
         return max(0, int(running) - 1)
     except (OSError, IndexError, ValueError):
         return None
 
 
 class UpdateThreads:
-    def __init__(self, budget: int | None = None) -> None:
+    def __init__(self, budget: int | None = None, loadavg: Path = LOADAVG) -> None:
         self.budget = min(MAX_THREADS, budget if budget is not None else settings.cpu_budget())
         self.host_cpus = os.cpu_count() or 1
+        self.loadavg = loadavg
         self.busy: float | None = None  # smoothed count of the other runnable tasks
 
     def choose(self) -> int:
         if self.budget <= 1:
             return 1
-        others = runnable_besides_me()
+        others = runnable_besides_me(self.loadavg)
         if others is None:
             return 1
         self.busy = others if self.busy is None else 0.5 * self.busy + 0.5 * others

@@ -72,7 +72,8 @@ class SchedulerConfig(_Model):
     profile: str = "local"
     workspace: str = "runs"
     state_dir: str | None = None
-    max_concurrent_jobs: int = 1
+    max_concurrent_jobs: int = Field(default_factory=settings.default_concurrent_jobs,
+                                     description="Jobs running at once (default: one per two CPUs, at least one).")
     poll_interval_s: float = 5.0
     grace_period_s: float = 120.0
     health: HealthConfig = Field(default_factory=HealthConfig)
