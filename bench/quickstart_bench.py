@@ -1,7 +1,10 @@
 """The setup guide's quick start (seed 001: navigation, rays 8 + velocity 2, 8 envs, 100k steps), several seeds on
 each trainer, through the public API exactly as the guide runs it; success on 500 held-out episodes per run.
 
-    python bench/quickstart_bench.py [--seeds 1,2,3,4,5] [--trainers mlagents,fast] [--max-steps 100000]
+`--before` adds ML-Agents with the navigation defaults this project had before (time horizon 64 whatever the agent
+count, learning rate 3e-4, minibatches of 512, observation normalization), for the same seeds in the same run.
+
+    python bench/quickstart_bench.py [--seeds 1,2,3,4,5] [--trainers mlagents,fast] [--max-steps 100000] [--before]
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
 
 BAR = 0.90
+BEFORE = {"time_horizon": 64, "hyperparameters": {"learning_rate": 3.0e-4, "batch_size": 512},
+          "network_settings": {"normalize": True}}
 
 
 def quick_start(root: Path, trainer: str, seed: int, max_steps: int, **extra) -> tuple[float, float]:
@@ -40,18 +45,21 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--trainers", default="mlagents,fast")
     ap.add_argument("--max-steps", type=int, default=100_000)
-    ap.add_argument("--time-horizon", type=int, default=None, help="override (to compare with the default)")
+    ap.add_argument("--before", action="store_true", help="also ML-Agents with the previous navigation defaults")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    extra = {"time_horizon": args.time_horizon} if args.time_horizon else {}
+    runs = [(t, t, {}) for t in args.trainers.split(",")]
+    if args.before:
+        runs.append(("mlagents, previous defaults", "mlagents", BEFORE))
     rows = {}
     with tempfile.TemporaryDirectory(prefix="unity-mlops-quickstart-") as tmp:
-        for trainer in args.trainers.split(","):
-            rows[trainer] = []
+        for label, trainer, extra in runs:
+            rows[label] = []
             for seed in seeds:
-                success, wall = quick_start(Path(tmp), trainer, seed, args.max_steps, **extra)
-                rows[trainer].append((success, wall))
-                print(f"{trainer} seed {seed}: success {success:.1%}, job {wall:.0f} s", flush=True)
+                success, wall = quick_start(Path(tmp) / label.replace(", ", "-").replace(" ", "-"), trainer, seed,
+                                            args.max_steps, **extra)
+                rows[label].append((success, wall))
+                print(f"{label} seed {seed}: success {success:.1%}, job {wall:.0f} s", flush=True)
     print(f"\n| trainer | {' | '.join(f'seed {s}' for s in seeds)} | ≥ {BAR:.0%} | median job (s) |")
     print(f"|---|{'---:|' * len(seeds)}---:|---:|")
     for trainer, runs in rows.items():
