@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -155,6 +156,7 @@ class StateCache:
         self._at = Position()
         self._keys: dict[str, int] = {}  # idempotency key -> its line's offset (file logs: what appends need)
         self._saved_seq = -1
+        self._lock = threading.Lock()  # the dashboard and the MCP server ask from several threads
 
     def prime_log(self) -> bool:
         """Let the log's appends start from the snapshot's position too (whatever facts it was folded under: the
@@ -167,6 +169,10 @@ class StateCache:
             return False
 
     def state(self, facts: dict[str, dict[str, Any]]) -> State:
+        with self._lock:
+            return self._state_at_head(facts)
+
+    def _state_at_head(self, facts: dict[str, dict[str, Any]]) -> State:
         if self._folder is None or self._folder.digest != Folder(facts).digest:
             self._folder = Folder(facts)
             self._state, self._at, self._keys = State(), Position(), {}
