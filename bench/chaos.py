@@ -501,15 +501,18 @@ def main() -> int:
             outage = threading.Thread(target=lambda: holder.update(outage=scenario_outage(
                 tmp_path, args.outage, args.events, args.senders, schedule, log)))
             outage.start()
-        if "kill" in only:
-            log(f"kill -9: {args.kills} trials")
-            res["kill"] = scenario_kill(tmp_path, args.kills, args.kill_steps, rng, log)
-        if "ports" in only:
-            log(f"ports: {args.mlagents_jobs} ML-Agents jobs")
-            res["ports"] = scenario_ports(tmp_path, args.mlagents_jobs, args.mlagents_steps, log)
+        try:
+            if "kill" in only:
+                log(f"kill -9: {args.kills} trials")
+                res["kill"] = scenario_kill(tmp_path, args.kills, args.kill_steps, rng, log)
+            if "ports" in only:
+                log(f"ports: {args.mlagents_jobs} ML-Agents jobs")
+                res["ports"] = scenario_ports(tmp_path, args.mlagents_jobs, args.mlagents_steps, log)
+        finally:  # even when a scenario fails: the outage's senders stop before their directory is removed
+            if outage is not None:
+                log(f"outage: receiver down {args.outage:.0f} s, retry schedule {list(schedule)}")
+                outage.join()
         if outage is not None:
-            log(f"outage: receiver down {args.outage:.0f} s, retry schedule {list(schedule)}")
-            outage.join()
             res["outage"] = holder["outage"]
     text, ok = table(res)
     print(text)
