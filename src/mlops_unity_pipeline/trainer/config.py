@@ -54,7 +54,8 @@ def on_policy_time_horizon(archetype_horizon: int, buffer_size: int, agents: int
     ends). With 8 players x 32 agents and a horizon of 64, one round of trajectories is 16,384 steps for a 4,096-step
     buffer: each update learns from experience gathered by up to four policies ago, and PPO's clipped ratio then
     throws most of the update away. A horizon of buffer_size / agents keeps each update on-policy, which is what
-    the fast trainer (and SB3) do by construction. README "The quick start, on either trainer" has the figures."""
+    the fast trainer (and SB3) do by construction. Figures: README "The setup guide's quick start, on either
+    trainer"."""
     return max(MIN_TIME_HORIZON, min(archetype_horizon, buffer_size // max(1, agents)))
 
 
