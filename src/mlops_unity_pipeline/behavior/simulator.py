@@ -28,9 +28,17 @@ class StepResult:
 
 
 class Simulator:
-    """The built-in behaviors' physics, rewards and observations."""
+    """The built-in behaviors' physics, rewards and observations.
 
-    _POOL = 256  # episode layouts sampled per batch
+    Costs are counted in NumPy calls, not in arithmetic: at 64 agents each call on [N, rays] arrays takes about
+    as long as its arithmetic on 1,000 agents would. So the goal frame is kept as one [N, 4] array (u, v), from
+    which one matmul gives every ray's direction and one batched matmul every ray/obstacle projection; and the
+    first observation of each new episode is computed with its layout, a pool at a time, so that episodes ending
+    on most steps cost a few row copies instead of a second observation pass."""
+
+    _POOL = 256  # episode layouts sampled (and observed) per batch
+    _UV = np.array([0, 1, 1, 0])  # (u_x, u_y) -> (u_x, u_y, v_x, v_y) with v = u turned left: (-u_y, u_x)
+    _UV_SIGN = np.array([1.0, 1.0, -1.0, 1.0], np.float32)
 
     def __init__(self, definition: BehaviorDefinition, num_agents: int, seed: int = 0) -> None:
         if num_agents <= 0:
@@ -50,16 +58,20 @@ class Simulator:
         self.steps = np.zeros(n, np.int64)
         self.prev_dist = np.zeros(n, np.float32)
         self.episode_return = np.zeros(n, np.float32)
+        self._goal = np.zeros((n, 2), np.float32)  # goals[i, goal_idx[i]], kept with them
+        self._hit_r2 = np.zeros((n, p.num_obstacles), np.float32)  # (obstacle radius + agent radius)^2
+        self._uv = np.zeros((n, 4), np.float32)  # goal frame (u, v) of the last observation: actions apply in it
         self._slices = definition.observation_slices()
         ray = self._slices.get("raycast")
-        self.n_rays = 0 if ray is None else ray.stop - ray.start
-        angles = 2.0 * np.pi * np.arange(self.n_rays) / max(1, self.n_rays)
-        self._ray_cos = np.cos(angles).astype(np.float32)
-        self._ray_sin = np.sin(angles).astype(np.float32)
+        self.n_rays = R = 0 if ray is None else ray.stop - ray.start
+        angles = 2.0 * np.pi * np.arange(R) / max(1, R)
+        # (u, v) @ basis = ray directions, x components then y: d_r = cos_r * u + sin_r * v
+        self._ray_basis = np.zeros((4, 2 * R), np.float32)
+        self._ray_basis[0, :R] = self._ray_basis[1, R:] = np.cos(angles)
+        self._ray_basis[2, :R] = self._ray_basis[3, R:] = np.sin(angles)
         self._all = np.arange(n)
         self._no = np.zeros(n, bool)  # read-only "nobody" mask
         self._no.flags.writeable = False
-        self._u = self._v = np.zeros((n, 2), np.float32)
         self._pool = self._sample_layouts(0)
         self._pool_next = 0
         self.reset(np.ones(n, bool))
@@ -74,22 +86,22 @@ class Simulator:
 
     def reset_done(self, done: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
         """New episodes for the `done` agents. With `obs` (the observations `step` just returned), only the reset
-        rows are recomputed: with many agents an episode ends on almost every step."""
+        rows change, to their episodes' first observations."""
         idx = np.flatnonzero(done)
         if obs is None or not idx.size:
             return self.reset(done)
-        self._spawn(idx)
         out = obs.copy()
-        out[idx] = self.observe(idx)
+        out[idx] = self._spawn(idx)
         return out
 
     def _uniform(self, shape: tuple[int, ...], margin: float) -> np.ndarray:
         lim = self.p.arena_half_size - margin
         return self.rng.uniform(-lim, lim, size=(*shape, 2)).astype(np.float32)
 
-    def _sample_layouts(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _sample_layouts(self, k: int) -> tuple[np.ndarray, ...]:
         """k episode layouts (start [k,2], goals [k,W,2], obstacles [k,K,2], radii [k,K]) by rejection sampling:
-        each goal at least min_start_distance from the previous point, obstacles clear of the start and goals."""
+        each goal at least min_start_distance from the previous point, obstacles clear of the start and goals;
+        with each layout's first observation and goal frame."""
         p = self.p
         margin = p.agent_radius + 0.2
         pos = self._uniform((k,), margin)
@@ -116,11 +128,13 @@ class Simulator:
                 if not bad.any():
                     break
                 obstacles[bad] = self._uniform((int(bad.sum()),), 0.0)
-        return pos, goals, obstacles, rad
+        obs, uv, dist = self._observe(pos, np.zeros_like(pos), goals[:, 0], np.zeros(k, np.int64), obstacles, rad)
+        return pos, goals, obstacles, rad, obs, uv, dist
 
-    def _spawn(self, idx: np.ndarray) -> None:
-        """New episode layouts for the agents `idx`, drawn from a pool sampled in batches: with many agents a few
-        episodes end on most steps, and sampling them one small batch at a time cost more than the physics."""
+    def _spawn(self, idx: np.ndarray) -> np.ndarray:
+        """New episodes for the agents `idx`, drawn from the pool of layouts; returns their first observations.
+        With many agents a few episodes end on most steps, and sampling them one small batch at a time cost more
+        than the physics."""
         k = idx.size
         if self._pool_next + k > len(self._pool[0]):
             rest = [a[self._pool_next:] for a in self._pool]
@@ -129,86 +143,91 @@ class Simulator:
             self._pool_next = 0
         take = slice(self._pool_next, self._pool_next + k)
         self._pool_next += k
-        pos, goals, obstacles, rad = (a[take] for a in self._pool)
+        pos, goals, obstacles, rad, obs, uv, dist = (a[take] for a in self._pool)
         self.obstacles[idx] = obstacles
         self.obstacle_r[idx] = rad
+        self._hit_r2[idx] = np.square(rad + self.p.agent_radius)
         self.pos[idx] = pos
         self.vel[idx] = 0.0
         self.goals[idx] = goals
+        self._goal[idx] = goals[:, 0]
         self.goal_idx[idx] = 0
         self.steps[idx] = 0
         self.episode_return[idx] = 0.0
-        self.prev_dist[idx] = np.hypot(*(goals[:, 0] - pos).T)
+        self.prev_dist[idx] = dist
+        self._uv[idx] = uv
+        return obs
 
     # ------------------------------------------------------------------ geometry
     def _frame(self, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The goal frame of the agents (all, or `idx`): u points at the current goal, v is u turned left."""
         rows = self._all if idx is None else idx
-        delta = self.goals[rows, self.goal_idx[rows]] - self.pos[rows]
+        uv, dist = self._goal_frame(self.pos[rows], self.goals[rows, self.goal_idx[rows]])
+        return uv[:, :2], uv[:, 2:], dist
+
+    def _goal_frame(self, pos: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((u, v) [N, 4], distance to the goal [N])."""
+        delta = goal - pos
         dist = np.hypot(delta[:, 0], delta[:, 1])
-        u = delta / np.maximum(dist, 1e-6)[:, None]
-        v = np.empty_like(u)
-        v[:, 0], v[:, 1] = -u[:, 1], u[:, 0]
-        return u, v, dist
+        delta /= np.maximum(dist, 1e-6)[:, None]
+        return delta[:, self._UV] * self._UV_SIGN, dist
 
-    def _rays(self, u: np.ndarray, v: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
-        """Distance along each ray to the first wall or obstacle, over ray_length, [N, R]. Arrays are laid out
-        with the short axes (x/y, obstacles) first: NumPy reduces over a short last axis slowly."""
-        p = self.p
-        pos = self.pos if idx is None else self.pos[idx]
-        px, py = pos[:, 0:1], pos[:, 1:2]
-        dx = u[:, 0:1] * self._ray_cos + v[:, 0:1] * self._ray_sin  # [N, R] ray directions
-        dy = u[:, 1:2] * self._ray_cos + v[:, 1:2] * self._ray_sin
+    def _rays(self, pos: np.ndarray, uv: np.ndarray, obstacles: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """Distance along each ray to the first wall or obstacle, over ray_length, [N, R]."""
+        p, R = self.p, self.n_rays
+        d = uv @ self._ray_basis  # [N, 2R]: the rays' x components, then their y components
         with np.errstate(divide="ignore", invalid="ignore"):
-            # each axis' distance to the wall the ray heads for (a zero component gives +inf)
-            half = p.arena_half_size
-            t = np.minimum((np.copysign(half, dx) - px) / dx, (np.copysign(half, dy) - py) / dy)
-        if p.num_obstacles:
-            obstacles = self.obstacles if idx is None else self.obstacles[idx]
-            radii = self.obstacle_r if idx is None else self.obstacle_r[idx]
-            mx = (pos[:, 0] - obstacles[:, :, 0].T)[:, :, None]  # [K, N, 1]: origin - centre
-            my = (pos[:, 1] - obstacles[:, :, 1].T)[:, :, None]
-            b = dx * mx + dy * my  # [K, N, R]
-            c = mx * mx + my * my - (radii.T**2)[:, :, None]  # inside the obstacle when < 0
-            disc = b * b - c
-            with np.errstate(invalid="ignore"):
-                th = -b - np.sqrt(np.maximum(disc, 0.0))
-            th = np.where((disc >= 0) & (th >= -1e-6) | (c < 0), np.maximum(th, 0.0), np.inf)
-            t = np.minimum(t, th.min(axis=0))
-        return np.clip(t, 0.0, p.ray_length) * np.float32(1.0 / p.ray_length)
+            # each axis' distance to the wall the ray heads for (a zero component gives +inf); the nearer one
+            t = (np.copysign(p.arena_half_size, d) - np.repeat(pos, R, axis=1)) / d
+            t = np.minimum(t[:, :R], t[:, R:])
+            if p.num_obstacles:
+                m = pos[:, None, :] - obstacles  # [N, K, 2]: origin - centre
+                b = np.matmul(m, d.reshape(-1, 2, R))  # [N, K, R]: projection of (origin - centre) on each ray
+                c = np.einsum("nkj,nkj->nk", m, m) - radii * radii  # inside the obstacle where < 0
+                hit = -b - np.sqrt(b * b - c[:, :, None])  # NaN where the ray's line misses the circle
+                hit = np.where(hit >= -1e-6, hit, np.inf)  # misses, and circles behind the origin
+                inside = c < 0
+                if inside.any():
+                    hit[inside] = 0.0
+                t = np.minimum(t, hit.min(axis=1))
+        return np.minimum(np.maximum(t, 0.0), p.ray_length) * np.float32(1.0 / p.ray_length)
 
-    def observe(self, idx: np.ndarray | None = None) -> np.ndarray:
-        """Observations of all agents, or of the agents `idx`. Also keeps their goal frame, in which the next
-        actions are applied."""
+    def _observe(self, pos: np.ndarray, vel: np.ndarray, goal: np.ndarray, goal_idx: np.ndarray,
+                 obstacles: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(observations, goal frames (u, v), distances to the goal) of agents in the given state."""
         p = self.p
-        u, v, dist = self._frame(idx)
-        if idx is None:
-            self._u, self._v = u, v
-        else:
-            self._u[idx], self._v[idx] = u, v
-        vel = self.vel if idx is None else self.vel[idx]
-        out = np.empty((len(u), self.definition.observation_size), np.float32)
+        uv, dist = self._goal_frame(pos, goal)
+        out = np.empty((len(pos), self.definition.observation_size), np.float32)
         for key, sl in self._slices.items():
             if key == "raycast":
-                out[:, sl] = self._rays(u, v, idx)
-            elif key == "velocity":
-                out[:, sl.start] = (vel[:, 0] * u[:, 0] + vel[:, 1] * u[:, 1]) * (1.0 / p.max_speed)
-                out[:, sl.start + 1] = (vel[:, 0] * v[:, 0] + vel[:, 1] * v[:, 1]) * (1.0 / p.max_speed)
+                out[:, sl] = self._rays(pos, uv, obstacles, radii)
+            elif key == "velocity":  # (vel . u, vel . v) / max speed
+                out[:, sl] = np.matmul(uv.reshape(-1, 2, 2), vel[:, :, None])[:, :, 0] * (1.0 / p.max_speed)
             elif key == "target":
                 out[:, sl.start] = dist * (1.0 / (2.0 * np.sqrt(2.0) * p.arena_half_size))
                 out[:, sl.start + 1] = np.exp(-dist)
             elif key == "position":
-                out[:, sl] = (self.pos if idx is None else self.pos[idx]) * (1.0 / p.arena_half_size)
+                out[:, sl] = pos * (1.0 / p.arena_half_size)
             elif key == "waypoint_progress":
-                out[:, sl.start] = (self.goal_idx if idx is None else self.goal_idx[idx]) / self.n_way
-        return out
+                out[:, sl.start] = goal_idx / self.n_way
+        return out, uv, dist
+
+    def observe(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Observations of all agents, or of the agents `idx`. Also keeps their goal frame, in which the next
+        actions are applied."""
+        rows = self._all if idx is None else idx
+        obs, uv, _ = self._observe(self.pos[rows], self.vel[rows], self.goals[rows, self.goal_idx[rows]],
+                                   self.goal_idx[rows], self.obstacles[rows], self.obstacle_r[rows])
+        self._uv[rows] = uv
+        return obs
 
     # ------------------------------------------------------------------ dynamics
     def _acceleration(self, actions: np.ndarray) -> np.ndarray:
         """Map actions to acceleration in the goal frame, [N, 2] in [-1, 1]."""
         a = self.definition.action
         if a.is_continuous:
-            return np.clip(np.asarray(actions, np.float32).reshape(self.n, -1)[:, :2], -1.0, 1.0)
+            acc = np.asarray(actions, np.float32).reshape(self.n, -1)[:, :2]
+            return np.minimum(np.maximum(acc, -1.0), 1.0)
         acts = np.asarray(actions).reshape(self.n, -1).astype(np.int64)
         if a.branches == (5,):
             return _DISCRETE5[np.clip(acts[:, 0], 0, 4)]
@@ -218,24 +237,24 @@ class Simulator:
         """Apply `actions` (in each agent's goal frame, as last observed) for one `dt`."""
         p = self.p
         acc = self._acceleration(actions)
-        acc_world = acc[:, :1] * self._u + acc[:, 1:2] * self._v
+        acc_world = np.matmul(acc[:, None, :], self._uv.reshape(-1, 2, 2))[:, 0]  # acc_u * u + acc_v * v
         vel = self.vel * p.damping + acc_world * (p.acceleration * p.dt)
         speed = np.hypot(vel[:, 0], vel[:, 1])
         vel *= (p.max_speed / np.maximum(speed, p.max_speed))[:, None]  # cap the speed at max_speed
         pos = self.pos + vel * p.dt
         lim = p.arena_half_size - p.agent_radius
-        hit_wall = np.abs(pos) > lim
-        np.clip(pos, -lim, lim, out=pos)
-        vel[hit_wall] = 0.0
+        inside = np.abs(pos) <= lim
+        pos = np.minimum(np.maximum(pos, -lim), lim)
+        vel *= inside  # stopped by the wall it hit
         self.pos, self.vel = pos.astype(np.float32, copy=False), vel.astype(np.float32, copy=False)
         self.steps += 1
 
         reward = np.full(self.n, p.step_penalty, np.float32)
         collision = self._no
         if p.num_obstacles:
-            gap = np.hypot(self.pos[:, 0] - self.obstacles[:, :, 0].T, self.pos[:, 1] - self.obstacles[:, :, 1].T)
-            collision = (gap - self.obstacle_r.T < p.agent_radius).any(axis=0)  # [K, N] -> [N]
-        delta = self.goals[self._all, self.goal_idx] - self.pos
+            m = self.pos[:, None, :] - self.obstacles
+            collision = (np.einsum("nkj,nkj->nk", m, m) < self._hit_r2).any(axis=1)
+        delta = self._goal - self.pos
         dist = np.hypot(delta[:, 0], delta[:, 1])
         reward += p.shaping_per_metre * (self.prev_dist - dist)
         reached = (dist < p.goal_radius) & ~collision
@@ -246,7 +265,8 @@ class Simulator:
             if waypoint.any():
                 reward[waypoint] += p.waypoint_reward
                 self.goal_idx[waypoint] += 1
-                delta = self.goals[self._all, self.goal_idx] - self.pos
+                self._goal[waypoint] = self.goals[waypoint, self.goal_idx[waypoint]]
+                delta = self._goal - self.pos
                 dist = np.hypot(delta[:, 0], delta[:, 1])
             reward[success] += p.success_reward
         else:
@@ -258,7 +278,9 @@ class Simulator:
         interrupted = (self.steps >= p.max_steps) & ~terminal
         done = terminal | interrupted
         self.episode_return += reward
-        return StepResult(self.observe(), reward, done, interrupted, success, collision)
+        obs, self._uv, _ = self._observe(self.pos, self.vel, self._goal, self.goal_idx, self.obstacles,
+                                         self.obstacle_r)
+        return StepResult(obs, reward, done, interrupted, success, collision)
 
 
 class NullSimulator:

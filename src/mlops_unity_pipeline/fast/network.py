@@ -235,12 +235,13 @@ class NumpyActor:
         self.layers, self.mean, self.inv_std, self.std = layers, mean, inv_std, std
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        x = obs if self.mean is None else np.clip((obs - self.mean) * self.inv_std, -5.0, 5.0)
+        x = obs if self.mean is None else np.minimum(np.maximum((obs - self.mean) * self.inv_std, -5.0), 5.0)
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
-            x = x @ w + b
+            x = x @ w
+            x += b
             if i < last:
-                x = x / (1.0 + np.exp(-x))  # Swish
+                x /= 1.0 + np.exp(-x)  # Swish
         return x
 
 

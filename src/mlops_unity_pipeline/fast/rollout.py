@@ -55,7 +55,11 @@ def sample_branches(logits: np.ndarray, branches: tuple[int, ...], rng: np.rando
 
 
 class RolloutCollector:
-    """Steps `num_agents` simulated agents with the current policy; keeps episodes running across updates."""
+    """Steps `num_agents` simulated agents with the current policy; keeps episodes running across updates.
+
+    The loop does per step only what depends on the step (policy, simulator, stores): the Gaussian noise is drawn
+    for the whole rollout at once, and log-probabilities, reward scaling and the trajectory cuts are computed over
+    the whole buffer after it."""
 
     def __init__(self, definition: BehaviorDefinition, num_agents: int, steps: int, *, horizon: int,
                  reward_scale: float, seed: int) -> None:
@@ -63,7 +67,6 @@ class RolloutCollector:
         self.sim = Simulator(definition, num_agents, seed)
         self.rng = np.random.default_rng(seed)
         self.obs = self.sim.observe()
-        self.ep_return, self.ep_length = np.zeros(num_agents), np.zeros(num_agents, np.int64)
         self.episodes = EpisodeLog()
         a, o = definition.action, definition.observation_size
         width = a.continuous or len(a.branches)
@@ -71,40 +74,52 @@ class RolloutCollector:
         self.buf = Rollout(np.empty((*shape, o), np.float32), np.empty((*shape, width), np.float32),
                            np.empty(shape, np.float32), np.empty(shape, np.float32), np.empty(shape, bool),
                            np.empty(shape, bool), np.zeros((*shape, o), np.float32))
+        self._done, self._interrupted = np.empty(shape, bool), np.empty(shape, bool)
+        # steps after which every agent's trajectory is cut: each time horizon, and the end of the buffer
+        self._horizon_cut = np.zeros(steps, bool)
+        self._horizon_cut[horizon - 1::horizon] = True
+        self._horizon_cut[-1] = True
 
     def collect(self, policy: NumpyActor) -> Rollout:
-        a, buf, rng = self.d.action, self.buf, self.rng
+        a, buf, sim, episodes = self.d.action, self.buf, self.sim, self.episodes
         if a.is_continuous:
-            logp_const = float(np.log(policy.std).sum()) + len(policy.std) * HALF_LOG_2PI
+            noise = self.rng.standard_normal(buf.actions.shape, np.float32)
+            # ML-Agents clips sampled actions to [-3, 3] and divides by 3
+            np.multiply(noise, policy.std, out=buf.actions)
         obs = self.obs
         for t in range(self.T):
+            buf.obs[t] = obs
             out = policy(obs)
             if a.is_continuous:
-                noise = rng.standard_normal(out.shape, np.float32)
-                act = out + noise * policy.std
-                buf.logp[t] = -0.5 * np.einsum("ij,ij->i", noise, noise) - logp_const
-                res = self.sim.step(np.clip(act, -3.0, 3.0) / 3.0)  # ML-Agents clips sampled actions to [-3, 3] / 3
+                act = buf.actions[t]
+                act += out
+                res = sim.step(np.minimum(np.maximum(act, -3.0), 3.0) * (1.0 / 3.0))
             else:
-                act, buf.logp[t] = sample_branches(out, a.branches, rng)
-                res = self.sim.step(act)
-            buf.obs[t], buf.actions[t] = obs, act
-            np.multiply(res.reward, self.scale, out=buf.rewards[t])
-            self.ep_return += res.reward
-            self.ep_length += 1
-            cut = res.done | ((t + 1) % self.horizon == 0) | (t == self.T - 1)
-            boot = cut & ~(res.done & ~res.interrupted)  # the value continues unless a true terminal
-            buf.cut[t], buf.boot[t] = cut, boot
-            if boot.any():
-                buf.next_obs[t, boot] = res.obs[boot]
+                buf.actions[t], buf.logp[t] = sample_branches(out, a.branches, self.rng)
+                res = sim.step(buf.actions[t])
+            buf.rewards[t] = res.reward
+            self._done[t], self._interrupted[t] = res.done, res.interrupted
+            if self._horizon_cut[t]:
+                buf.next_obs[t] = res.obs
             if res.done.any():
                 idx = np.flatnonzero(res.done)
-                self.episodes.returns.extend(self.ep_return[idx].tolist())
-                self.episodes.lengths.extend(self.ep_length[idx].tolist())
-                self.ep_return[idx], self.ep_length[idx] = 0.0, 0
-                obs = self.sim.reset_done(res.done, res.obs)
+                buf.next_obs[t, idx] = res.obs[idx]  # terminal observations (used where the episode was interrupted)
+                episodes.returns.extend(sim.episode_return[idx].tolist())
+                episodes.lengths.extend(sim.steps[idx].tolist())
+                obs = sim.reset_done(res.done, res.obs)
             else:
                 obs = res.obs
         self.obs = obs
+        if a.is_continuous:
+            logp_const = float(np.log(policy.std).sum()) + len(policy.std) * HALF_LOG_2PI
+            np.einsum("tnk,tnk->tn", noise, noise, out=buf.logp)
+            buf.logp *= -0.5
+            buf.logp -= logp_const
+        if self.scale != 1.0:
+            buf.rewards *= self.scale
+        np.logical_or(self._done, self._horizon_cut[:, None], out=buf.cut)
+        # the value continues (is bootstrapped) at every cut but a true terminal
+        np.logical_and(buf.cut, ~(self._done & ~self._interrupted), out=buf.boot)
         return buf
 
 
