@@ -192,14 +192,14 @@ def test_no_secret_reaches_the_workspace_or_a_webhook_body(tmp_path, trainer_env
 
 
 def test_onnx_exports_of_concurrent_jobs_do_not_collide(tmp_path):
-    """torch's exporter keeps process-global state; two jobs in threads of one process (the scheduler's
-    `max_concurrent_jobs`) once failed with "GLOBALS.in_onnx_export must be False" when their checkpoints met."""
+    """Two jobs in threads of one process (the scheduler's `max_concurrent_jobs`) once failed with "GLOBALS.
+    in_onnx_export must be False" when their checkpoints met in torch's exporter; the export now shares nothing."""
     from mlops_unity_pipeline.behavior import build_behavior
     from mlops_unity_pipeline.fast.export import export_onnx
     from mlops_unity_pipeline.fast.network import ActorCritic
 
     d = build_behavior(behavior_name="Nav", description="reach the target")
-    actor = ActorCritic.for_behavior(d, 64, 2, True).torch_actor()
+    actor = ActorCritic.for_behavior(d, 64, 2, True)
     errors: list[BaseException] = []
     start = threading.Barrier(4)
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="the fast extra (torch) is not installed")
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
 
 from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator  # noqa: E402
 from mlops_unity_pipeline.behavior import ActionSpec, BehaviorDefinition, ObservationComponent  # noqa: E402
@@ -55,7 +57,6 @@ def test_discrete_actions_learn(tmp_path):
 
 def _autograd_loss(net: ActorCritic, x, mb: Minibatch, branches, eps: float, beta: float):
     """The same PPO loss written the plain way, on a separate-parameter copy of the network, for autograd."""
-    import torch
     import torch.nn.functional as F
 
     flat = net.flat.clone().requires_grad_()
@@ -86,8 +87,6 @@ def _autograd_loss(net: ActorCritic, x, mb: Minibatch, branches, eps: float, bet
 
 @pytest.mark.parametrize("branches", [None, (3, 2)])
 def test_written_out_gradients_equal_autograd(branches):
-    import torch
-
     torch.manual_seed(0)
     n_out = 2 if branches is None else sum(branches)
     net = ActorCritic(6, n_out, 16, 2, continuous=branches is None, normalize=False)
@@ -128,7 +127,7 @@ def _io(policy: OnnxPolicy):
 ])
 def test_onnx_contract_matches_mlagents_exports(tmp_path, samples, sample, obs, action):
     d = BehaviorDefinition("X", "reach_target", (ObservationComponent("raycast", obs),), action)
-    export_onnx(ActorCritic.for_behavior(d, 32, 2, normalize=True).torch_actor(), d, tmp_path / "fast.onnx")
+    export_onnx(ActorCritic.for_behavior(d, 32, 2, normalize=True), d, tmp_path / "fast.onnx")
     ours, theirs = OnnxPolicy(tmp_path / "fast.onnx"), OnnxPolicy(samples / "onnx" / sample)
     assert _io(ours) == _io(theirs), "same input/output names, dtypes and static shapes"
     c, t = ours.contract, theirs.contract
@@ -141,12 +140,49 @@ def test_onnx_contract_matches_mlagents_exports(tmp_path, samples, sample, obs, 
         assert np.all(np.abs(det) <= 1.0)
 
 
+@pytest.mark.parametrize("action", [ActionSpec(continuous=2), ActionSpec(branches=(3, 2))])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_exported_model_computes_the_trained_actor(tmp_path, action, normalize):
+    """The file is written from the weights, not traced: it must compute exactly what the rollout's actor did,
+    normalizer included; its stochastic output must sample around it with the learned std, within the masks."""
+    d = BehaviorDefinition("X", "reach_target", (ObservationComponent("raycast", 6),), action)
+    net = ActorCritic.for_behavior(d, 32, 2, normalize=normalize)
+    rng = np.random.default_rng(0)
+    net.update_normalizer(rng.normal(2.0, 3.0, (500, 6)).astype(np.float32))
+    with torch.no_grad():
+        net.flat.add_(0.3 * torch.randn_like(net.flat))
+    export_onnx(net, d, tmp_path / "fast.onnx")
+    obs = rng.normal(2.0, 6.0, (256, 6)).astype(np.float32)
+    out = net.numpy_actor()(obs)
+    sess = ort.InferenceSession(str(tmp_path / "fast.onnx"))
+    if action.is_continuous:
+        stochastic, det = sess.run(["continuous_actions", "deterministic_continuous_actions"], {"obs_0": obs})
+        np.testing.assert_allclose(det, np.clip(out, -3, 3) / 3, rtol=1e-5, atol=1e-6)
+        many = np.repeat(obs[:1], 20000, axis=0)
+        draws = sess.run(["continuous_actions"], {"obs_0": many})[0] * 3
+        std = np.exp(net.params["log_std"].numpy())
+        inside = np.abs(out[0]) + 3 * std < 3  # no clipping: a plain Gaussian
+        np.testing.assert_allclose(draws.mean(0)[inside], out[0][inside], atol=0.05)
+        np.testing.assert_allclose(draws.std(0)[inside], std[inside], rtol=0.05)
+        assert stochastic.shape == det.shape and np.abs(stochastic).max() <= 1.0
+    else:
+        masks = np.ones((256, 5), np.float32)
+        masks[::2, 0] = 0.0  # action 0 of branch 0 forbidden on even rows
+        sampled, det = sess.run(["discrete_actions", "deterministic_discrete_actions"],
+                                {"obs_0": obs, "action_masks": masks})
+        logits = out.copy()
+        logits[::2, 0] -= 1e8
+        np.testing.assert_array_equal(det, np.stack([logits[:, :3].argmax(1), logits[:, 3:].argmax(1)], 1))
+        assert sampled.dtype == np.int64 and (sampled[::2, 0] != 0).all()
+        assert set(np.unique(sampled[:, 0])) <= {0, 1, 2} and set(np.unique(sampled[:, 1])) <= {0, 1}
+
+
 def test_export_is_opset9_and_self_contained(tmp_path):
     import onnx
 
     d = BehaviorDefinition("X", "reach_target", (ObservationComponent("velocity", 2), ObservationComponent("target", 2),
                                                  ObservationComponent("position", 2)), ActionSpec(continuous=2))
-    export_onnx(ActorCritic.for_behavior(d, 128, 2, normalize=True).torch_actor(), d, tmp_path / "fast.onnx")
+    export_onnx(ActorCritic.for_behavior(d, 128, 2, normalize=True), d, tmp_path / "fast.onnx")
     model = onnx.load(str(tmp_path / "fast.onnx"))
     assert model.opset_import[0].version == 9, "the opset ML-Agents exports and Unity's inference engine loads"
     assert not any(f.name.endswith(".data") for f in tmp_path.iterdir()), "self-contained (legacy exporter)"

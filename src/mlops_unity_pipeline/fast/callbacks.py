@@ -94,7 +94,7 @@ class Checkpoints:
         base = self.model_dir / f"{self.behavior}-{step}"
         state = {"step": step, "network": net.state_dict(), "optimizer": opt.state_dict(), "checkpoints": self.history}
         save_atomic(state, Path(f"{base}.pt"))
-        export_onnx(net.torch_actor(), self.definition, Path(f"{base}.onnx.tmp"))
+        export_onnx(net, self.definition, Path(f"{base}.onnx.tmp"))
         os.replace(f"{base}.onnx.tmp", f"{base}.onnx")
         mean = float(np.mean(self.episodes.returns[-100:])) if self.episodes.returns else None
         self.history.append({"steps": step, "file_path": f"{base}.onnx", "reward": mean,

@@ -5,7 +5,7 @@ serves both networks. The bodies' backward pass is written out (matmuls and Swis
 instead of recorded by autograd: at the sizes PPO uses here (1024 x 128) autograd's per-op bookkeeping and fresh
 allocations cost more than the arithmetic. It starts from the loss's gradients w.r.t. the outputs (`loss.py`).
 Every parameter is a view into one flat buffer, so the optimizer updates all of them with a handful of kernels.
-The rollout uses a NumPy copy of the actor; ONNX export uses plain torch modules built from the same weights.
+The rollout uses a NumPy copy of the actor, and ONNX export writes the same copy's weights (`export.py`).
 """
 
 from __future__ import annotations
@@ -177,45 +177,6 @@ class ActorCritic:
         mean, inv_std = self._mean_inv_std() if self.normalize else (None, None)
         std = np.exp(p["log_std"].numpy()).astype(np.float32) if self.continuous else None
         return NumpyActor(layers, mean, inv_std, std)
-
-    def torch_actor(self) -> torch.nn.Module:
-        """The actor as plain torch modules (normalizer, Linear/Swish body, head): what `torch.onnx.export` traces."""
-        p, normalize, continuous = self.params, self.normalize, self.continuous
-
-        class Swish(torch.nn.Module):
-            def forward(self, x):
-                return x * torch.sigmoid(x)
-
-        class Normalizer(torch.nn.Module):
-            def __init__(self, mean, var) -> None:
-                super().__init__()
-                self.register_buffer("mean", mean.clone())
-                self.register_buffer("var", var.clone())
-
-            def forward(self, x):
-                return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -5.0, 5.0)
-
-        class Actor(torch.nn.Module):
-            def __init__(self, net: ActorCritic) -> None:
-                super().__init__()
-                self.normalizer = Normalizer(net.norm_mean, net.norm_var) if normalize else None
-                mods: list[torch.nn.Module] = []
-                for i in range(net.layers):
-                    w = p[f"body.{i}.weight"][ACTOR]
-                    lin = torch.nn.Linear(w.shape[0], w.shape[1])
-                    lin.weight.data.copy_(w.T)
-                    lin.bias.data.copy_(p[f"body.{i}.bias"][ACTOR, 0])
-                    mods += [lin, Swish()]
-                head = torch.nn.Linear(net.hidden, net.n_out)
-                head.weight.data.copy_(p["policy.weight"].T)
-                head.bias.data.copy_(p["policy.bias"])
-                self.body = torch.nn.Sequential(*mods, head)
-                self.log_std = torch.nn.Parameter(p["log_std"].clone()) if continuous else None
-
-            def forward(self, obs):
-                return self.body(self.normalizer(obs) if self.normalizer is not None else obs)
-
-        return Actor(self)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"flat": self.flat.clone(), "norm_mean": self.norm_mean.clone(), "norm_var": self.norm_var.clone(),
