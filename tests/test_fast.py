@@ -19,6 +19,7 @@ from mlops_unity_pipeline.fast.export import export_onnx  # noqa: E402
 from mlops_unity_pipeline.fast.loss import Minibatch, continuous_grads, discrete_grads  # noqa: E402
 from mlops_unity_pipeline.fast.network import ActorCritic  # noqa: E402
 from mlops_unity_pipeline.fast.ppo import unsupported_options  # noqa: E402
+from mlops_unity_pipeline.fast.rollout import gae  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("clean_build_env")
 ASSET = UnityAssetSpec(asset_id="test-001", name="SimpleAgent", description="Reach target position")
@@ -113,6 +114,25 @@ def test_written_out_gradients_equal_autograd(branches):
     net.backward(g.out, g.value, g.log_std)
     torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(g.stats, expected_stats, rtol=1e-5, atol=1e-6)
+
+
+def test_gae_matches_the_textbook_recursion():
+    """Per agent, backwards: A_t = delta_t + gamma * lambda * A_{t+1}, restarted at every cut, where the next value
+    is the bootstrap value (or 0 for a true terminal, which the caller encodes as next_value 0)."""
+    rng = np.random.default_rng(0)
+    T, N, gamma, lam = 50, 7, 0.99, 0.95
+    rewards, values, next_values = (rng.normal(size=(T, N)).astype(np.float32) for _ in range(3))
+    cut = rng.random((T, N)) < 0.1
+    cut[-1] = True
+    expected = np.zeros((T, N))
+    for n in range(N):
+        following = 0.0
+        for t in reversed(range(T)):
+            v_next = next_values[t, n] if cut[t, n] else values[t + 1, n]
+            following = (0.0 if cut[t, n] else following)
+            following = rewards[t, n] + gamma * v_next - values[t, n] + gamma * lam * following
+            expected[t, n] = following
+    np.testing.assert_allclose(gae(rewards, values, next_values, cut, gamma, lam), expected, rtol=1e-5, atol=1e-5)
 
 
 def _io(policy: OnnxPolicy):

@@ -125,13 +125,18 @@ class RolloutCollector:
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, cut: np.ndarray, gamma: float,
         lam: float) -> np.ndarray:
-    """Generalized advantage estimates [T, N], the chain cut where `cut` (bootstrapped by `next_values` there)."""
-    T = len(rewards)
+    """Generalized advantage estimates [T, N], the chain cut where `cut` (bootstrapped by `next_values` there).
+    Only the recursion runs per step; the TD errors are computed over the whole buffer first."""
+    following = np.empty_like(values)
+    following[:-1] = values[1:]
+    following[-1] = next_values[-1]
+    following = np.where(cut, next_values, following)
+    delta = rewards + gamma * following - values
+    carry = np.where(cut, np.float32(0.0), np.float32(gamma * lam))  # the discount through each step; 0 at a cut
     adv = np.empty_like(rewards)
     last = np.zeros(rewards.shape[1], np.float32)
-    for t in range(T - 1, -1, -1):
-        following = next_values[t] if t == T - 1 else np.where(cut[t], next_values[t], values[t + 1])
-        delta = rewards[t] + gamma * following - values[t]
-        last = delta + gamma * lam * np.where(cut[t], 0.0, last)
-        adv[t] = last
+    for t in range(len(rewards) - 1, -1, -1):
+        np.multiply(carry[t], last, out=last)
+        np.add(delta[t], last, out=adv[t])
+        last[:] = adv[t]
     return adv
