@@ -84,8 +84,7 @@ class RolloutCollector:
         a, buf, sim, episodes = self.d.action, self.buf, self.sim, self.episodes
         if a.is_continuous:
             noise = self.rng.standard_normal(buf.actions.shape, np.float32)
-            # ML-Agents clips sampled actions to [-3, 3] and divides by 3
-            np.multiply(noise, policy.std, out=buf.actions)
+            np.multiply(noise, policy.std, out=buf.actions)  # the policy's means are added step by step
         obs = self.obs
         for t in range(self.T):
             buf.obs[t] = obs
@@ -93,6 +92,7 @@ class RolloutCollector:
             if a.is_continuous:
                 act = buf.actions[t]
                 act += out
+                # ML-Agents clips sampled actions to [-3, 3] and divides by 3
                 res = sim.step(np.minimum(np.maximum(act, -3.0), 3.0) * (1.0 / 3.0))
             else:
                 buf.actions[t], buf.logp[t] = sample_branches(out, a.branches, self.rng)
