@@ -110,9 +110,11 @@ def test_collision_ends_episode_with_penalty():
     sim.observe()  # actions apply in the goal frame of the last observation
     hit = False
     for _ in range(20):  # push the agent into the obstacle (world -x) through its goal-frame actions
-        u, v, _ = sim._frame()
+        u = sim.goals[0, sim.goal_idx[0]] - sim.pos[0]  # the goal frame: u towards the goal, v = u turned left
+        u = u / np.linalg.norm(u)
+        v = np.array([-u[1], u[0]])
         want = np.array([-1.0, 0.0])
-        r = sim.step(np.array([[want @ u[0], want @ v[0]]], np.float32))
+        r = sim.step(np.array([[want @ u, want @ v]], np.float32))
         if r.done[0]:
             hit = bool(r.collision[0])
             assert r.reward[0] < -0.4

@@ -159,12 +159,6 @@ class Simulator:
         return obs
 
     # ------------------------------------------------------------------ geometry
-    def _frame(self, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The goal frame of the agents (all, or `idx`): u points at the current goal, v is u turned left."""
-        rows = self._all if idx is None else idx
-        uv, dist = self._goal_frame(self.pos[rows], self.goals[rows, self.goal_idx[rows]])
-        return uv[:, :2], uv[:, 2:], dist
-
     def _goal_frame(self, pos: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((u, v) [N, 4], distance to the goal [N])."""
         delta = goal - pos
