@@ -37,25 +37,28 @@ class LossGrads:
 
 
 def _policy_term(logp: torch.Tensor, mb: Minibatch, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(policy loss, d loss / d logp)."""
-    ratio = torch.exp(logp - mb.old_logp)
+    """(policy loss, d loss / d logp); consumes `logp`. At [B]-sized tensors each op costs its dispatch, so the
+    terms are computed in place where a buffer is spent."""
+    ratio = logp.sub_(mb.old_logp).exp_()
     s1 = ratio * mb.advantages
-    s2 = torch.clamp(ratio, 1 - eps, 1 + eps) * mb.advantages
-    loss = -torch.minimum(s1, s2).mean()
-    g_logp = (s1 <= s2) * s1 * (-1.0 / len(logp))  # d(-s1/B)/d logp = -r * A / B where the unclipped term is taken
+    s2 = ratio.clamp_(1 - eps, 1 + eps).mul_(mb.advantages)
+    loss = torch.minimum(s1, s2).mean().neg_()
+    # d(-s1/B)/d logp = -r * A / B where the unclipped term is taken, 0 elsewhere
+    g_logp = s1.masked_fill_(s1 > s2, 0.0).mul_(-1.0 / len(s1))
     return loss, g_logp
 
 
 def _value_term(value: torch.Tensor, mb: Minibatch, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(value loss, d (0.5 * value loss) / d value)."""
     change = value - mb.old_values
-    clipped = mb.old_values + torch.clamp(change, -eps, eps)
-    e1, e2 = (mb.returns - value).square(), (mb.returns - clipped).square()
+    error = value - mb.returns
+    e1 = error.square()
+    e2 = change.clamp(-eps, eps).add_(mb.old_values).sub_(mb.returns).square_()
     loss = torch.maximum(e1, e2).mean()
     # the gradient flows where the unclipped error is taken, or where the clip is inactive (both terms are then
     # the same function of the value, whichever rounding makes max() pick)
-    flows = (e1 >= e2) | (change.abs() <= eps)
-    g_value = flows * (value - mb.returns) * (1.0 / len(value))
+    stuck = (e1 < e2).logical_and_(change.abs_() > eps)
+    g_value = error.masked_fill_(stuck, 0.0).mul_(1.0 / len(value))
     return loss, g_value
 
 
@@ -64,13 +67,14 @@ def continuous_grads(out: torch.Tensor, value: torch.Tensor, log_std: torch.Tens
     """Gaussian policy with state-independent log_std; `out` is the mean."""
     k = out.shape[1]
     inv_std = torch.exp(-log_std)
-    z = (mb.actions - out) * inv_std
-    logp = z.square().sum(1).mul_(-0.5) - (log_std.sum() + k * HALF_LOG_2PI)
+    z = (mb.actions - out).mul_(inv_std)
+    z2 = z.square()
+    logp = z2.sum(1).mul_(-0.5).sub_(log_std.sum() + k * HALF_LOG_2PI)
     policy_loss, g_logp = _policy_term(logp, mb, eps)
     value_loss, g_value = _value_term(value, mb, eps)
     g_logp = g_logp.unsqueeze(1)
-    g_out = g_logp * z * inv_std  # d logp / d mean = z / std
-    g_log_std = (g_logp * (z.square() - 1.0)).sum(0) - beta  # d logp / d log_std = z^2 - 1; entropy adds 1 each
+    g_out = z.mul_(g_logp).mul_(inv_std)  # d logp / d mean = z / std
+    g_log_std = z2.sub_(1.0).mul_(g_logp).sum(0).sub_(beta)  # d logp / d log_std = z^2 - 1; entropy adds 1 each
     entropy = log_std.sum() + k * (0.5 + HALF_LOG_2PI)
     return LossGrads(g_out, g_value, g_log_std, torch.stack([policy_loss, value_loss, entropy]))
 

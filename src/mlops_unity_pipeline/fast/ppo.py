@@ -104,15 +104,18 @@ class FastPPOTrainer:
         width = table.shape[0] - o - 4
         batch_size = min(batch_size, total)
         mb = torch.empty(table.shape[0], batch_size)
+        # views of the minibatch buffer, made once: each minibatch is gathered into it
+        obs, actions, columns = mb[:o].T, mb[o:o + width].T, mb[o + width:].unbind()
+        batch = Minibatch(actions, *columns)
         stats = []
         with torch.no_grad():
             for _ in range(epochs):
                 perm = torch.from_numpy(rng.permutation(total))
                 for start in range(0, total - batch_size + 1, batch_size):
                     torch.index_select(table, 1, perm[start:start + batch_size], out=mb)
-                    actions = mb[o:o + width].T
-                    batch = Minibatch(actions if a.is_continuous else actions.long(), *mb[o + width:])
-                    out, value = net.forward(mb[:o].T)
+                    if not a.is_continuous:
+                        batch.actions = actions.long()
+                    out, value = net.forward(obs)
                     if a.is_continuous:
                         g = continuous_grads(out, value, net.params["log_std"], batch, eps, beta)
                     else:
