@@ -7,7 +7,9 @@ gamma 0.99, 2 x 128 Swish, observation normalization), same seed, 64 simulated a
 only (from the start of the train stage for the pipeline's trainers, from `learn()` for SB3, evaluations excluded).
 steps/s is measured the same way for all three: steps between the first and the last evaluation point over the
 training time between them, so start-up (imports, process and environment launch) counts for none of them; the
-pipeline's whole train stage is shown beside it. Needs the bench extra: pip install 'unity-mlops[bench]'.
+pipeline's whole train stage is shown beside it. Fast runs a second time right after SB3 and its steps/s pools
+both runs (fast, SB3, fast): this machine class's speed drifts by ±20 % within minutes, and the bracket keeps a
+drift from landing on one side of the ratio. Needs the bench extra: pip install 'unity-mlops[bench]'.
 
 Then, in the same run: the same trainers again while `--load` busy processes (started here) compete for the cores,
 and `--concurrent` fast jobs at once through the pipeline (as the scheduler's local executor runs them) against one
@@ -26,6 +28,7 @@ import multiprocessing as mp
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -199,9 +202,35 @@ def run_sb3(steps: int, every: int, episodes: int):
     return points, train_time[0]
 
 
-def steady_rate(points: list[tuple[int, float, float]]) -> float:
+def steady_span(points: list[tuple[int, float, float]]) -> tuple[int, float]:
+    """(steps, seconds) between the first and the last evaluation point."""
     (s0, t0, _), (s1, t1, _) = points[0], points[-1]
-    return (s1 - s0) / (t1 - t0)
+    return s1 - s0, t1 - t0
+
+
+@dataclass
+class Run:
+    points: list[tuple[int, float, float]]  # (steps, training seconds, evaluated success)
+    total: float                            # the whole train stage, seconds
+    spans: list[tuple[int, float]]          # (steps, seconds) of each measured run: one, or two for fast (A-B-A)
+
+    @property
+    def rate(self) -> float:
+        return sum(s for s, _ in self.spans) / sum(t for _, t in self.spans)
+
+
+def measure(chosen: list[str], root: Path, args: argparse.Namespace, when: str) -> dict[str, Run]:
+    """Each trainer once, in order; where SB3 follows fast, fast runs again right after it (fast, SB3, fast) and its
+    steps/s pools both runs, so a drift of this machine's speed during the pair skews neither side of the ratio."""
+    runs: dict[str, Run] = {}
+    for name in chosen:
+        runs[name] = train(name, root / name, args)
+        print(f"{name} done{when}", flush=True)
+        if name == "sb3" and "fast" in runs:
+            again = train("fast", root / "fast-again", args)
+            runs["fast"].spans += again.spans
+            print(f"fast done again{when}", flush=True)
+    return runs
 
 
 def main() -> None:
@@ -217,16 +246,12 @@ def main() -> None:
     global ASSET
     ASSET = TASKS[args.task]
     chosen = [t.strip() for t in args.only.split(",") if t.strip()]
-    results, loaded = {}, {}
+    loaded: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="unity-mlops-fast-") as tmp:
-        for name in chosen:
-            results[name] = train(name, Path(tmp) / "quiet", args)
-            print(f"{name} done", flush=True)
+        results = measure(chosen, Path(tmp) / "quiet", args, "")
         if args.load:
             with busy(args.load):
-                for name in (n for n in chosen if n != "mlagents"):
-                    loaded[name] = train(name, Path(tmp) / "loaded", args)
-                    print(f"{name} done under load", flush=True)
+                loaded = measure([n for n in chosen if n != "mlagents"], Path(tmp) / "loaded", args, " under load")
         if args.concurrent and "fast" in chosen:
             alone = concurrent_fast(Path(tmp) / "alone", 1, args.steps)
             together = concurrent_fast(Path(tmp) / "together", args.concurrent, args.steps)
@@ -238,32 +263,37 @@ def main() -> None:
         print(f"\n{args.concurrent} fast jobs at once: {together:,.0f} steps/s in all, one alone {alone:,.0f} steps/s: "
               f"{together / alone:.2f}x (target >= 0.95)")
     for label, res in (("quiet", results), ("loaded", loaded)):
-        for name, (points, _) in res.items():
-            print(f"{label} {name}: " + ", ".join(f"{st // 1000}k:{sc:.0%}" for st, _, sc in points))
+        for name, run in res.items():
+            print(f"{label} {name}: " + ", ".join(f"{st // 1000}k:{sc:.0%}" for st, _, sc in run.points))
 
 
-def train(name: str, root: Path, args: argparse.Namespace):
+def train(name: str, root: Path, args: argparse.Namespace) -> Run:
     if name == "sb3":
-        return run_sb3(args.steps, args.eval_every, args.episodes)
-    return run_pipeline(name, root, args.steps, args.eval_every, args.episodes)
+        points, total = run_sb3(args.steps, args.eval_every, args.episodes)
+    else:
+        points, total = run_pipeline(name, root, args.steps, args.eval_every, args.episodes)
+    return Run(points, total, [steady_span(points)])
 
 
-def table(results: dict, title: str) -> None:
+def table(results: dict[str, Run], title: str) -> None:
     fmt = lambda t: f"{t:.1f} s" if t is not None else "not reached"  # noqa: E731
     label = {"fast": "unity-mlops fast", "sb3": "Stable-Baselines3 PPO", "mlagents": "ML-Agents (real trainer)"}
     print(f"\n{title}\n\n| trainer | steps/s | whole train stage | time to 70 % | time to 90 % | success at the end |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, (points, total) in results.items():
-        print(f"| {label[name]} | {steady_rate(points):,.0f} | {total:.1f} s | {fmt(time_to(points, 0.7))} | "
-              f"{fmt(time_to(points, 0.9))} | {points[-1][2]:.1%} |")
-    rate = {name: steady_rate(points) for name, (points, _) in results.items()}
-    if "fast" in rate and "sb3" in rate:
-        f, b = results["fast"][0][-1][2], results["sb3"][0][-1][2]
-        print(f"\nsteps/s: fast/SB3 = {rate['fast'] / rate['sb3']:.2f}x; success at the end: fast {f:.1%} vs SB3 "
+    for name, run in results.items():
+        print(f"| {label[name]} | {run.rate:,.0f} | {run.total:.1f} s | {fmt(time_to(run.points, 0.7))} | "
+              f"{fmt(time_to(run.points, 0.9))} | {run.points[-1][2]:.1%} |")
+    fast = results.get("fast")
+    if fast and len(fast.spans) > 1:
+        print("\nfast ran before and after SB3: " + " and ".join(f"{s / t:,.0f}" for s, t in fast.spans)
+              + " steps/s, pooled above")
+    if fast and "sb3" in results:
+        f, b = fast.points[-1][2], results["sb3"].points[-1][2]
+        print(f"\nsteps/s: fast/SB3 = {fast.rate / results['sb3'].rate:.2f}x; success at the end: fast {f:.1%} vs SB3 "
               f"{b:.1%} ({100 * (f - b):+.1f} points)")
-    if "fast" in rate and "mlagents" in rate:
-        f, m = results["fast"][0][-1][2], results["mlagents"][0][-1][2]
-        print(f"steps/s: fast/ML-Agents = {rate['fast'] / rate['mlagents']:.1f}x; success at the end: "
+    if fast and "mlagents" in results:
+        f, m = fast.points[-1][2], results["mlagents"].points[-1][2]
+        print(f"steps/s: fast/ML-Agents = {fast.rate / results['mlagents'].rate:.1f}x; success at the end: "
               f"fast {f:.1%} vs ML-Agents {m:.1%}")
 
 

@@ -154,7 +154,7 @@ def cpu_budget() -> int:
 
 def default_concurrent_jobs() -> int:
     """The scheduler's `max_concurrent_jobs` when a config does not say: a job keeps about two CPUs busy (the fast
-    trainer's update threads; ML-Agents' trainer and its players), and on 2 cores two fast jobs at once gave 1.49x
+    trainer's update threads; ML-Agents' trainer and its players), and on 2 cores two fast jobs at once gave 1.21-1.49x
     the steps/s of one (README "Performance"), so one job per two CPUs this process may use, at least one."""
     return max(1, cpu_budget() // 2)
 
