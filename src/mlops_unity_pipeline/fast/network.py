@@ -27,7 +27,7 @@ class _Activations:
     """What the backward pass needs from one forward pass (buffers reused across minibatches)."""
 
     x: torch.Tensor             # [B, n_obs] normalized observations
-    z: list[torch.Tensor]       # pre-activations per body layer, [2, B, h]
+    z: list[torch.Tensor]       # pre-activations per body layer, [2, B, h] (spent: backward reuses them as scratch)
     h: list[torch.Tensor]       # Swish(z) per body layer, [2, B, h]
     dh: torch.Tensor            # backward scratch: d loss / d h of the last layer [2, B, h]
 
