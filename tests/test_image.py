@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.image
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "unity-mlops:test"
 BASE = "local/py311:bookworm"
+BUILD_NEEDS_GIB = 8  # measured peak of a build on an empty data root: see the README
 JOB = """job_id: image-job
 asset_spec: {asset_id: img-1, name: ImageAgent, description: Reach target position}
 rl_config: {trainer: fast, max_steps: 4096, summary_freq: 2048,
@@ -61,6 +63,25 @@ def engine():
         started.wait(60)
 
 
+def docker_build(tag: str, *options: str) -> list[str]:
+    """Builds and returns the ids of the images the build printed, even when it fails, so they can be removed."""
+    r = subprocess.run(["docker", "build", "--force-rm", "--network=none", "--build-arg", f"PYTHON_IMAGE={BASE}",
+                        "-t", tag, *options, str(ROOT)], capture_output=True, text=True, timeout=2400)
+    ids = re.findall(r"^ ---> ([0-9a-f]{12})$", r.stdout, flags=re.MULTILINE)
+    if r.returncode != 0:
+        remove_images(ids)
+        raise AssertionError(f"docker build -t {tag} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return ids
+
+
+def remove_images(refs: list[str]) -> None:
+    """Newest first and never forced: an image another build or container still uses stays (docker refuses)."""
+    base = docker("image", "inspect", "-f", "{{.Id}}", BASE, check=False).strip().removeprefix("sha256:")
+    for ref in reversed(refs):
+        if not base.startswith(ref):
+            subprocess.run(["docker", "rmi", ref], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def image(engine):
     if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode != 0:
@@ -76,8 +97,21 @@ def image(engine):
             tar.wait()
     subprocess.run(["bash", str(ROOT / "scripts" / "wheelhouse.sh")], check=True, timeout=1200,
                    env={**os.environ, "PYTHON": sys.executable})
-    docker("build", "--network=none", "--build-arg", f"PYTHON_IMAGE={BASE}", "-t", TAG, str(ROOT), timeout=2400)
-    return TAG
+    root = docker("info", "-f", "{{.DockerRootDir}}").strip()
+    free = shutil.disk_usage(root).free / 2**30
+    if free < BUILD_NEEDS_GIB:
+        pytest.fail(f"building the image needs about {BUILD_NEEDS_GIB} GiB free on {root}, Docker's data root; "
+                    f"{free:.1f} GiB are free (`docker system df` shows what images hold)")
+    # A tag of this run's own, removed with every layer it built when the module ends: runs leave nothing behind
+    # (each build is ~6 GiB of layers) and two runs at once never remove each other's image.
+    tag = f"{TAG}-{os.getpid()}"
+    built: list[str] = []
+    try:
+        built += docker_build(f"{tag}-build", "--target", "build")
+        built += docker_build(tag)
+        yield tag
+    finally:
+        remove_images([f"{tag}-build", *built, tag])
 
 
 def test_both_environments_are_in_the_image_and_it_runs_as_non_root(image):
@@ -86,6 +120,9 @@ def test_both_environments_are_in_the_image_and_it_runs_as_non_root(image):
     versions = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith("ok:"))
     assert "ok: the ML-Agents trainer environment is ready" in out
     assert versions["mlagents"] == "1.1.0" and versions["torch"] == "2.13.0+cpu", versions
+    links = docker("run", "--rm", "--network=none", image, "sh", "-c",
+                   "stat -c %h /opt/*/lib/python3.11/site-packages/torch/lib/libtorch_cpu.so")
+    assert links.split() == ["2", "2"], "both environments' torch is one copy on disk (hardlinks)"
     config = json.loads(docker("image", "inspect", image))[0]["Config"]
     assert config["User"] == "10001" and "/healthz" in " ".join(config["Healthcheck"]["Test"])
 
