@@ -103,7 +103,7 @@ def image(engine):
         pytest.fail(f"building the image needs about {BUILD_NEEDS_GIB} GiB free on {root}, Docker's data root; "
                     f"{free:.1f} GiB are free (`docker system df` shows what images hold)")
     # A tag of this run's own, removed with every layer it built when the module ends: runs leave nothing behind
-    # (each build is ~6 GiB of layers) and two runs at once never remove each other's image.
+    # (each build is ~5 GB of layers) and two runs at once never remove each other's image.
     tag = f"{TAG}-{os.getpid()}"
     built: list[str] = []
     try:
