@@ -78,12 +78,50 @@ def test_job_files(ops, extra):
         if isinstance(doc, dict):
             text = yaml.safe_dump({**doc, **extra}).encode()
     path.write_bytes(text)
+    load_job_and_write_it(path, "job file")
+
+
+def load_job_and_write_it(path: Path, kind: str) -> None:
+    """An accepted job must also survive what the orchestrator does first: job.json and the lineage's hashes."""
     try:
-        load_job(path)
-        count("job file", "accepted")
+        job = load_job(path)
     except SpecError as exc:
         assert str(path) in str(exc) or "job.yaml" in str(exc), exc
-        count("job file", "clear error")
+        count(kind, "clear error")
+        return
+    json.dumps(job.model_dump(mode="json"), allow_nan=False)
+    count(kind, "accepted")
+
+
+# YAML's own features, which byte mutations of a plain file almost never produce: tags that build non-text values,
+# anchors and aliases (recursive ones too), merge keys, flow and block collections, sexagesimal and special floats
+YAML_VALUES = st.sampled_from([
+    "!!binary /w==", "!!binary gICA", "!!set {a, b}", "!!omap [a: 1, b: 2]", "!!pairs [a: 1, a: 2]",
+    "2024-01-01", "2024-01-01 10:00:00", "!!timestamp 2001-12-14t21:59:43.10-05:00", "!!float .nan", ".inf",
+    "-.Inf", "!!int 1_000", "12:30:00", "0x1F", "0o17", "!!str 1", "!!null ''", "!!bool yes", "~", "''", "1e400",
+    "!!python/object:os.system {}", "!!python/name:os.system", "!custom 1", "&a [*a]", "&a {k: *a}",
+    "{<<: {a: 1}, b: 2}", "{? [a, b]: c}", "{1: a, 2: b}", "{null: x}", "{true: x}", "[1, [2, [3, [4]]]]",
+    "\"\\xff\\u0000\"", "'" + "x" * 5000 + "'", "|\n  multi\n  line", ">-\n  folded",
+])
+
+
+@SETTINGS
+@given(where=st.sampled_from(["asset_spec.metadata.k", "asset_spec.description", "asset_spec.observation_space",
+                              "rl_config.hyperparameters", "rl_config.hyperparameters.beta", "rl_config.seed",
+                              "rl_config.network_settings.hidden_units", "timeout_s", "bogus"]),
+       value=YAML_VALUES, extra=JSONISH)
+def test_job_files_with_yaml_tags_aliases_and_non_text_scalars(where, value, extra):
+    doc = yaml.safe_load(JOB_TEXT)
+    *parents, leaf = where.split(".")
+    node = doc
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = "@@VALUE@@"
+    doc["asset_spec"].setdefault("metadata", {})["other"] = extra
+    text = yaml.safe_dump(doc).replace("'@@VALUE@@'", value.replace("\n", "\n" + " " * 4))
+    path = SCRATCH / "job.yaml"
+    path.write_text(text)
+    load_job_and_write_it(path, "job file (YAML tags, aliases)")
 
 
 SPEC_VALUES = {

@@ -64,11 +64,45 @@ def test_duplicate_keys_are_errors(tmp_path):
         load_job(tmp_path / "job.json")
 
 
-def test_binary_yaml_is_a_clear_error(tmp_path):
-    (tmp_path / "job.yaml").write_text("job_id: j\nasset_spec: {asset_id: a, name: A, description: !!binary gICA}\n")
+BOMB = "{a: &a [x, x, x, x, x, x, x, x, x], b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], " \
+       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b], d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c], " \
+       "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d], f: [*e, *e, *e, *e, *e, *e, *e, *e, *e]}"
+
+
+@pytest.mark.parametrize("value, words", [
+    ("{x: !!binary /w==}", "metadata.x: a !!binary value"), ("{x: !!set {a, b}}", "metadata.x: a !!set"),
+    ("{x: 2024-01-01}", "metadata.x: a date"), ("{x: !!timestamp 2024-01-01T10:00:00Z}", "metadata.x: a datetime"),
+    ("{x: .nan}", "metadata.x: nan"),
+    ("{x: [1, -.inf]}", "metadata.x[1]: -inf"), ("{1: x}", "the key 1 must be text"),
+    ("{? [a]: x}", "a mapping key must be text"), ("&a {x: *a}", "recursive"), (BOMB, "more than 100,000 values"),
+    ("{x: !!python/object:os.system {}}", "could not determine a constructor"),
+])
+def test_yaml_values_that_are_not_plain_data_are_one_clear_error_and_nothing_written(tmp_path, value, words):
+    """`!!binary` metadata used to end in UnicodeDecodeError while writing job.json, after runs/<job> was made."""
+    (tmp_path / "job.yaml").write_text(f"job_id: j\nasset_spec: {{asset_id: a, name: A, metadata: {value}}}\n")
     r = cli("train", "job.yaml", "--workspace", str(tmp_path / "runs"), cwd=tmp_path)
-    assert r.returncode == 2 and "asset_spec.description" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "job.yaml" in r.stderr and words in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 4, r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_binary_values_are_refused_through_the_python_api_too():
+    from pydantic import ValidationError
+
+    from mlops_unity_pipeline.specs import RLTrainingConfig, UnityAssetSpec
+
+    with pytest.raises(ValidationError, match="(?s)metadata.*x: a !!binary value"):
+        UnityAssetSpec(asset_id="a", name="A", metadata={"x": b"\xff"})
+    with pytest.raises(ValidationError, match="not a finite number"):
+        RLTrainingConfig(hyperparameters={"learning_rate": float("nan")})
+
+
+def test_yaml_merge_keys_still_work_and_explicit_keys_override_them(tmp_path):
+    from mlops_unity_pipeline.specs import load_document
+
+    (tmp_path / "m.yaml").write_text("d: &d {a: 1, b: 2}\nx:\n  <<: *d\n  b: 3\n")
+    assert load_document(tmp_path / "m.yaml") == {"d": {"a": 1, "b": 2}, "x": {"a": 1, "b": 3}}
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path, samples):

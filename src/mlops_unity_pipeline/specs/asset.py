@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import _check_identifier, _check_safe_id, _Model
+from .base import PlainDict, _check_identifier, _check_safe_id, _Model
 
 
 class UnityAssetSpec(_Model):
@@ -21,7 +21,7 @@ class UnityAssetSpec(_Model):
     action_space: dict[str, Any] | None = None
     behavior_name: str | None = Field(default=None, description="ML-Agents behavior name; defaults to `name`.")
     archetype: str | None = Field(default=None, description="Override the archetype chosen from the text.")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: PlainDict = Field(default_factory=dict)
 
     @field_validator("asset_id")
     @classmethod

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from ..documents import plain_data_problem
 from ..errors import SpecError
 
 ALGORITHMS = ("PPO", "SAC")
@@ -40,6 +41,17 @@ def _check_safe_id(value: str, what: str) -> str:
             f"with '.' or '-'), because directories are named after it"
         )
     return value
+
+
+def _plain(value: Any) -> Any:
+    problem = plain_data_problem(value)
+    if problem:
+        raise ValueError(problem.replace("(top level): ", ""))
+    return value
+
+
+PlainDict = Annotated[dict[str, Any], AfterValidator(_plain)]
+"""A free-form mapping (metadata, trainer hyperparameters) that holds JSON's kinds of values only."""
 
 
 class _Model(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import ALGORITHMS, LIMITS, _Model, parse_model
+from .base import ALGORITHMS, LIMITS, PlainDict, _Model, parse_model
 
 
 class RLTrainingConfig(_Model):
@@ -28,23 +28,23 @@ class RLTrainingConfig(_Model):
     offline_mode: Literal["hybrid", "offline_only"] = Field(
         default="hybrid", description="With use_offline_rl: behavior cloning only, or BC then online fine-tuning.")
     bc_updates: int = Field(default=100, description="Offline behavior-cloning updates (epochs over the demos).")
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    network_settings: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: PlainDict = Field(default_factory=dict)
+    network_settings: PlainDict = Field(default_factory=dict)
     summary_freq: int | None = None
     checkpoint_interval: int | None = None
     keep_checkpoints: int | None = None
     time_horizon: int | None = None
-    reward_signals: dict[str, dict[str, Any]] | None = Field(
+    reward_signals: dict[str, PlainDict] | None = Field(
         default=None, description="ML-Agents reward_signals block; default: extrinsic, gamma 0.99."
     )
-    behavioral_cloning: dict[str, Any] | None = None
-    environment_parameters: dict[str, Any] | None = Field(
+    behavioral_cloning: PlainDict | None = None
+    environment_parameters: PlainDict | None = Field(
         default=None, description="ML-Agents environment_parameters (samplers, curriculum)."
     )
     curriculum_behavior: str | None = Field(
         default=None, description="The behavior name in the curricula's completion criteria that means this job's "
                                   "behavior (needed when they name several; set by from_mlagents_yaml).")
-    trainer_settings: dict[str, Any] = Field(
+    trainer_settings: PlainDict = Field(
         default_factory=dict, description="Other ML-Agents behavior keys: init_path, threaded, self_play, ..."
     )
 

@@ -16,9 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import settings
+from ..documents import load_document
 from ..errors import SpecError
 
 TOP_LEVEL = {"default_settings", "behaviors", "env_settings", "engine_settings", "environment_parameters",
@@ -71,14 +70,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def import_mlagents_yaml(path: str | Path, behavior: str | None = None) -> dict[str, Any]:
     """The `RLTrainingConfig` fields for one behavior of an ML-Agents trainer config file."""
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise SpecError(f"cannot read {p}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"Error parsing yaml file {p}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise SpecError(f"{p}: an ML-Agents config must be a mapping")
+    doc = load_document(p)  # duplicate keys, YAML tags and alias bombs refused with the file named
     _check_keys(doc, TOP_LEVEL, None, str(p))
     behaviors = doc.get("behaviors") or {}
     if behavior is None:
