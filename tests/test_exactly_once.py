@@ -75,15 +75,27 @@ def _reserve(lock_dir, q, hold):
     r.release()
 
 
+def _listen_in(first: int, last: int) -> tuple[socket.socket, int]:
+    """A listener on the first port of [first, last] that is free: the test knows where the foreign port lies, so
+    the range it then searches always has room around it (an OS-chosen port may sit at the top of the range)."""
+    for port in range(first, last + 1):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
+        s.listen()
+        return s, port
+    raise RuntimeError(f"every port in {first}-{last} is taken")
+
+
 def test_port_ranges_never_overlap_across_processes_and_skip_foreign_listeners(tmp_path, monkeypatch):
     monkeypatch.setenv("UNITY_MLOPS_PORT_LOCK_DIR", str(tmp_path / "locks"))
-    foreign = socket.socket()
-    foreign.bind(("127.0.0.1", 0))
-    foreign.listen()
-    busy = foreign.getsockname()[1]
-    with reserve_ports(2, start=busy - 1) as mine:
+    foreign, busy = _listen_in(40100, 40900)  # inside the range tested below, never a port the OS picks
+    with reserve_ports(2, start=busy - 1, stop=41000) as mine:
         assert busy not in mine.ports, "a port a foreign process listens on is skipped"
-        with reserve_ports(2, start=busy - 1) as other:  # the same process: still exclusive
+        with reserve_ports(2, start=busy - 1, stop=41000) as other:  # the same process: still exclusive
             assert not set(mine.ports) & set(other.ports)
     foreign.close()
     ctx = mp.get_context("fork")

@@ -5,7 +5,6 @@ a couple of seconds (a stand-in trainer command); real training is exercised in 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -253,19 +252,13 @@ def test_global_concurrency_limit(tmp_path, fast_jobs):
     assert len(sched.history) == 3
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_health_endpoints(tmp_path):
     from mlops_unity_pipeline.scheduler.health import start_health_server
 
     clock = Clock(T0)
     sched = make(tmp_path, clock, schedule())
-    port = _free_port()
-    server = start_health_server(sched, "127.0.0.1", port)
+    server = start_health_server(sched, "127.0.0.1", 0)  # the server holds the port it was given: no race
+    port = server.server_address[1]
 
     def get(path):
         try:

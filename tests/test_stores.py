@@ -87,9 +87,11 @@ def test_concurrent_upgrades_of_a_new_database_migrate_it_once(postgres):
 
 
 def test_a_server_that_is_down_or_a_wrong_password_is_one_clear_error_without_the_password(tmp_path):
-    from servers import free_port
+    import socket
 
-    url = f"postgresql://alice:s3cret-pw@127.0.0.1:{free_port()}/nothing"
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # held, never listening: every connection to it is refused, and it stays ours
+    url = f"postgresql://alice:s3cret-pw@127.0.0.1:{closed.getsockname()[1]}/nothing"
     with pytest.raises(DatabaseError, match="cannot open the database") as err:
         LocalModelRegistry(tmp_path / "reg", url).list()
     assert "s3cret-pw" not in str(err.value) and "***" in str(err.value)
@@ -98,6 +100,7 @@ def test_a_server_that_is_down_or_a_wrong_password_is_one_clear_error_without_th
                        env={**os.environ, "UNITY_MLOPS_DATABASE_URL": url}, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "s3cret-pw" not in r.stderr
     assert "check that the server is up" in r.stderr
+    closed.close()
     with pytest.raises(DatabaseError, match="unsupported database"):
         open_database("mysql://x@localhost/db")
 
