@@ -64,3 +64,18 @@ def test_models_commands_on_an_empty_registry(tmp_path):
     assert r.returncode == 0 and "no models registered" in r.stdout
     r = cli("models", "--registry", str(tmp_path / "reg"), "show", "unity-x-20260101-nogit-v001")
     assert r.returncode == 2 and "not found" in r.stderr and "models list" in r.stderr
+
+
+def test_no_library_log_line_reaches_the_console_on_a_new_workspace(tmp_path):
+    """The first registration migrates a new store; alembic used to print its plugin set-up in the middle of the
+    job's lines. At the default level the console holds the product's own lines (the job's log) and its progress."""
+    job = tmp_path / "job.yaml"
+    job.write_text("job_id: quiet\nasset_spec: {asset_id: q, name: Quiet, description: reach the target}\n"
+                   "rl_config: {trainer: fast, max_steps: 3000}\n")
+    r = cli("train", str(job), "--workspace", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    logged = {line.split(None, 3)[3] for line in
+              (tmp_path / "runs" / "quiet" / "logs" / "pipeline.log").read_text().splitlines()}
+    console = [line for line in r.stderr.splitlines() if not line.startswith("train Quiet (fast) ")]
+    assert console and set(console) <= logged, set(console) - logged
+    assert (tmp_path / "runs" / "_registry" / "registry.db").is_file(), "the store was created and migrated"

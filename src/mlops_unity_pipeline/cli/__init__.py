@@ -59,13 +59,13 @@ def main(argv: list[str] | None = None, groups: tuple[Any, ...] = GROUPS) -> int
     args = parser.parse_args(argv)
     from ..logs import TIMESTAMPED, redacting
 
-    # long-running processes (the scheduler) stamp their lines; every line has known secret values masked
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+    # long-running processes (the scheduler) stamp their lines; every line has known secret values masked. The
+    # product's own lines at INFO; libraries (alembic, httpx, ray, ...) only at WARNING unless --verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
                         format=TIMESTAMPED if getattr(args, "timestamps", False) else "%(message)s")
+    logging.getLogger("unity_mlops").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     for handler in logging.getLogger().handlers:
         redacting(handler)
-    if not args.verbose:  # a request line per webhook attempt is noise at INFO
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         rc = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away is met here, not at interpreter exit

@@ -21,9 +21,9 @@ def config(db: Any) -> Any:
 def upgrade(db: Any, revision: str = "head") -> None:
     import logging
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before alembic's import, which logs its plugins
     from alembic import command
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # a store migrating itself is not news
     command.upgrade(config(db), revision)
 
 
