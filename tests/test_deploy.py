@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_unity_pipeline.deploy.cluster import restricted_violations, validate_custom
+from mlops_unity_pipeline.deploy.cluster import _pods, restricted_violations, validate_custom
 from mlops_unity_pipeline.deploy.kubernetes import dns_name, render_manifests, validate_manifests
 from mlops_unity_pipeline.scheduler.config import load_scheduler_config
 
@@ -138,3 +138,68 @@ def test_cli_renders_and_validates_the_cluster_mode(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "RayCluster" in [d["kind"] for d in yaml.safe_load_all(out.read_text())]
+
+
+PASSWORD, TOKEN, DB_PASSWORD = "hunter2-pw-Zq", "tok-9f8e7d6c5b", "db-pw-Kx71"
+
+
+@pytest.mark.parametrize("mode", ["deployment", "cronjob", "cluster"])
+def test_no_credential_from_the_config_reaches_a_rendered_manifest(tmp_path, mode):
+    """A webhook URL with `user:password@` and `?token=`, and a database URL with a password: the ConfigMap names
+    Secret keys instead, the Secrets are rendered with keys only, and the scheduler reads the URL back from the key."""
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(
+        f"database: postgresql://mlops:{DB_PASSWORD}@db.internal:5432/mlops\n"
+        "webhooks:\n"
+        f"  - url: https://bot:{PASSWORD}@hooks.example.com/in?token={TOKEN}&channel=ml\n"
+        "  - url: https://plain.example.com/hook\n    secret_env: HOOK_SECRET\n"
+        "schedules:\n  - schedule_id: nightly\n    cron_expression: '0 2 * * *'\n"
+        "    asset_specs: [{asset_id: nav, name: Nav}]\n")
+    out = tmp_path / "manifests.yaml"
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "k8s", "render", str(config), "--mode", mode,
+                        "--out", str(out), "--validate", *(f"--crd={c}" for c in CRDS if mode == "cluster")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text() + r.stdout + r.stderr
+    for secret in (PASSWORD, TOKEN, DB_PASSWORD, f"bot:{PASSWORD}"):
+        assert secret not in text, f"{secret} in the rendered files"
+    docs = list(yaml.safe_load_all(out.read_text()))
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in docs if d["kind"] == "Secret"}
+    assert set(secrets["unity-mlops-webhooks"]) == {"HOOK_SECRET", "UNITY_MLOPS_WEBHOOK_URL_0"}
+    assert set(secrets["unity-mlops-database"]) == {"UNITY_MLOPS_DATABASE_URL"}
+    assert all(v == "" for keys in secrets.values() for v in keys.values()), "keys only"
+    assert "fill Secret unity-mlops-webhooks" in r.stderr
+    embedded = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["scheduler.yaml"])
+    hook = embedded["webhooks"][0]
+    assert hook == {"url_env": "UNITY_MLOPS_WEBHOOK_URL_0", "name": "https://hooks.example.com/in", "events": []}
+    assert "database" not in embedded
+    pods = [c for d in docs for _, pod in _pods(d) for c in pod["containers"]]
+    for c in pods:
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e
+                and "secretKeyRef" in e["valueFrom"]}
+        assert refs["UNITY_MLOPS_WEBHOOK_URL_0"] == "unity-mlops-webhooks"
+        assert refs["UNITY_MLOPS_DATABASE_URL"] == "unity-mlops-database"
+
+
+def test_the_rendered_config_reads_the_url_from_its_secret_key(tmp_path, monkeypatch):
+    from mlops_unity_pipeline.deploy.secrets import config_without_credentials
+    from mlops_unity_pipeline.errors import SpecError
+    from mlops_unity_pipeline.scheduler.config import SchedulerConfig
+
+    cfg = SchedulerConfig(webhooks=[{"url": f"https://bot:{PASSWORD}@hooks.example.com/in?token={TOKEN}"}])
+    rendered = SchedulerConfig.model_validate(config_without_credentials(cfg))
+    with pytest.raises(SpecError, match="UNITY_MLOPS_WEBHOOK_URL_0 is not set"):
+        rendered.endpoints()
+    monkeypatch.setenv("UNITY_MLOPS_WEBHOOK_URL_0", cfg.webhooks[0].url)
+    assert rendered.endpoints()[0].url == cfg.webhooks[0].url
+    assert rendered.endpoints()[0].ref == cfg.endpoints()[0].ref, "the outbox refers to the endpoint as before"
+
+
+@pytest.mark.parametrize("field", ["registry", "artifacts"])
+def test_a_credential_anywhere_else_stops_the_rendering_naming_the_field(tmp_path, field):
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(f"{field}: postgresql://mlops:{DB_PASSWORD}@db.internal/mlops\n")
+    r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "k8s", "render", str(config)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"{field} carries a credential" in r.stderr and "Traceback" not in r.stderr
+    assert DB_PASSWORD not in r.stdout + r.stderr

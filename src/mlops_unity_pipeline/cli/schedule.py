@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .. import settings
@@ -146,6 +147,11 @@ def _cmd_k8s_render(args: argparse.Namespace) -> int:
         print(f"wrote {len(docs)} manifests to {args.out}")
     else:
         print(text, end="")
+    for doc in docs:  # Secrets are rendered with their keys only: say what to fill, and from which field
+        if doc["kind"] == "Secret" and doc.get("stringData"):
+            print(f"fill Secret {doc['metadata']['name']} before applying: {', '.join(doc['stringData'])} "
+                  f"(kubectl create secret generic {doc['metadata']['name']} --from-literal=KEY=VALUE ...)",
+                  file=sys.stderr)
     return 0
 
 

@@ -22,13 +22,13 @@ from typing import Any
 import yaml
 
 from ..scheduler.config import SchedulerConfig
+from .secrets import DATABASE_KEY, SECRETS, config_without_credentials, secret_env, secret_keys
 
 SCRATCH = "/scratch"
 CONFIG_MOUNT = "/etc/unity-mlops"
 HEALTH_PORT = 8080
 LABELS = {"app.kubernetes.io/name": "unity-mlops", "app.kubernetes.io/managed-by": "unity-mlops"}
 RAY_CLUSTER = "unity-mlops-ray"
-SECRETS = {"database": "unity-mlops-database", "storage": "unity-mlops-storage", "webhooks": "unity-mlops-webhooks"}
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
 
@@ -42,15 +42,12 @@ def _env(cfg: SchedulerConfig, secret_envs: list[str]) -> list[dict[str, Any]]:
         {"name": "UNITY_MLOPS_WORKSPACE", "value": f"{SCRATCH}/runs"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": SCRATCH},  # a writable home on a read-only root filesystem
-        {"name": "UNITY_MLOPS_DATABASE_URL",
-         "valueFrom": {"secretKeyRef": {"name": SECRETS["database"], "key": "UNITY_MLOPS_DATABASE_URL"}}},
+        secret_env(DATABASE_KEY, SECRETS["database"]),
         {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{CONFIG_MOUNT}/storage/key.json"},
     ]
     if cfg.artifacts:
         env.append({"name": "UNITY_MLOPS_ARTIFACTS", "value": cfg.artifacts})
-    for name in secret_envs:
-        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": SECRETS["webhooks"], "key": name}}})
-    return env
+    return env + [secret_env(name, SECRETS["webhooks"]) for name in secret_envs]
 
 
 def _container(cfg: SchedulerConfig, name: str, args: list[str], env: list[dict[str, Any]], cpu: str,
@@ -89,9 +86,9 @@ def _pod(containers: list[dict[str, Any]], *, restart: str | None = None, grace_
 
 
 def in_cluster_config(cfg: SchedulerConfig) -> dict[str, Any]:
-    data = cfg.model_dump(mode="json", exclude_none=True)
+    data = config_without_credentials(cfg)  # the database URL comes from its Secret, never a ConfigMap
     data["workspace"] = f"{SCRATCH}/runs"
-    for key in ("state_dir", "kubernetes", "database"):  # the database URL comes from its Secret, never a ConfigMap
+    for key in ("state_dir", "kubernetes"):
         data.pop(key, None)
     data["health"] = {"host": "0.0.0.0", "port": HEALTH_PORT}
     data["executor"] = {**data.get("executor", {}), "kind": "ray", "address": f"ray://{RAY_CLUSTER}-head-svc:10001",
@@ -106,13 +103,9 @@ def render_cluster(cfg: SchedulerConfig, source: str | Path, base: list[dict[str
     docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("unity-mlops-config", ns),
                  "data": {"scheduler.yaml": f"# rendered from {Path(source).name} (--mode cluster)\n"
                                             + yaml.safe_dump(in_cluster_config(cfg), sort_keys=False)}})
-    # keys only: `kubectl create secret generic unity-mlops-database --from-literal=UNITY_MLOPS_DATABASE_URL=...`
-    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRETS["database"], ns), "type": "Opaque",
-                 "stringData": {"UNITY_MLOPS_DATABASE_URL": ""}})
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRETS["storage"], ns), "type": "Opaque",
                  "stringData": {"key.json": ""}})  # or leave empty and use Workload Identity
-    secret_envs = sorted({w.secret_env for w in cfg.webhooks if w.secret_env})
-    env = _env(cfg, secret_envs)
+    env = _env(cfg, list(secret_keys(cfg)))
     config_path = f"{CONFIG_MOUNT}/config/scheduler.yaml"
     grace = int(cfg.grace_period_s) + 60
     scheduler = _container(cfg, "scheduler", ["schedule", "run", config_path, "--health-port", str(HEALTH_PORT)],

@@ -12,6 +12,9 @@ Two modes, pick one (both at once would train every slot twice):
   the job id comes from the Kubernetes Job name and the workspace is on the PVC.
 
 Always: a PersistentVolumeClaim, a ConfigMap with the config, and a Secret holding the webhook secrets' keys.
+No credential from the config reaches the ConfigMap: a webhook URL with a password or a token becomes a key of the
+webhooks Secret (`url_env`), the database URL a key of the database Secret, and any other string that carries one
+(a registry or artifact URI, metadata) stops the rendering with the field named.
 """
 
 from __future__ import annotations
@@ -25,13 +28,12 @@ import yaml
 
 from ..errors import UserError
 from ..scheduler.config import SchedulerConfig
+from .secrets import DATABASE_KEY, SECRETS, config_without_credentials, secret_env, secret_keys
 
 MOUNT = "/mnt/training-logs"
 CONFIG_MOUNT = "/etc/unity-mlops"
 HEALTH_PORT = 8080
 LABELS = {"app.kubernetes.io/name": "unity-mlops", "app.kubernetes.io/managed-by": "unity-mlops"}
-
-
 def dns_name(text: str, limit: int = 52) -> str:
     """A DNS-1123 label (CronJob names must stay <= 52 characters)."""
     name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
@@ -39,7 +41,7 @@ def dns_name(text: str, limit: int = 52) -> str:
 
 
 def _in_cluster_config(cfg: SchedulerConfig) -> dict[str, Any]:
-    data = cfg.model_dump(mode="json", exclude_none=True)
+    data = config_without_credentials(cfg)
     data["workspace"] = f"{MOUNT}/runs"
     data.pop("state_dir", None)
     data["health"] = {"host": "0.0.0.0", "port": HEALTH_PORT}
@@ -53,8 +55,9 @@ def _container(cfg: SchedulerConfig, args: list[str], secret_envs: list[str]) ->
         {"name": "UNITY_MLOPS_WORKSPACE", "value": f"{MOUNT}/runs"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
-    for name in secret_envs:
-        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": "unity-mlops-webhooks", "key": name}}})
+    if cfg.database:
+        env.append(secret_env(DATABASE_KEY, SECRETS["database"]))
+    env += [secret_env(name, SECRETS["webhooks"]) for name in secret_envs]
     if cfg.vertex is not None:  # as the setup guide passes them; credentials come from Workload Identity
         env += [{"name": "GOOGLE_CLOUD_PROJECT", "value": cfg.vertex.project},
                 {"name": "VERTEX_REGION", "value": cfg.vertex.region}]
@@ -93,7 +96,7 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
         raise ValueError("mode must be 'deployment', 'cronjob' or 'cluster'")
     k, ns = cfg.kubernetes, cfg.kubernetes.namespace
     meta = lambda name: {"name": name, "namespace": ns, "labels": dict(LABELS)}  # noqa: E731
-    secret_envs = sorted({w.secret_env for w in cfg.webhooks if w.secret_env})
+    secret_envs = list(secret_keys(cfg))
     grace = int(cfg.grace_period_s) + 60  # ML-Agents needs time to write its checkpoint after SIGINT
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": dict(LABELS)}},
@@ -103,10 +106,13 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("unity-mlops-config"),
          "data": {"scheduler.yaml": f"# rendered from {Path(source).name}\n"
                                     + yaml.safe_dump(_in_cluster_config(cfg), sort_keys=False)}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": meta("unity-mlops-webhooks"), "type": "Opaque",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": meta(SECRETS["webhooks"]), "type": "Opaque",
          # keys only: fill them with `kubectl create secret generic unity-mlops-webhooks --from-literal=...`
          "stringData": {name: "" for name in secret_envs}},
     ]
+    if cfg.database or mode == "cluster":  # keys only, as above
+        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta(SECRETS["database"]), "type": "Opaque",
+                     "stringData": {DATABASE_KEY: ""}})
     if mode == "cluster":
         from .cluster import render_cluster
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .. import settings
 from ..errors import SpecError
@@ -19,11 +19,19 @@ from ..webhooks.outbox import DEFAULT_RETRY_SCHEDULE_S, Endpoint
 
 
 class WebhookConfig(_Model):
-    url: str
+    url: str | None = Field(default=None, description="The receiver's http(s) URL (or url_env).")
+    url_env: str | None = Field(default=None, description="Environment variable holding the URL, for a URL that "
+                                                            "carries credentials (`k8s render` moves such URLs there).")
     name: str | None = Field(default=None, description="What the outbox stores to refer to this endpoint "
                                                          "(default: the URL without credentials and query).")
     secret_env: str | None = Field(default=None, description="Environment variable holding the whsec_ secret.")
     events: list[str] = Field(default_factory=list, description="Event types to send; empty: all.")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give the webhook's url or url_env (the variable that holds it), exactly one")
+        return self
 
     def endpoint(self) -> Endpoint:
         secret = None
@@ -32,7 +40,11 @@ class WebhookConfig(_Model):
             if not secret:
                 raise SpecError(f"webhook secret variable {self.secret_env} is not set",
                                 hint=f"export {self.secret_env}=whsec_... (or remove secret_env)")
-        return Endpoint(self.url, secret, tuple(self.events), name=self.name)
+        url = self.url or settings.secret(self.url_env or "")
+        if not url:
+            raise SpecError(f"webhook URL variable {self.url_env} is not set",
+                            hint=f"export {self.url_env}=https://... (in Kubernetes: its Secret's key)")
+        return Endpoint(url, secret, tuple(self.events), name=self.name)
 
 
 class HealthConfig(_Model):

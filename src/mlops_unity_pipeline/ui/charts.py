@@ -2,7 +2,13 @@
 
 A series is drawn as faint raw points plus an exponentially smoothed line (TensorBoard's smoothing), broken where
 data is missing (a None value ends a segment) instead of joining across the gap; a reference value (the production
-version, a random baseline) is a dashed horizontal line.
+version, a random baseline) is a dashed horizontal line. Tick positions come from matplotlib's `MaxNLocator` (round
+steps of 1, 2, 2.5 or 5 times a power of ten; matplotlib is already a dependency for the reports' PNGs), and each
+axis prints them with as many decimals as its step needs, so labels are monotonic, keep their sign and differ.
+
+Why not a JavaScript charting library: these charts are static once rendered, the server already has the data, and
+an SVG string is checked by plain tests; a library would add a script, a data channel and a second rendering path for
+the same lines, and the pages would be blank without JavaScript.
 """
 
 from __future__ import annotations
@@ -45,28 +51,49 @@ def _thin(points: list[Point], limit: int = MAX_POINTS) -> list[Point]:
     return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
 
 
-def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About `count` round values covering [lo, hi] (the first at or below lo, the last at or above hi)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if hi <= lo:
+        half = max(abs(lo) * 0.01, 1e-9) if lo else 0.5
+        lo, hi = lo - half, hi + half
+    return [0.0 if t == 0 else float(t) for t in MaxNLocator(nbins=count - 1, steps=[1, 2, 2.5, 5, 10])
+            .tick_values(lo, hi)]
+
+
+def labels(values: Sequence[float]) -> list[str]:
+    """The shortest text for each tick that still reads back as its value: as many decimals as the step needs,
+    thousands separated; scientific notation beyond 10^7 or below a step of 10^-5."""
+    if not values:
+        return []
+    step = min((b - a for a, b in zip(values, values[1:], strict=False)), default=abs(values[0]) or 1.0)
+    big = max(abs(v) for v in values)
+    sci = big >= 1e7 or step < 1e-5
+    for digits in range(13):
+        out = [f"{v:.{digits}e}" if sci else f"{v:,.{digits}f}" for v in values]
+        if all(abs(float(t.replace(",", "")) - v) <= step * 1e-3 for t, v in zip(out, values, strict=True)):
+            return [t.replace("-0.", "0.") if float(t.replace(",", "")) == 0 else t for t in out]
+    return [repr(v) for v in values]
 
 
 def render(chart: Chart) -> str:
-    W, H, left, right, top, bottom = chart.width, chart.height, 56, 12, 24, 28
+    W, H, right, top, bottom = chart.width, chart.height, 12, 24, 28
     finite = [(x, y) for s in chart.series for x, y in s.points if y is not None and math.isfinite(y)]
     head = (f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(chart.title)}" '
-            f'xmlns="http://www.w3.org/2000/svg"><text x="{left}" y="16" class="chart-title">'
-            f'{escape(chart.title)}</text>')
+            f'xmlns="http://www.w3.org/2000/svg"><text x="8" y="16" class="chart-title">{escape(chart.title)}</text>')
     if not finite:
         return head + f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="chart-empty">no data yet</text></svg>'
     xs = [x for x, _ in finite]
     ys = [y for _, y in finite] + ([chart.reference[1]] if chart.reference else [])
     x0, x1 = min(xs), max(xs)
-    y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x1 = x0 + 1
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
+    y_ticks = ticks(min(ys), max(ys))
+    y0, y1 = min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys))  # round values (up to float noise)
+    y_labels = labels(y_ticks)
+    left = 10 + 7 * max(len(t) for t in y_labels)  # room for the longest label at 11px
+    x_ticks = [x for x in ticks(x0, x1, 4) if x0 <= x <= x1] or [x0, x1]
 
     def px(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * (W - left - right)
@@ -75,12 +102,12 @@ def render(chart: Chart) -> str:
         return top + (1 - (y - y0) / (y1 - y0)) * (H - top - bottom)
 
     parts = [head]
-    for i in range(5):  # grid and y ticks
-        y = y0 + (y1 - y0) * i / 4
+    for y, text in zip(y_ticks, y_labels, strict=True):  # grid and y ticks
         parts.append(f'<line x1="{left}" x2="{W - right}" y1="{py(y):.1f}" y2="{py(y):.1f}" class="grid"/>'
-                     f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end" class="tick">{_fmt(y)}</text>')
-    for x, anchor in ((x0, "start"), ((x0 + x1) / 2, "middle"), (x1, "end")):
-        parts.append(f'<text x="{px(x):.1f}" y="{H - 8}" text-anchor="{anchor}" class="tick">{_fmt(x)}</text>')
+                     f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end" class="tick">{text}</text>')
+    for x, text in zip(x_ticks, labels(x_ticks), strict=True):
+        anchor = "start" if px(x) < left + 20 else "end" if px(x) > W - right - 20 else "middle"
+        parts.append(f'<text x="{px(x):.1f}" y="{H - 8}" text-anchor="{anchor}" class="tick">{text}</text>')
     if chart.reference:
         label, y = chart.reference
         parts.append(f'<line x1="{left}" x2="{W - right}" y1="{py(y):.1f}" y2="{py(y):.1f}" class="reference"/>'
