@@ -27,9 +27,7 @@ from mlops_unity_pipeline.execution.ray_executor import RayExecutor  # noqa: E40
 from mlops_unity_pipeline.pipeline.orchestrator import UnityMLOpsOrchestrator  # noqa: E402
 from mlops_unity_pipeline.registry.local import LocalModelRegistry  # noqa: E402
 from mlops_unity_pipeline.store import open_database  # noqa: E402
-from servers import RAY_ENV, GCSEmulator, Postgres, RayCluster, interruptible_jobs  # noqa: E402
-
-RAY = str(Path(sys.executable).with_name("ray"))
+from servers import GCSEmulator, Postgres, RayCluster, drive_loopback_clusters, interruptible_jobs  # noqa: E402
 
 
 def jobs(n: int, steps: int, tag: str) -> list[TrainingJob]:
@@ -50,7 +48,7 @@ class Stack:
         import os
 
         os.environ["STORAGE_EMULATOR_HOST"] = self.gcs.host  # before any storage client is built
-        os.environ.update(RAY_ENV)  # this process drives the clusters
+        drive_loopback_clusters()  # this process drives the clusters, on 127.0.0.1 only
 
     def database(self) -> str:
         url = self.pg.create_database()
@@ -60,7 +58,7 @@ class Stack:
     def cluster(self, nodes: int, cpus: int, phase: str) -> RayCluster:
         envs = [{"UNITY_MLOPS_WORKER_WORKSPACE": str(self.root / phase / f"node{i}"),
                  "STORAGE_EMULATOR_HOST": self.gcs.host} for i in range(nodes)]
-        return RayCluster(RAY, sys.executable).start(nodes=nodes, cpus=cpus, env=envs)
+        return RayCluster(sys.executable).start(nodes=nodes, cpus=cpus, env=envs)
 
     def close(self) -> None:
         self.gcs.stop()

@@ -79,6 +79,17 @@ class Postgres:
 # token file exists in ~/.ray (any earlier `ray.init()` may leave one), and the nodes and drivers of a test must not
 # depend on that. Drivers of these clusters set the same (`RAY_ENV` in their environment).
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+# Every node and driver on 127.0.0.1 only (see tests/ray_node.py): drivers take 127.0.0.1 as their node address.
+RAY_DRIVER_ENV = {**RAY_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+RAY_NODE = str(Path(__file__).with_name("ray_node.py"))
+
+
+def drive_loopback_clusters() -> None:
+    """Make this process a driver of clusters on 127.0.0.1 (before or after Ray's import)."""
+    os.environ.update(RAY_DRIVER_ENV)
+    import ray._private.ray_constants as constants
+
+    constants.ENABLE_RAY_CLUSTER = False  # read at import from the variable above; imported already in pytest
 
 
 class RayCluster:
@@ -86,18 +97,19 @@ class RayCluster:
     so one node can be killed -9 and the cluster stopped without `ray stop` (which would stop every Ray process on
     the machine, other jobs' included). Each node may get its own environment (its own scratch workspace)."""
 
-    def __init__(self, ray_bin: str, python: str) -> None:
-        self.ray, self.python = ray_bin, python
+    def __init__(self, python: str) -> None:
+        self.python = python
         self.temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
         self.nodes: list[subprocess.Popen] = []
         self.address = ""
 
     def _start(self, args: list[str], cpus: int, env: dict[str, str] | None) -> subprocess.Popen:
         log = open(Path(self.temp) / f"node{len(self.nodes)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen([self.ray, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
-                                 "--disable-usage-stats", *args], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                env={**os.environ, **RAY_ENV, **(env or {}),
+        node_env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+        proc = subprocess.Popen([self.python, RAY_NODE, "start", "--block", "--node-ip-address=127.0.0.1",
+                                 f"--num-cpus={cpus}", "--disable-usage-stats", *args],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**node_env, **RAY_ENV, **(env or {}),
                                      "RAY_TEST_NODE": f"{self.temp}/{len(self.nodes)}"})
         self.nodes.append(proc)
         return proc
@@ -126,9 +138,9 @@ class RayCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = subprocess.run([self.python, "-c", (
-                "import ray,sys; ray.init(address=sys.argv[1], _node_ip_address='127.0.0.1', logging_level='ERROR');"
+                "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
                 "print(sum(1 for x in ray.nodes() if x['Alive']))"), self.address],
-                capture_output=True, text=True, timeout=60, env={**os.environ, **RAY_ENV})
+                capture_output=True, text=True, timeout=60, env={**os.environ, **RAY_DRIVER_ENV})
             if out.returncode == 0 and out.stdout.strip().isdigit() and int(out.stdout.strip()) >= n:
                 return True
             if any(p.poll() is not None for p in self.nodes):
@@ -136,15 +148,44 @@ class RayCluster:
             time.sleep(1)
         return False
 
-    def kill(self, index: int) -> None:
-        """The node is lost: SIGKILL to its process group and to every process started with its environment (Ray's
-        workers may leave the group; one outliving its raylet for seconds could finish a job a lost machine cannot)."""
-        os.killpg(self.nodes[index].pid, signal.SIGKILL)
-        marker = f"RAY_TEST_NODE={self.temp}/{index}".encode()
+    def processes(self, index: int | None = None) -> list[int]:
+        """Every process started with a node's environment (all nodes' when `index` is None): Ray's workers may
+        leave the node's process group."""
+        marker = f"RAY_TEST_NODE={self.temp}/{'' if index is None else index}".encode()
+        found = []
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
-                    os.kill(int(entry.name), signal.SIGKILL)
+                if entry.name.isdigit() and any(
+                        v == marker or (index is None and v.startswith(marker))
+                        for v in (entry / "environ").read_bytes().split(b"\0")):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def sockets(self, extra_pids: tuple[int, ...] = ()) -> set[tuple[str, str, str]]:
+        """(process, local address, remote address) of every inet socket the cluster's processes (and `extra_pids`,
+        e.g. the driver) hold now."""
+        import psutil
+
+        found = set()
+        for pid in [*self.processes(), *extra_pids]:
+            try:
+                proc = psutil.Process(pid)
+                for conn in proc.net_connections(kind="inet"):
+                    found.add((proc.name(), conn.laddr.ip if conn.laddr else "",
+                               conn.raddr.ip if conn.raddr else ""))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    def kill(self, index: int) -> None:
+        """The node is lost: SIGKILL to its process group and to every process started with its environment (one
+        outliving its raylet for seconds could finish a job a lost machine cannot)."""
+        os.killpg(self.nodes[index].pid, signal.SIGKILL)
+        for pid in self.processes(index):
+            try:
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 continue
 

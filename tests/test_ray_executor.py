@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,6 @@ from mlops_unity_pipeline.registry.local import LocalModelRegistry
 from mlops_unity_pipeline.ui.runs import RunIndex
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (in the dev extra)")
-RAY = str(Path(sys.executable).with_name("ray"))
 CFG = RLTrainingConfig(trainer="fast", max_steps=40_960, checkpoint_interval=4_096, summary_freq=4_096)
 BUCKET = "gs://unity-models/cluster"
 JOBS = 8
@@ -40,14 +38,15 @@ def gcs_server(monkeypatch):
 
 @pytest.fixture
 def cluster(tmp_path, gcs_server, monkeypatch):
-    from servers import RAY_ENV, RayCluster
+    from servers import RAY_DRIVER_ENV, RayCluster
 
-    for name, value in RAY_ENV.items():  # this process is the cluster's driver
+    for name, value in RAY_DRIVER_ENV.items():  # this process drives a cluster on 127.0.0.1 (tests/ray_node.py)
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # ray is imported already
     envs = [{"UNITY_MLOPS_WORKER_WORKSPACE": str(tmp_path / f"node{i}"), "STORAGE_EMULATOR_HOST": gcs_server.host}
             for i in range(2)]
     try:
-        c = RayCluster(RAY, sys.executable).start(nodes=2, cpus=1, env=envs)
+        c = RayCluster(sys.executable).start(nodes=2, cpus=1, env=envs)
     except RuntimeError as exc:
         pytest.fail(str(exc))
     yield c
@@ -69,8 +68,15 @@ def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_lo
                                                                      description="Reach target position"),
                         rl_config=CFG.model_copy(update={"seed": i})) for i in range(JOBS)]
     interrupted: list[str] = []
+    sockets: set[tuple[str, str, str]] = set()
+
+    async def watch_sockets():  # every inet socket of the nodes, their workers and this driver, all along
+        while True:
+            sockets.update(cluster.sockets(extra_pids=(os.getpid(),)))
+            await asyncio.sleep(0.5)
 
     async def scenario():
+        watcher = asyncio.ensure_future(watch_sockets())
         tasks = [asyncio.ensure_future(executor.run(j, f"nightly|{j.job_id}")) for j in jobs]
         deadline = time.monotonic() + 600
         while not (running := interruptible_jobs(tmp_path / "node1", store, CFG.max_steps)):
@@ -78,9 +84,15 @@ def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_lo
             await asyncio.sleep(0.2)
         interrupted.extend(running)
         cluster.kill(1)  # the worker node, kill -9: its job dies mid-training
-        return await asyncio.gather(*tasks)
+        results = await asyncio.gather(*tasks)
+        watcher.cancel()
+        return results
 
     results = asyncio.run(scenario())
+    names = {name for name, _, _ in sockets}
+    assert {"gcs_server", "raylet"} <= names, names
+    elsewhere = {s for s in sockets if {a.removeprefix("::ffff:") for a in s[1:] if a} - {"127.0.0.1"}}
+    assert not elsewhere, f"sockets not on 127.0.0.1: {sorted(elsewhere)}"
     assert [r.status for r in results] == ["completed"] * JOBS, [(r.failed_stage, r.error) for r in results]
     by_job = {j.job_id: r for j, r in zip(jobs, results, strict=True)}
     for job_id in interrupted:  # continued on node 0 from what node 1 stored, not from step 0

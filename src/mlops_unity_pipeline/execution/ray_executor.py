@@ -51,9 +51,7 @@ class RayExecutor:
         if self._task is None:
             if not self.ray.is_initialized():
                 try:
-                    self.ray.init(address=self.address or "auto", _node_ip_address="127.0.0.1"
-                                  if (self.address or "").startswith("127.0.0.1") else None,
-                                  logging_level="WARNING", log_to_driver=False)
+                    self.ray.init(address=self.address or "auto", logging_level="WARNING", log_to_driver=False)
                 except ConnectionError as exc:
                     raise UserError(f"cannot reach the Ray cluster at {self.address or 'auto'}: {exc}",
                                     hint="start one (`ray start --head`) or fix executor.address") from None
