@@ -82,7 +82,8 @@ def test_better_challenger_passes_and_worse_one_is_blocked_with_the_reason(regis
     better = register(registry, tmp_path, "avoid")
     outcome = to_production(gov, better)
     gates = {g.name: g for g in outcome.report.results}
-    assert set(gates) == {"contract", "reward", "safety", "reproducibility"} and outcome.report.passed
+    assert set(gates) == {"contract", "environment", "reward", "safety", "reproducibility"} and outcome.report.passed
+    assert gates["environment"].numbers["kind"] == "simulator" and gates["reward"].numbers["paired"] is True
     assert gates["reward"].numbers["ci95"][0] > 0
     assert registry.ledger.aliases("Nav") == {"staging": better.version, "production": better.version}
 
@@ -298,19 +299,22 @@ def test_reproducibility_retrains_the_recorded_job_and_fails_a_candidate_it_cann
     result = orch.execute_training_job_sync(job)
     assert result.succeeded
     candidate = orch.registry.get(result.model_version)
-    definition = build_behavior(behavior_name="Repro", archetype="reach_target")
+    from mlops_unity_pipeline.evaluation.environments import SimulatorEnvironment
+
+    env = SimulatorEnvironment(build_behavior(behavior_name="Repro", archetype="reach_target"))
     retrainer = Retrainer(tmp_path / "runs")
 
-    ok = reproducibility_gate(candidate, definition, GateConfig(), retrainer)
+    ok = reproducibility_gate(candidate, env, GateConfig(), retrainer)
     assert ok.passed, ok.message
     assert ok.numbers["mode"] == "retrain" and ok.numbers["seeds"] == [1003, 2003]
     assert len(ok.numbers["retrained"]) == 2 and ok.numbers["evaluation_seed"] != HELD_OUT_SEED
 
-    starved = reproducibility_gate(candidate, definition, GateConfig(retrain_steps=2048), retrainer)
+    starved = reproducibility_gate(candidate, env, GateConfig(retrain_steps=2048), retrainer)
     assert not starved.passed and "does not reproduce from its recorded configuration" in starved.message
     low, high = starved.numbers["interval"]
-    assert high < starved.numbers["candidate_success_rate"] - starved.numbers["allowed_difference"]
+    assert starved.numbers["metric"] == "success rate"
+    assert high < starved.numbers["candidate"] - starved.numbers["allowed_difference"]
     assert len(orch.registry.list()) == 1, "retraining registers nothing in the real registry"
 
-    cheap = reproducibility_gate(candidate, definition, GateConfig(reproducibility="reevaluate"))
+    cheap = reproducibility_gate(candidate, env, GateConfig(reproducibility="reevaluate"))
     assert cheap.passed and cheap.numbers["evaluation_seed"] != candidate.metrics["evaluation"]["model"]["seed"]

@@ -73,7 +73,7 @@ def test_hostile_descriptions_are_data_not_code(tmp_path, description):
     assert _csharp_literal_value(literal) == description
     assert set(report.signatures) == {"Initialize", "OnEpisodeBegin", "CollectObservations", "OnActionReceived",
                                       "Heuristic", "OnTriggerEnter", "CurrentGoal", "DistanceToGoal",
-                                      "GoalDirection", "RandomPoint"}
+                                      "GoalDirection", "RandomPoint", "RecordOutcome", "SeedFromEvaluator"}
 
 
 def test_validator_catches_broken_agents(tmp_path):
@@ -243,8 +243,9 @@ def test_unity_editor_build_stage_with_a_stand_in_editor(tmp_path, monkeypatch, 
     result = orch.execute_training_job_sync(job)
     assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
     assert (project / "Assets/UnityMLOps/Generated/ScoutAgent.cs").is_file()
-    ev = result.metrics["evaluation"]
-    assert ev["source"].startswith("trainer statistics") and ev["final_step"] >= 3000
+    ev = result.metrics["evaluation"]  # judged on the build itself, through ML-Agents' protocol
+    assert ev["environment"]["kind"] == "unity" and ev["environment"]["success_stat_seen"]
+    assert ev["model"]["episodes"] == 500 and ev["model"]["success_rate"] is not None
     build_log = (tmp_path / "runs" / "unity-build" / "logs" / "build.log").read_text()
     assert "-executeMethod BuildScript.PerformBuild" in build_log and "Build succeeded" in build_log
 

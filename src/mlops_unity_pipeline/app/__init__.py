@@ -86,7 +86,8 @@ class App:
             from ..governance.retrain import Retrainer
 
             retrain = Retrainer(self.paths.workspace)
-        return Governance(self.governed_registry(), gates, approval_hook=hook, retrain=retrain)
+        return Governance(self.governed_registry(), gates, approval_hook=hook, retrain=retrain,
+                          workspace=self.paths.workspace)
 
     # ------------------------------------------------------------------ control plane
     def control_plane(self):

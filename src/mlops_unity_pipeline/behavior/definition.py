@@ -19,6 +19,11 @@ from typing import Any
 
 from .archetypes import ARCHETYPES, TaskParameters, archetype_for
 
+# What an episode meant and how an evaluator replays starts: shared by the headless player, the generated C# Agent
+# and the evaluator (ML-Agents statistics and environment-parameter names).
+SUCCESS_STAT, COLLISION_STAT = "Episode/Success", "Episode/Collision"
+EVALUATION_SEED = "evaluation_seed"
+
 # Observation keys: canonical name -> (fixed size or None for "any size >= 1", meaning).
 OBSERVATION_KEYS: dict[str, tuple[int | None, str]] = {
     "raycast": (None, "N ray distances over 360 degrees, ray 0 towards the goal; hit distance / ray length"),
@@ -70,6 +75,10 @@ class BehaviorDefinition:
     @property
     def observation_size(self) -> int:
         return sum(c.size for c in self.observations)
+
+    def observation_shapes(self) -> list[tuple[int, ...]]:
+        """One shape per observation the agent sends, in sensor order (ML-Agents' `obs_0..obs_n`)."""
+        return [(self.observation_size,)]
 
     def observation_slices(self) -> dict[str, slice]:
         out, start = {}, 0

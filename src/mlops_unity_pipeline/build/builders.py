@@ -23,6 +23,12 @@ class BuildArtifact:
     kind: str               # "headless-player" | "unity"
     digest: str
     has_simulator: bool     # True when the behavior simulator can evaluate policies for this build
+    root: Path | None = None  # the directory the digest covers (default: the executable's)
+
+    def record(self) -> dict:
+        """What a registered version keeps to find (or rebuild) the very build it was judged on."""
+        return {"kind": self.kind, "path": str(self.env_path), "digest": self.digest,
+                "root": str(self.root or self.env_path.parent)}
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -54,7 +60,7 @@ class HeadlessPlayerBuilder(EnvironmentBuilder):
             raise StageError("build", f"could not build the headless player: {exc}") from None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"headless player for {definition.behavior_name} built at {exe}\n")
-        return BuildArtifact(exe, "headless-player", build_digest(out), has_simulator=True)
+        return BuildArtifact(exe, "headless-player", build_digest(out), has_simulator=True, root=out)
 
 
 class UnityCommandBuilder(EnvironmentBuilder):
@@ -129,9 +135,8 @@ class UnityCommandBuilder(EnvironmentBuilder):
         if player is None:
             raise StageError("build", f"the Unity build exited 0 but no player was found at {output}[.x86_64]",
                              log_tail=tail)
-        root = player.parent if player.parent != build_dir else player
-        digest = build_digest(root) if root.is_dir() else build_digest(build_dir)
-        return BuildArtifact(player, "unity", digest, has_simulator=False)
+        root = player.parent if player.parent != build_dir else build_dir
+        return BuildArtifact(player, "unity", build_digest(root), has_simulator=False, root=root)
 
 
 def unity_build_requested() -> bool:

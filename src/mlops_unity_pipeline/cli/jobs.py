@@ -152,15 +152,43 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
-    from ..evaluation.onnx_policy import ContractError
+    from ..evaluation.environments import SimulatorEnvironment
+    from ..evaluation.evaluate import HELD_OUT_SEED, evaluate_model
+    from ..evaluation.onnx_policy import ContractError, OnnxPolicy
+    from ..pipeline.progress import ConsoleProgress
 
-    _, d = _definition(args.spec)
+    if not args.spec and not args.build:
+        raise UserError("say where to play the model: --spec SPEC (the built-in simulator) or --build EXE",
+                        hint="`unity-mlops evaluate MODEL --spec job.yaml` or `--build builds/MyGame`")
+    behavior = args.behavior
+    if args.build:
+        from ..evaluation.build_env import BuildEnvironment
+
+        try:
+            graphics = OnnxPolicy(args.model).spec.visual
+        except ContractError as exc:
+            raise UserError(str(exc)) from None
+        env = BuildEnvironment(Path(args.build), kind="unity", envs=args.envs, time_scale=args.time_scale,
+                               graphics=graphics, success_stat=args.success_stat or None)
+        behavior = behavior or (_definition(args.spec)[1].behavior_name if args.spec else None)
+        if behavior is None:
+            names = sorted(env.specs())
+            if len(names) != 1:
+                raise UserError(f"{args.build} has behaviours {names}", hint="choose one with --behavior NAME")
+            behavior = names[0]
+    else:
+        _, d = _definition(args.spec)
+        env, behavior = SimulatorEnvironment(d), d.behavior_name
+    bar = ConsoleProgress(f"evaluate {behavior} on the {env.kind}", enabled=not args.quiet)
     try:
-        model, baseline = evaluate_onnx(args.model, d, args.episodes, args.seed or HELD_OUT_SEED)
+        model, baseline = evaluate_model(args.model, env, behavior, args.episodes, args.seed or HELD_OUT_SEED,
+                                         progress=bar.count)
     except ContractError as exc:
         raise UserError(str(exc)) from None
-    print(json.dumps({"model": model.to_dict(), "random_baseline": baseline.to_dict()}, indent=2))
+    finally:
+        bar.done()
+    print(json.dumps({"environment": env.describe(), "model": model.to_dict(),
+                      "random_baseline": baseline.to_dict()}, indent=2))
     return 0
 
 
@@ -270,12 +298,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     bu.add_argument("--python", help="Python that runs the player (default: the trainer environment's)")
     bu.set_defaults(func=_cmd_build)
 
-    ev = sub.add_parser("evaluate", help="evaluate an ONNX policy on held-out simulator episodes",
-                        description="Deterministic actions, batched, on held-out seeds; with a random baseline.")
+    ev = sub.add_parser("evaluate", help="evaluate an ONNX policy on held-out episodes (simulator or a build)",
+                        description="Deterministic actions, batched, on held-out seeds; with a random baseline. "
+                                    "--spec plays the built-in simulator of an asset spec; --build plays any "
+                                    "executable that speaks ML-Agents' protocol (your Unity build, or a headless "
+                                    "player) through ML-Agents' UnityEnvironment.")
     ev.add_argument("model", help="the .onnx file")
-    ev.add_argument("--spec", required=True, help="asset spec or job file the model was trained for")
+    ev.add_argument("--spec", help="asset spec or job file the model was trained for (the simulator)")
+    ev.add_argument("--build", help="an executable to play instead of the simulator (a Unity player build)")
+    ev.add_argument("--behavior", help="with --build: the behaviour to play (default: the build's only one)")
+    ev.add_argument("--envs", type=int, default=2, help="with --build: environment processes at once (default 2)")
+    ev.add_argument("--time-scale", type=float, default=20.0, help="with --build: Unity's time scale (default 20)")
+    ev.add_argument("--success-stat", default="Episode/Success",
+                    help="with --build: the statistic recording success (default Episode/Success; '' for none)")
     ev.add_argument("--episodes", type=int, default=500)
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the held-out seed)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress")
     ev.set_defaults(func=_cmd_evaluate)
 
     dm = sub.add_parser("demos", help="demonstrations (.demo files): record from the simulator, inspect")

@@ -1,9 +1,13 @@
 """Load an exported ML-Agents policy with onnxruntime, check its contract and act with it.
 
-The contract (ML-Agents model API v3; v2 is read too): inputs ``obs_0..obs_{n-1}`` [+ ``action_masks``]
-[+ ``recurrent_in``]; outputs ``version_number`` (3.0), ``memory_size``, and per action kind
-``continuous_actions``/``continuous_action_output_shape``/``deterministic_continuous_actions`` or
-``discrete_actions``/``discrete_action_output_shape``/``deterministic_discrete_actions``.
+Every policy ML-Agents exports runs here: model API v3 (inputs ``obs_0..obs_{n-1}`` [+ ``action_masks``]
+[+ ``recurrent_in``]; outputs ``version_number``, ``memory_size`` and per action kind
+``continuous_actions``/``continuous_action_output_shape``/``deterministic_continuous_actions`` and
+``discrete_actions``/``discrete_action_output_shape``/``deterministic_discrete_actions`` [+ ``recurrent_out``]) and
+API v2 (``vector_observation``, ``visual_observation_<k>``; discrete outputs are log-probabilities, so the
+deterministic action is their arg-max per branch). Several observations, camera inputs (NCHW, or NHWC in old
+exports: transposed to whatever the model declares), recurrent memory, several discrete branches with masks, and
+hybrid actions are all supported. Only exports older than API v2 are refused, with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +30,42 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(in
            "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
 
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a behaviour observes and does, as the environment declares it (ML-Agents' `BehaviorSpec`): the shape of
+    each observation in sensor order, the continuous action count and the discrete branch sizes."""
+
+    obs_shapes: tuple[tuple[int, ...], ...]
+    continuous: int = 0
+    branches: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, definition: BehaviorDefinition) -> PolicySpec:
+        return cls(tuple(tuple(s) for s in definition.observation_shapes()), definition.action.continuous,
+                   definition.action.branches)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PolicySpec:
+        return cls(tuple(tuple(int(x) for x in s) for s in d["obs"]), int(d.get("continuous", 0)),
+                   tuple(int(b) for b in d.get("branches", ())))
+
+    def to_dict(self) -> dict:
+        return {"obs": [list(s) for s in self.obs_shapes], "continuous": self.continuous,
+                "branches": list(self.branches)}
+
+    @property
+    def visual(self) -> bool:
+        return any(len(s) == 3 for s in self.obs_shapes)
+
+    def describe(self) -> str:
+        acts = [f"{self.continuous} continuous"] if self.continuous else []
+        acts += [f"discrete branches {list(self.branches)}"] if self.branches else []
+        shapes = ["x".join(str(d) for d in s) for s in self.obs_shapes]
+        seen = f"{shapes[0]} observations" if len(shapes) == 1 and len(self.obs_shapes[0]) == 1 else \
+            f"observations {' + '.join(shapes)}"
+        return f"{seen}, actions {' + '.join(acts) or 'none'}"
+
+
 @dataclass
 class ModelContract:
     version: int
@@ -36,7 +76,7 @@ class ModelContract:
     inputs: dict[str, tuple[str, list]] = field(default_factory=dict)
     outputs: dict[str, tuple[str, list]] = field(default_factory=dict)
     opset: int | None = None
-    kind: str = "v3"  # one of KINDS: what the evaluator can (v3) or cannot run
+    kind: str = "v3"  # one of KINDS: what the model is (only "legacy" cannot be run)
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +89,13 @@ class ModelContract:
             "inputs": {k: {"type": t, "shape": s} for k, (t, s) in self.inputs.items()},
             "outputs": {k: {"type": t, "shape": s} for k, (t, s) in self.outputs.items()},
         }
+
+
+@dataclass
+class PolicyOutput:
+    continuous: np.ndarray  # [B, continuous] float32 (width 0 when the policy has none)
+    discrete: np.ndarray  # [B, branches] int64 (width 0 when the policy has none)
+    memory: np.ndarray | None = None  # [B, memory_size] for recurrent policies
 
 
 def _dim(d: object) -> int:
@@ -66,6 +113,23 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def _same_layout(shape: tuple[int, ...], declared: tuple[int, ...]) -> bool:
+    return tuple(shape) == tuple(declared)
+
+
+def fit_observation(obs: np.ndarray, declared: tuple[int, ...]) -> np.ndarray:
+    """`obs` [B, *shape] in the layout the model declares: camera images come as CHW from current ML-Agents and
+    as HWC from older writers and exports."""
+    obs = np.asarray(obs, np.float32)
+    shape = tuple(obs.shape[1:])
+    if len(declared) == 3 and len(shape) == 3 and not _same_layout(shape, declared):
+        if _same_layout((shape[2], shape[0], shape[1]), declared):
+            return np.ascontiguousarray(obs.transpose(0, 3, 1, 2))  # HWC -> CHW
+        if _same_layout((shape[1], shape[2], shape[0]), declared):
+            return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))  # CHW -> HWC
+    return obs
+
+
 class OnnxPolicy:
     """A batched policy over an ML-Agents ONNX model."""
 
@@ -77,15 +141,17 @@ class OnnxPolicy:
             self.session = _session(self.path)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ContractError(f"{self.path} is not a loadable ONNX model: {exc}") from None
+        self._inputs = {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()}
         self.contract = self._read_contract()
 
+    # ------------------------------------------------------------------ contract
     def _read_contract(self) -> ModelContract:
         """Classify the model from its declared inputs and outputs first; run it (on zeros of every declared
         input) only to read its constant outputs, so no model can make onnxruntime fail later."""
-        inputs = {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()}
+        inputs = self._inputs
         outputs = {o.name: (o.type, list(o.shape)) for o in self.session.get_outputs()}
         obs_names = sorted((n for n in inputs if n.startswith(_OBS_PREFIXES)),
-                           key=lambda n: (not n.startswith("obs_"), n))
+                           key=lambda n: (not n.startswith("obs_"), n.startswith("visual"), _index(n)))
         if not obs_names:
             raise ContractError(f"{self.path}: not an ML-Agents policy: no observation inputs (obs_<i>, "
                                 f"vector_observation, visual_observation_<i>); its inputs are {sorted(inputs)[:8]}")
@@ -116,75 +182,150 @@ class OnnxPolicy:
         version, memory = first("version_number", 1), first("memory_size")
         cont = first("continuous_action_output_shape") if "continuous_actions" in outputs else 0
         branches: tuple[int, ...] = ()
-        if "discrete_action_output_shape" in values:
+        if "discrete_action_output_shape" in values and "discrete_actions" in outputs:
             branches = tuple(int(x) for x in np.asarray(values["discrete_action_output_shape"]).reshape(-1))
         if kind_hint == "legacy" or version not in (2, 3):
             kind = "legacy"
-        elif any(len(s) != 1 for s in shapes) or any(n.startswith("visual_observation_") for n in obs_names):
-            kind = "visual"
+        elif version == 2:
+            kind = "v2"
         elif memory or "recurrent_in" in inputs:
             kind = "recurrent"
+        elif any(len(s) == 3 for s in shapes):
+            kind = "visual"
         elif cont and branches:
             kind = "hybrid"
         else:
-            kind = f"v{version}"
+            kind = "v3"
         return ModelContract(version, shapes, cont, branches, memory, inputs, outputs, kind=kind)
 
+    @property
+    def spec(self) -> PolicySpec:
+        c = self.contract
+        return PolicySpec(tuple(c.observation_shapes), c.continuous, c.branches)
+
     def not_evaluable(self) -> str | None:
-        """Why the evaluator cannot run this model on the vector simulator (None: it can)."""
+        """Why no environment can run this model (None: it can)."""
         c = self.contract
-        return {
-            "legacy": f"an ML-Agents model of an API before v2 (version {c.version}; outputs "
-                      f"{sorted(c.outputs)[:6]}): re-export it with ML-Agents >= 2.0",
-            "visual": f"a visual-observation model (observations {c.observation_shapes}): the simulator produces "
-                      "vector observations only",
-            "recurrent": f"a recurrent model (memory size {c.memory_size}): the evaluator runs feed-forward policies",
-            "hybrid": f"a hybrid-action model ({c.continuous} continuous + branches {list(c.branches)}): the "
-                      "behaviors use one kind of action",
-            "v2": "an ML-Agents API v2 model: its discrete outputs are log-probabilities, not actions; re-export it "
-                  "with ML-Agents >= 2.0 (API v3)",
-        }.get(c.kind)
+        if c.kind == "legacy":
+            return (f"an ML-Agents model of an API before v2 (version {c.version}; outputs {sorted(c.outputs)[:6]}): "
+                    "re-export it with ML-Agents >= 2.0")
+        if c.version == 2 and c.memory_size:
+            return "an ML-Agents API v2 model with memory, which ML-Agents itself does not run: re-export it"
+        return None
 
-    def _feed(self, obs, inputs=None) -> dict[str, np.ndarray]:
-        inputs = inputs or {i.name: (i.type, i.shape) for i in self.session.get_inputs()}
-        obs_list = obs if isinstance(obs, list) else [obs]
-        batch = obs_list[0].shape[0]
-        feed = {n: np.asarray(o, np.float32) for n, o in zip(self._obs_names, obs_list, strict=True)}
-        if "action_masks" in inputs:
-            width = inputs["action_masks"][1][1]
-            if not isinstance(width, int):
-                width = sum(self.contract.branches)
-            feed["action_masks"] = np.ones((batch, width), np.float32)
-        if "recurrent_in" in inputs:
-            feed["recurrent_in"] = np.zeros((batch, 1, int(inputs["recurrent_in"][1][2])), np.float32)
-        return feed
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of single-vector observations: float [B, n] or int64 [B, branches]."""
-        reason = self.not_evaluable()
-        if reason:
-            raise ContractError(f"{self.path} cannot be evaluated: {reason}")
-        c = self.contract
-        if c.continuous:
-            name = "deterministic_continuous_actions" if deterministic else "continuous_actions"
-        else:
-            name = "deterministic_discrete_actions" if deterministic else "discrete_actions"
-        if name not in c.outputs:
-            name = name.replace("deterministic_", "")
-        return self.session.run([name], self._feed(obs))[0]
-
-    def check_against(self, definition: BehaviorDefinition) -> list[str]:
-        """Differences between the model and the behavior spec (empty when it fits)."""
+    def check_spec(self, spec: PolicySpec) -> list[str]:
+        """Differences between the model and what an environment's behaviour declares (empty when it fits)."""
         c, problems = self.contract, []
         reason = self.not_evaluable()
         if reason:
             problems.append(f"it is {reason}")
-        elif c.version != 3:
-            problems.append(f"model API version {c.version}, expected 3")
-        if c.observation_shapes != [(definition.observation_size,)]:
-            problems.append(f"observation shapes {c.observation_shapes}, expected [({definition.observation_size},)]")
-        if c.continuous != definition.action.continuous:
-            problems.append(f"{c.continuous} continuous actions, expected {definition.action.continuous}")
-        if c.branches != definition.action.branches:
-            problems.append(f"discrete branches {list(c.branches)}, expected {list(definition.action.branches)}")
+        if c.version == 2:  # v2: the vector observations arrive concatenated
+            vec = sum(s[0] for s in spec.obs_shapes if len(s) == 1)
+            want = ([(vec,)] if vec else []) + [s for s in spec.obs_shapes if len(s) == 3]
+            got = list(c.observation_shapes)
+        else:
+            want, got = list(spec.obs_shapes), list(c.observation_shapes)
+        fits = len(got) == len(want) and all(_same_layout(g, w) or _layouts(g, w)
+                                             for g, w in zip(got, want, strict=True))
+        if not fits:
+            problems.append(f"observation shapes {[list(s) for s in got]}, expected {[list(s) for s in want]}")
+        if c.continuous != spec.continuous:
+            problems.append(f"{c.continuous} continuous actions, expected {spec.continuous}")
+        if c.version == 3 and c.branches != spec.branches:
+            problems.append(f"discrete branches {list(c.branches)}, expected {list(spec.branches)}")
+        if c.version == 2 and c.branches and sum(c.branches) != sum(spec.branches):
+            problems.append(f"discrete outputs {sum(c.branches)} wide, expected branches {list(spec.branches)}")
         return problems
+
+    def check_against(self, definition: BehaviorDefinition) -> list[str]:
+        """Differences between the model and a built-in behaviour (empty when it fits)."""
+        return self.check_spec(PolicySpec.of(definition))
+
+    # ------------------------------------------------------------------ acting
+    def _feed(self, obs: list[np.ndarray], mask: np.ndarray | None, memory: np.ndarray | None,
+              spec: PolicySpec | None) -> dict[str, np.ndarray]:
+        c = self.contract
+        batch = len(obs[0])
+        if c.version == 2:
+            vectors = [o.reshape(batch, -1) for o in obs if np.asarray(o).ndim == 2]
+            visuals = [o for o in obs if np.asarray(o).ndim == 4]
+            ordered = ([np.concatenate(vectors, axis=1)] if vectors else []) + visuals
+        else:
+            ordered = list(obs)
+        if len(ordered) != len(self._obs_names):
+            raise ContractError(f"{self.path} takes {len(self._obs_names)} observations, got {len(ordered)}")
+        feed = {n: fit_observation(o, s) for n, o, s in zip(self._obs_names, ordered, c.observation_shapes,
+                                                              strict=True)}
+        if "action_masks" in self._inputs:
+            width = self._inputs["action_masks"][1][1]
+            if not isinstance(width, int):
+                width = sum(c.branches or (spec.branches if spec else ()))
+            feed["action_masks"] = (np.ones((batch, width), np.float32) if mask is None
+                                    else (~np.asarray(mask, bool)).astype(np.float32))
+        if "recurrent_in" in self._inputs:
+            size = int(self._inputs["recurrent_in"][1][2]) if isinstance(self._inputs["recurrent_in"][1][2], int) \
+                else c.memory_size
+            state = np.zeros((batch, size), np.float32) if memory is None else np.asarray(memory, np.float32)
+            feed["recurrent_in"] = state.reshape(batch, 1, size)
+        return feed
+
+    def step(self, obs: list[np.ndarray] | np.ndarray, mask: np.ndarray | None = None,
+             memory: np.ndarray | None = None, deterministic: bool = True,
+             spec: PolicySpec | None = None) -> PolicyOutput:
+        """Actions (and the next memory) for a batch. `obs`: one array per observation, [B, *shape]; `mask`: bool
+        [B, sum(branches)], True where an action is masked (as ML-Agents' `DecisionSteps.action_mask`)."""
+        reason = self.not_evaluable()
+        if reason:
+            raise ContractError(f"{self.path} cannot be evaluated: {reason}")
+        obs_list = list(obs) if isinstance(obs, (list, tuple)) else [obs]
+        batch = len(obs_list[0])
+        c, outs = self.contract, self.contract.outputs
+        names = []
+        if c.continuous:
+            det = "deterministic_continuous_actions"
+            names.append(det if deterministic and det in outs else "continuous_actions")
+        discrete_name = None
+        if "discrete_actions" in outs and (c.branches or c.version == 2):
+            det = "deterministic_discrete_actions"
+            discrete_name = det if deterministic and det in outs else "discrete_actions"
+            names.append(discrete_name)
+        if "recurrent_out" in outs:
+            names.append("recurrent_out")
+        values = dict(zip(names, self.session.run(names, self._feed(obs_list, mask, memory, spec)), strict=True))
+        cont = np.asarray(values[names[0]], np.float32).reshape(batch, -1) if c.continuous \
+            else np.zeros((batch, 0), np.float32)
+        if discrete_name is None:
+            disc = np.zeros((batch, 0), np.int64)
+        elif c.version == 2:  # log-probabilities per branch, side by side: the most likely action of each
+            logits = np.asarray(values[discrete_name], np.float32).reshape(batch, -1)
+            sizes = (spec.branches if spec and sum(spec.branches) == logits.shape[1] else None) or \
+                c.branches or (logits.shape[1],)
+            if mask is not None:
+                logits = np.where(np.asarray(mask, bool), -np.inf, logits)
+            edges = np.cumsum((0, *sizes))
+            disc = np.stack([logits[:, a:b].argmax(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], axis=1)
+        else:
+            disc = np.asarray(values[discrete_name]).astype(np.int64).reshape(batch, -1)
+        memory_out = None
+        if "recurrent_out" in values:
+            memory_out = np.asarray(values["recurrent_out"], np.float32).reshape(batch, -1)
+        return PolicyOutput(cont, disc, memory_out)
+
+    def act(self, obs: np.ndarray | list[np.ndarray], deterministic: bool = True) -> np.ndarray:
+        """Actions of a policy with one kind of action: float [B, n] or int64 [B, branches]."""
+        out = self.step(obs, deterministic=deterministic)
+        if out.continuous.shape[1] and out.discrete.shape[1]:
+            raise ContractError(f"{self.path} has hybrid actions: use step(), which returns both kinds")
+        return out.continuous if out.continuous.shape[1] else out.discrete
+
+
+def _index(name: str) -> int:
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def _layouts(got: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    """The same camera image in the other channel order (HWC vs CHW)."""
+    if len(got) != 3 or len(want) != 3:
+        return False
+    return (got[2], got[0], got[1]) == tuple(want) or (got[1], got[2], got[0]) == tuple(want)

@@ -129,9 +129,14 @@ async def run(executor: Executor, trials: list[Trial], parallel: int, on_result=
 
 
 def score(result: TrainingResult) -> tuple[float, float]:
-    """Evaluated success first, then mean reward: what promotion gates compare too."""
+    """Evaluated success first, then mean reward: what promotion gates compare too. The evaluation is the one the
+    trial's job made: on the build for a Unity build (reward alone where the build records no success)."""
     ev = (result.metrics.get("evaluation") or {}).get("model") or {}
-    return (ev.get("success_rate", -1.0), ev.get("mean_reward", -math.inf)) if result.succeeded else (-2.0, -math.inf)
+    if not result.succeeded:
+        return (-2.0, -math.inf)
+    success = ev.get("success_rate")
+    reward = ev.get("mean_reward")
+    return (-1.0 if success is None else float(success), -math.inf if reward is None else float(reward))
 
 
 def table(trials: list[Trial], results: list[TrainingResult]) -> list[dict[str, Any]]:
@@ -139,7 +144,9 @@ def table(trials: list[Trial], results: list[TrainingResult]) -> list[dict[str, 
     rows = []
     for trial, result in sorted(zip(trials, results, strict=True), key=lambda p: score(p[1]), reverse=True):
         ev = (result.metrics.get("evaluation") or {}).get("model") or {}
+        where = ((result.metrics.get("evaluation") or {}).get("environment") or {}).get("kind")
         rows.append({"job_id": trial.job.job_id, "status": result.status, "model_version": result.model_version,
                      "success_rate": ev.get("success_rate"), "mean_reward": ev.get("mean_reward"),
+                     "evaluated_on": where,
                      "settings": trial.settings, "error": result.error})
     return rows

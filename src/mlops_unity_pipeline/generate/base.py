@@ -13,7 +13,7 @@ import yaml
 
 from .. import __version__
 from ..behavior.archetypes import ARCHETYPES
-from ..behavior.definition import OBSERVATION_KEYS, BehaviorDefinition
+from ..behavior.definition import COLLISION_STAT, EVALUATION_SEED, OBSERVATION_KEYS, SUCCESS_STAT, BehaviorDefinition
 from ..specs import RLTrainingConfig, UnityAssetSpec
 from ..trainer.config import trainer_config
 
@@ -109,6 +109,7 @@ class TemplateGenerator(CodeGenerator):
             continuous=a.is_continuous,
             branches=list(a.branches),
             decision_period=DECISION_PERIOD,
+            success_stat=SUCCESS_STAT, collision_stat=COLLISION_STAT, evaluation_seed=EVALUATION_SEED,
             num_goals=max(1, p.num_waypoints),
             num_obstacles=p.num_obstacles,
             p=p,

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import settings
 from ..registry.base import ModelRegistry, ModelVersion, registry_asset_name
-from .gates import GateConfig, GateReport, contract_gate, definition_of, run_gates
+from .gates import GateConfig, GateReport, contract_gate, run_gates, spec_of
 from .ledger import LedgerEntry
 
 
@@ -56,31 +56,27 @@ class ApprovalHook:
         self.runtime.record_outcome(decision, payload, True, detail)
 
 
-def _contract(v: ModelVersion) -> str:
-    d = definition_of(v)
-    return f"{d.behavior_name}: {d.observation_size} observations, actions {d.action.to_dict()}"
-
-
 def _same_contract(candidate: ModelVersion, baseline: ModelVersion) -> None:
     """Gates compare two policies on one task: a model for other observations or actions cannot replace it."""
     from .ledger import GovernanceError
 
     try:
-        a, b = definition_of(candidate), definition_of(baseline)
+        a, b = spec_of(candidate), spec_of(baseline)
     except (OSError, ValueError, KeyError):
-        return  # no behavior.json to compare: the contract gate reports it
-    if (a.observation_size, a.action.to_dict()) != (b.observation_size, b.action.to_dict()):
+        return  # no behaviour recorded to compare: the contract gate reports it
+    if a != b:
         raise GovernanceError(
             f"{candidate.version} cannot replace production {baseline.version}: their contracts differ "
-            f"(candidate {_contract(candidate)}; production {_contract(baseline)}); register it under another "
-            "asset name")
+            f"(candidate {candidate.behavior_name}: {a.describe()}; production {baseline.behavior_name}: "
+            f"{b.describe()}); register it under another asset name")
 
 
 class Governance:
     def __init__(self, registry: ModelRegistry, gate_config: GateConfig | None = None,
                  retrain: Callable[..., Path] | None = None,
-                 approval_hook: ApprovalHook | None = None) -> None:
+                 approval_hook: ApprovalHook | None = None, workspace: Path | None = None) -> None:
         self.registry = registry
+        self.workspace = workspace  # where a gate rebuilds a build that is gone (<workspace>/_builds)
         self.ledger = registry.ledger
         self.gate_config = gate_config or GateConfig()
         self.retrain = retrain
@@ -100,7 +96,7 @@ class Governance:
         if aliases.get(to) == version:
             raise GovernanceError(f"{version} already holds {to}")
         if to == "staging":
-            report = GateReport(version, "-", [contract_gate(v, definition_of(v))])
+            report = GateReport(version, "-", [contract_gate(v, spec_of(v))])
         elif to == "production":
             if aliases.get("staging") != version:
                 raise GovernanceError(f"{version} must hold the staging alias before production "
@@ -108,7 +104,7 @@ class Governance:
             baseline = self.registry.get(aliases["production"]) if aliases.get("production") else None
             if baseline is not None:
                 _same_contract(v, baseline)
-            report = run_gates(v, baseline, gate_config or self.gate_config, self.retrain)
+            report = run_gates(v, baseline, gate_config or self.gate_config, self.retrain, self.workspace)
         else:
             raise GovernanceError(f"--to must be staging or production, got {to!r}")
         evidence = report.to_dict()

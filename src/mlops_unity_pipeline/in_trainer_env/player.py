@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..behavior.definition import BehaviorDefinition
+from ..behavior.definition import COLLISION_STAT, EVALUATION_SEED, SUCCESS_STAT, BehaviorDefinition
 from ..behavior.simulator import NullSimulator, Simulator
 from .protocol import (
     CMD_QUIT,
@@ -35,8 +35,10 @@ from .protocol import (
     initialization_message,
     parse_trainer_message,
 )
+from .side_channels import EnvironmentState, join_messages, stat_message
 
 log = logging.getLogger("unity_mlops.player")
+
 EXCHANGE = "/communicator_objects.UnityToExternalProto/Exchange"
 
 
@@ -128,6 +130,8 @@ class Player:
         self.exchanges = 0
         self.agent_steps = 0
         self.busy_s = 0.0
+        self.environment = EnvironmentState()  # what the trainer set through side channels
+        self._errors_logged = 0
 
     def _new_ids(self, mask: np.ndarray) -> None:
         k = int(mask.sum())
@@ -145,7 +149,10 @@ class Player:
 
     def reset_message(self, seed: int, first: bool) -> bytes:
         cls = NullSimulator if self.null else Simulator
-        if self.sim is None:
+        evaluation_seed = self.environment.get(EVALUATION_SEED, -1.0)
+        if evaluation_seed >= 0:  # an evaluator asks for the same episodes after every reset (paired comparisons)
+            self.sim = cls(self.definition, self.agents, int(evaluation_seed))
+        elif self.sim is None:
             self.sim = cls(self.definition, self.agents, seed)
         obs = self.sim.reset(np.ones(self.agents, bool))
         self._new_ids(np.ones(self.agents, bool))
@@ -168,6 +175,7 @@ class Player:
             actions = np.asarray(discrete, np.int64).reshape(n, -1)
         res = self.sim.step(actions)
         infos: list[bytes] = []
+        stats = []
         rewards = res.reward
         if res.done.any():
             raw = np.ascontiguousarray(res.obs, dtype="<f4").tobytes()
@@ -179,6 +187,9 @@ class Player:
                         raw[i * stride : (i + 1) * stride],
                     )
                 )
+                # what the generated C# Agent records when an episode ends, in the order of the agents above
+                stats += [stat_message(SUCCESS_STAT, float(res.success[i])),
+                          stat_message(COLLISION_STAT, float(res.collision[i]))]
             obs = self.sim.reset_done(res.done, res.obs)
             self._new_ids(res.done)
             rewards = np.where(res.done, 0.0, rewards)
@@ -186,7 +197,15 @@ class Player:
             obs = res.obs
         infos.extend(self._decision_infos(obs, rewards))
         self.agent_steps += n
-        return self.encoder.rl_output(infos)
+        return self.encoder.rl_output(infos, side_channel=join_messages(stats))
+
+    def _side_channels(self, payload: bytes) -> None:
+        if not payload:
+            return
+        self.environment.apply(payload)
+        for error in self.environment.errors[self._errors_logged:]:
+            log.warning("ignored a side-channel message: %s", error)
+        self._errors_logged = len(self.environment.errors)
 
     def run(self, port: int) -> int:
         import grpc  # only available in the trainer environment
@@ -213,6 +232,7 @@ class Player:
                     log.info("trainer closed the session (status %s)", reply.status)
                     return 0
                 t0 = time.perf_counter()
+                self._side_channels(reply.side_channel)
                 if first or reply.command == CMD_RESET or not reply.has_input:
                     msg = self.reset_message(seed, first)
                     first = False

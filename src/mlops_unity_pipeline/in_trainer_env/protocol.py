@@ -99,10 +99,10 @@ class AgentInfoEncoder:
         )
         return key(1, LEN) + varint(len(body)) + body  # ListAgentInfoProto.value
 
-    def rl_output(self, infos: list[bytes], brain: bytes | None = None) -> bytes:
+    def rl_output(self, infos: list[bytes], brain: bytes | None = None, side_channel: bytes = b"") -> bytes:
         agent_list = b"".join(infos)
         entry = str_field(1, self.behavior_name) + len_field(2, agent_list)  # map entry {key, value}
-        rl_output = len_field(2, entry)
+        rl_output = len_field(2, entry) + (len_field(3, side_channel) if side_channel else b"")
         unity_output = len_field(1, rl_output)
         if brain is not None:  # the first step also declares the brain (UnityRLInitializationOutputProto)
             unity_output += len_field(2, len_field(5, brain))

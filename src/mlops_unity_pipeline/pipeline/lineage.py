@@ -79,7 +79,7 @@ def registration_request(ctx: JobContext) -> RegistrationRequest:
         "rl_config_sha256": sha256_json(job.rl_config.model_dump(mode="json")),
         "trainer_config_sha256": hashlib.sha256(ctx.generated.trainer_config.read_bytes()).hexdigest(),
         "behavior_sha256": hashlib.sha256(ctx.generated.behavior_json.read_bytes()).hexdigest(),
-        "build": {"kind": ctx.build.kind, "digest": ctx.build.digest},
+        "build": ctx.build.record(),
         "git_sha": sha, "git_dirty": dirty,
         "seeds": {"training": job.rl_config.seed, "evaluation": HELD_OUT_SEED},
         "demonstrations": demo_lineage(job.rl_config),

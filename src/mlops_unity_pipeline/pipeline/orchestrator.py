@@ -18,9 +18,9 @@ from pathlib import Path
 
 from .. import settings
 from ..behavior.definition import BehaviorError, build_behavior
-from ..build.builders import BuildArtifact, log_tail, select_builder, unity_build_requested
+from ..build.builders import BuildArtifact, EnvironmentBuilder, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
-from ..evaluation.evaluate import evaluate_onnx, log_to_tensorboard
+from ..evaluation.evaluate import log_to_tensorboard
 from ..events import EventBus, JobStarted, log_listener
 from ..failpoints import failpoint
 from ..generate.base import CodeGenerator, TemplateGenerator
@@ -39,7 +39,8 @@ from . import report
 from .artifacts import RunSync
 from .context import JobContext
 from .jobstate import JobState
-from .lineage import read_json, registration_request
+from .judging import judge, preflight, verdict
+from .lineage import registration_request
 from .progress import ConsoleProgress
 from .registries import Registries, vertex_settings
 from .workspace import JobWorkspace, atomic_write_json
@@ -58,6 +59,7 @@ class UnityMLOpsOrchestrator:
         trainer_env_path: str | Path | None = None, generator: CodeGenerator | None = None,
         evaluation_episodes: int = 500, show_progress: bool = True, webhooks: WebhookOutbox | None = None,
         events: EventBus | None = None, database: str | None = None, artifacts: str | None = None,
+        builder: EnvironmentBuilder | None = None,
     ) -> None:
         chosen = registry if isinstance(registry, str) else registry_root
         self.paths = settings.Paths.resolve(workspace, chosen, database=database, artifacts=artifacts)
@@ -68,6 +70,7 @@ class UnityMLOpsOrchestrator:
         self.vertex = registries.vertex_settings
         self.trainer_env_path = Path(trainer_env_path) if trainer_env_path else None
         self.generator = generator or TemplateGenerator()
+        self.builder = builder  # a fixed build (the reproducibility gate's); default: chosen per job
         self.evaluation_episodes, self.show_progress = evaluation_episodes, show_progress
         self.events = events or EventBus()
         if log_listener not in self.events.listeners:
@@ -162,6 +165,7 @@ class UnityMLOpsOrchestrator:
                 action_space=spec.action_space, archetype=spec.archetype)
         except BehaviorError as exc:
             raise StageError("generate", str(exc)) from None
+        preflight(ctx.job, ctx.trainer, self.builder is not None, self.trainer_env_path)
         ctx.generated = self.generator.generate(spec, d, ctx.job.rl_config, ctx.ws.generated)
         problems = validate_generated(ctx.generated, d, ctx.trainer.checker_python())
         if problems:
@@ -172,6 +176,10 @@ class UnityMLOpsOrchestrator:
     def build(self, ctx: JobContext) -> None:
         assert ctx.definition and ctx.generated
         in_process = not ctx.trainer.needs_player
+        if self.builder is not None:
+            ctx.build = self.builder.build(ctx.definition, ctx.generated, ctx.ws.build, ctx.ws.logs / "build.log")
+            log.info("build: %s at %s", ctx.build.kind, ctx.build.env_path)
+            return
         if in_process and not unity_build_requested():
             digest = hashlib.sha256(ctx.definition.to_json().encode()).hexdigest()
             ctx.build = BuildArtifact(Path("simulator"), "simulator", digest, has_simulator=True)
@@ -205,25 +213,13 @@ class UnityMLOpsOrchestrator:
         ctx.state.record_training(ctx.training)
 
     def evaluate(self, ctx: JobContext) -> None:
-        assert ctx.definition and ctx.build and ctx.training
-        if not ctx.build.has_simulator:
-            status = read_json(ctx.training.run_dir / "run_logs" / "training_status.json")
-            final = (status.get(ctx.definition.behavior_name) or {}).get("final_checkpoint") or {}
-            ctx.evaluation = {"source": "trainer statistics (Unity build: no simulator to evaluate on)",
-                              "final_step": final.get("steps"), "mean_reward": final.get("reward")}
-            return
-        try:
-            model, baseline = evaluate_onnx(str(ctx.training.onnx_path), ctx.definition, self.evaluation_episodes)
-        except ValueError as exc:
-            raise StageError("evaluate", str(exc)) from None
-        ctx.evaluation = {"source": "held-out simulator episodes", "model": model.to_dict(),
-                          "random_baseline": baseline.to_dict()}
+        assert ctx.definition and ctx.training
+        model, baseline, ctx.evaluation = judge(ctx, self.trainer_env_path, self.evaluation_episodes,
+                                                self.show_progress)
         atomic_write_json(ctx.ws.dir / "evaluation.json", ctx.evaluation)
         log_to_tensorboard(ctx.training.run_dir / ctx.definition.behavior_name, ctx.training.final_step or 0, model,
                            baseline)
-        log.info("evaluate: success %.1f%% (random %.1f%%), mean reward %.3f [%.3f, %.3f], collisions %.1f%% over %d "
-                 "held-out episodes", 100 * model.success_rate, 100 * baseline.success_rate, model.mean_reward,
-                 *model.reward_ci95, 100 * model.collision_rate, model.episodes)
+        log.info("evaluate: %s", verdict(model, baseline, ctx.evaluation["environment"]["kind"]))
 
     def register(self, ctx: JobContext) -> None:
         try:

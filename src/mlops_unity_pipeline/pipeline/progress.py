@@ -53,6 +53,21 @@ class ConsoleProgress:
                 self.stream.write(text + "\n")
                 self.stream.flush()
 
+    def count(self, done: int, total: int, what: str = "episodes") -> None:
+        """Progress of countable work (evaluation episodes)."""
+        if not self.enabled:
+            return
+        text = f"{self.label} {done:>6,}/{total:,} {what} {done / max(total, 1):6.1%}"
+        if self.tty:
+            self.stream.write(f"\r\x1b[2K{text}")
+            self.stream.flush()
+        else:
+            now = time.monotonic()
+            if now - self._last_plain >= 5.0 or done >= total:
+                self._last_plain = now
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
     def done(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\n")

@@ -32,6 +32,25 @@ class VertexSettings(_Model):
         return cls(**found) if found else None
 
 
+class EvaluationSettings(_Model):
+    """How the evaluate stage (and, for the versions it registers, the promotion gates) judge a model."""
+
+    environment: Literal["auto", "simulator", "build"] = Field(
+        default="auto", description="auto: the built-in simulator for the built-in behaviours' players, the build "
+                                    "itself for a Unity build; build: always play the built executable.")
+    episodes: int | None = Field(default=None, ge=1, le=100_000,
+                                 description="Held-out episodes (default: the orchestrator's, 500).")
+    envs: int = Field(default=2, ge=1, le=16, description="Environment processes at once on a build.")
+    success_stat: str | None = Field(
+        default="Episode/Success", min_length=1, max_length=200,
+        description="The statistic (StatsRecorder key) a build records when an episode ends: 1 success, 0 not. "
+                    "None: no notion of success; reward-based gates only.")
+    collision_stat: str | None = Field(default="Episode/Collision", min_length=1, max_length=200,
+                                       description="The statistic a build records for a collision (1) or not (0).")
+    timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                             description="How long a build may take to answer one step (ML-Agents' timeout_wait).")
+
+
 class TrainingJob(_Model):
     """One run of the pipeline for one asset."""
 
@@ -44,6 +63,8 @@ class TrainingJob(_Model):
     registry: str | None = Field(default=None, min_length=1, max_length=2000,
                                  description="Registry URI for this job (a path, file:, sqlite:, vertex://...; "
                                              "default: the workspace's).")
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings,
+                                           description="Where and how the model is judged.")
 
     @field_validator("job_id")
     @classmethod
@@ -74,6 +95,8 @@ class TrainingSchedule(_Model):
     job_timeout_s: float | None = Field(default=None, description="Stop a run's training after this long.")
     max_retries: int = 2
     retry_backoff_s: float = 60.0
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings,
+                                           description="Where and how each run's model is judged.")
 
     @field_validator("schedule_id")
     @classmethod

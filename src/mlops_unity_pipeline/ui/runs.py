@@ -61,6 +61,7 @@ class RunSummary:
     asset: str = ""
     model_version: str | None = None
     error: str | None = None
+    evaluated_on: str | None = None  # "simulator" | "headless-player" | "unity"
 
     @property
     def running(self) -> bool:
@@ -97,6 +98,7 @@ def summarize(job_dir: Path) -> RunSummary:
     cfg = job.get("rl_config") or {}
     training = metrics.get("training") or {}
     model = (metrics.get("evaluation") or {}).get("model") or {}
+    where = ((metrics.get("evaluation") or {}).get("environment") or {}).get("kind")
     status = state.get("phase") or result.get("status") or "unknown"
     s = RunSummary(
         job_id=job_dir.name, status=status, stage=result.get("failed_stage") if status != "completed" else None,
@@ -105,7 +107,8 @@ def summarize(job_dir: Path) -> RunSummary:
         reward=model.get("mean_reward", training.get("last_mean_reward")), duration_s=_duration(result),
         started_at=result.get("started_at") or state.get("started_at") or "",
         asset=(job.get("asset_spec") or {}).get("name", ""), model_version=result.get("model_version"),
-        error=result.get("error") if status != "completed" else None)
+        error=result.get("error") if status != "completed" else None,
+        evaluated_on=where or ("simulator" if model else None))
     if s.running:
         live = live_progress(job_dir)
         if live:
