@@ -37,7 +37,12 @@ class TaskParameters:
     collision_penalty: float = -0.5
     step_penalty: float = -0.001
     shaping_per_metre: float = 0.1
-
+    # the kind of world (behavior/tasks.py): "arena" (one agent per arena, the simulator), "duel" (two teams race
+    # for one flag), "pads" (a group of two must hold both pads at once), "corridor" (a cue, then a choice)
+    task: str = "arena"
+    teams: int = 1  # agents of different teams in one arena (self-play)
+    group_size: int = 0  # agents that share a group reward and end their episodes together (POCA)
+    cue_steps: int = 0  # corridor: decisions during which the cue is shown
 
 @dataclass(frozen=True)
 class TrainerDefaults:
@@ -48,7 +53,9 @@ class TrainerDefaults:
     num_layers: int = 2
     time_horizon: int = 64  # at most: PPO's default shrinks it for many agents (trainer/config.py)
     normalize: bool = True
-
+    trainer_type: str = "ppo"  # "poca" for group tasks: what `algorithm: PPO` means there
+    memory: dict[str, int] | None = None  # network_settings.memory (a recurrent policy)
+    self_play: dict[str, Any] | None = None  # the ghost trainer's settings (two teams)
 
 @dataclass(frozen=True)
 class Archetype:
@@ -60,6 +67,10 @@ class Archetype:
     required_observations: tuple[str, ...] = ("target",)  # added when a requested layout lacks them
     exclusive_observations: tuple[str, ...] = ()  # keys that only this archetype has
     trainer: TrainerDefaults = field(default_factory=TrainerDefaults)
+    action: dict[str, Any] | None = None  # the action space the task fixes (None: the spec's, default continuous 2)
+    # environment parameters the task reads at every episode start (curricula, randomization), shared by the
+    # simulator, the headless player and the generated C# (`EnvironmentParameters.GetWithDefault`)
+    parameters: tuple[str, ...] = ("goal_distance", "goal_radius", "num_obstacles")
 
 
 ARCHETYPES: dict[str, Archetype] = {}
@@ -108,3 +119,29 @@ register_archetype(Archetype(
                    obstacle_radius_min=0.5, obstacle_radius_max=1.0, ray_length=5.0, num_waypoints=4,
                    max_steps=800, shaping_per_metre=0.02),
     trainer=TrainerDefaults(ppo=_WIDER.ppo, time_horizon=128)))
+
+register_archetype(Archetype(
+    "duel", "Two agents of rival teams race for one flag; the first there wins, and they block each other.",
+    ("duel", "race against", "compete", "opponent", "self-play", "self play"),
+    {"target": 2, "velocity": 2, "opponent": 4},
+    TaskParameters(task="duel", teams=2, max_steps=200, shaping_per_metre=0.02),
+    exclusive_observations=("opponent",), action={"type": "continuous", "size": 2}, parameters=(),
+    trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 512, "learning_rate": 1.0e-3},
+                            self_play={"save_steps": 4000, "team_change": 16000, "swap_steps": 2000, "window": 10,
+                                       "play_against_latest_model_ratio": 0.5, "initial_elo": 1200.0})))
+register_archetype(Archetype(
+    "pads", "Two agents of one group must hold both pads at the same time; only the group is rewarded.",
+    ("cooperat", "together", "both pads", "pads", "pair of agents", "team of two"),
+    {"velocity": 2, "pads": 4, "partner": 4},
+    TaskParameters(task="pads", group_size=2, max_steps=250),
+    required_observations=(), exclusive_observations=("pads", "partner"), action={"type": "continuous", "size": 2},
+    parameters=("pad_radius",), trainer=TrainerDefaults(trainer_type="poca", ppo={"buffer_size": 4096, "batch_size": 512,
+                                                                     "learning_rate": 1.0e-3})))
+register_archetype(Archetype(
+    "corridor", "A cue shows which of two goals is right, only at the start of a narrow corridor; the choice comes "
+    "at its end, so the agent must remember.", ("remember", "memory", "cue", "hallway"),
+    {"cue": 2, "position": 2, "velocity": 2},
+    TaskParameters(task="corridor", max_steps=100, cue_steps=3, shaping_per_metre=0.05),
+    required_observations=(), exclusive_observations=("cue",), action={"type": "continuous", "size": 2},
+    parameters=(), trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 256, "learning_rate": 1.0e-3},
+                                           memory={"memory_size": 64, "sequence_length": 32}, normalize=False)))

@@ -31,11 +31,18 @@ OBSERVATION_KEYS: dict[str, tuple[int | None, str]] = {
     "target": (2, "goal in the goal frame: (distance / arena diagonal, exp(-distance))"),
     "position": (2, "agent position in world axes / arena half-size"),
     "waypoint_progress": (1, "fraction of the patrol route already visited"),
+    "camera": (None, "S x S top-down image around the agent, goal ahead (RGB: obstacles, walls, goal); a camera "
+                     "sensor of its own, not part of the vector"),
+    "cue": (2, "which of two goals is right (one-hot), shown only during the first steps (memory task)"),
+    "opponent": (4, "the other team's agent: its position and velocity in the goal frame (duel)"),
+    "pads": (4, "both pads' positions relative to the agent, world axes / arena half-size (pads)"),
+    "partner": (4, "the partner's position relative to the agent and whether each pad is held (pads)"),
 }
+CAMERA_SIZES = (8, 84)  # smallest and largest camera side, in pixels
 OBSERVATION_ALIASES = {
     "rays": "raycast", "ray": "raycast", "raycasts": "raycast", "vel": "velocity",
     "goal": "target", "target_direction": "target", "target_position": "target",
-    "pos": "position", "progress": "waypoint_progress",
+    "pos": "position", "progress": "waypoint_progress", "image": "camera", "visual": "camera",
 }
 
 @dataclass(frozen=True)
@@ -53,7 +60,13 @@ class ActionSpec:
     def is_continuous(self) -> bool:
         return self.continuous > 0
 
+    @property
+    def is_hybrid(self) -> bool:
+        return self.continuous > 0 and bool(self.branches)
+
     def to_dict(self) -> dict[str, Any]:
+        if self.is_hybrid:
+            return {"type": "hybrid", "size": self.continuous, "branches": list(self.branches)}
         if self.is_continuous:
             return {"type": "continuous", "size": self.continuous}
         return {"type": "discrete", "branches": list(self.branches)}
@@ -74,15 +87,25 @@ class BehaviorDefinition:
 
     @property
     def observation_size(self) -> int:
-        return sum(c.size for c in self.observations)
+        """Floats of the vector observation (`CollectObservations`); a camera is a sensor of its own."""
+        return sum(c.size for c in self.observations if c.key != "camera")
+
+    @property
+    def camera(self) -> int:
+        """The camera image's side in pixels (0: no camera)."""
+        return next((c.size for c in self.observations if c.key == "camera"), 0)
 
     def observation_shapes(self) -> list[tuple[int, ...]]:
-        """One shape per observation the agent sends, in sensor order (ML-Agents' `obs_0..obs_n`)."""
-        return [(self.observation_size,)]
+        """One shape per sensor, in the order ML-Agents sorts them by name (`CameraSensor` before
+        `VectorSensor_size<N>`): the model's `obs_0..obs_n`. A camera image is CHW."""
+        shapes: list[tuple[int, ...]] = [(3, self.camera, self.camera)] if self.camera else []
+        return shapes + ([(self.observation_size,)] if self.observation_size else [])
 
     def observation_slices(self) -> dict[str, slice]:
         out, start = {}, 0
         for c in self.observations:
+            if c.key == "camera":
+                continue
             out[c.key] = slice(start, start + c.size)
             start += c.size
         return out
@@ -126,6 +149,10 @@ def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[Obs
     layout: dict[str, int] = {}
     problems: list[str] = []
     arch = ARCHETYPES[archetype]
+    if arch.params.task != "arena" and requested and \
+            {OBSERVATION_ALIASES.get(k.lower(), k.lower()): v for k, v in requested.items()} != arch.observations:
+        raise BehaviorError(f"archetype {archetype} observes exactly {arch.observations}; leave observation_space "
+                            f"out (got {requested})")
     source = requested if requested else arch.observations
     for raw_key, size in source.items():
         key = OBSERVATION_ALIASES.get(raw_key.lower(), raw_key.lower())
@@ -143,13 +170,17 @@ def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[Obs
             problems.append(f"observation_space[{raw_key!r}] must be {fixed}, got {size}")
         elif key == "raycast" and not 1 <= size <= 64:
             problems.append(f"observation_space[{raw_key!r}] must be between 1 and 64 rays, got {size}")
+        elif key == "camera" and not CAMERA_SIZES[0] <= size <= CAMERA_SIZES[1]:
+            problems.append(f"observation_space[{raw_key!r}] is the camera image's side, between "
+                            f"{CAMERA_SIZES[0]} and {CAMERA_SIZES[1]} pixels, got {size}")
         elif key not in arch.exclusive_observations and _owner(key) is not None:
             problems.append(f"observation_space key {key!r} only exists for {_owner(key)} behaviors")
         layout[key] = int(size)
     if problems:
         raise BehaviorError("; ".join(problems))
-    for key in arch.required_observations:  # the task cannot be solved without them
-        layout.setdefault(key, OBSERVATION_KEYS[key][0] or 1)
+    if "camera" not in layout:  # the task cannot be solved without them (a camera sees the goal)
+        for key in arch.required_observations:
+            layout.setdefault(key, OBSERVATION_KEYS[key][0] or 1)
     return tuple(ObservationComponent(k, s) for k, s in layout.items())
 
 
@@ -162,6 +193,12 @@ def _action(requested: dict[str, Any] | None) -> ActionSpec:
     if not requested:
         return ActionSpec(continuous=2)
     kind = requested.get("type")
+    if kind == "hybrid":
+        size, branches = requested.get("size", 2), tuple(int(b) for b in requested.get("branches", [2]))
+        if size != 2 or branches != (2,):
+            raise BehaviorError(f"a hybrid action_space is 2 continuous (acceleration along u and v) plus one "
+                                f"branch of 2 (boost: off, on); got size {size}, branches {list(branches)}")
+        return ActionSpec(continuous=2, branches=(2,))
     if kind == "continuous":
         size = requested.get("size", 2)
         if size != 2:
@@ -180,7 +217,7 @@ def _action(requested: dict[str, Any] | None) -> ActionSpec:
                 "(none, +u, -u, +v, -v) or two branches of 3 (per axis: none, +, -)"
             )
         return ActionSpec(branches=branches)
-    raise BehaviorError(f"action_space.type must be 'continuous' or 'discrete', got {kind!r}")
+    raise BehaviorError(f"action_space.type must be 'continuous', 'discrete' or 'hybrid', got {kind!r}")
 
 
 _NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
@@ -209,8 +246,11 @@ def build_behavior(
         observations = _observations(kind, observation_space)
     except BehaviorError as exc:
         problems.append(str(exc))
+    fixed = ARCHETYPES[kind].action
     try:
-        action = _action(action_space)
+        action = _action(action_space or fixed)
+        if action_space and fixed and action != _action(fixed):
+            problems.append(f"archetype {kind} acts with {fixed}; leave action_space out")
     except BehaviorError as exc:
         problems.append(str(exc))
     if problems or observations is None or action is None:

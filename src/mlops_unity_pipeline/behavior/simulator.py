@@ -7,6 +7,7 @@ for the agents that finished, so the player can report both in one message, as U
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,9 @@ class Simulator:
         self._all = np.arange(n)
         self._no = np.zeros(n, bool)  # read-only "nobody" mask
         self._no.flags.writeable = False
+        self.parameter: Callable[[str, float], float] | None = None  # environment parameters, read per episode
+        self._goal_r = np.full(n, p.goal_radius, np.float32)
+        self.episode_params: dict[str, np.ndarray] = {}  # the parameter values each agent's episode started with
         self._pool = self._sample_layouts(0)
         self._pool_next = 0
         self.reset(np.ones(n, bool))
@@ -104,13 +108,14 @@ class Simulator:
         with each layout's first observation and goal frame."""
         p = self.p
         margin = p.agent_radius + 0.2
+        params = self._layout_parameters(k)
         pos = self._uniform((k,), margin)
         goals = np.empty((k, self.n_way, 2), np.float32)
         prev = pos
         for w in range(self.n_way):  # waypoints (<= 3) depend on the previous one; vectorized over layouts
             g = self._uniform((k,), margin)
             for _ in range(64):
-                bad = np.hypot(*(g - prev).T) < p.min_start_distance
+                bad = np.hypot(*(g - prev).T) < params["goal_distance"]
                 if not bad.any():
                     break
                 g[bad] = self._uniform((int(bad.sum()),), margin)
@@ -128,8 +133,32 @@ class Simulator:
                 if not bad.any():
                     break
                 obstacles[bad] = self._uniform((int(bad.sum()),), 0.0)
+            # obstacles a lesson leaves out stand far away: no ray reaches them, nobody touches them
+            obstacles[np.arange(K)[None, :] >= params["num_obstacles"][:, None]] = FAR
         obs, uv, dist = self._observe(pos, np.zeros_like(pos), goals[:, 0], np.zeros(k, np.int64), obstacles, rad)
-        return pos, goals, obstacles, rad, obs, uv, dist
+        return pos, goals, obstacles, rad, obs, uv, dist, params["goal_radius"], params["goal_distance"], \
+            params["num_obstacles"]
+
+    def _layout_parameters(self, k: int) -> dict[str, np.ndarray]:
+        """Each layout's task parameters: the archetype's values, or what the environment parameters say (a
+        sampler draws anew for every episode, as Unity's `EnvironmentParameters.GetWithDefault` does)."""
+        p, get = self.p, self.parameter
+        defaults = {"goal_distance": p.min_start_distance, "goal_radius": p.goal_radius,
+                    "num_obstacles": float(p.num_obstacles)}
+        if get is None:
+            return {name: np.full(k, value, np.float32) for name, value in defaults.items()}
+        out = {name: np.array([get(name, value) for _ in range(k)], np.float32) for name, value in defaults.items()}
+        out["num_obstacles"] = np.clip(np.round(out["num_obstacles"]), 0, p.num_obstacles)
+        out["goal_distance"] = np.clip(out["goal_distance"], 0.0, 1.8 * p.arena_half_size)
+        out["goal_radius"] = np.clip(out["goal_radius"], 0.05, p.arena_half_size)
+        return out
+
+    def set_parameters(self, get: Callable[[str, float], float] | None) -> None:
+        """Read task parameters from `get(name, default)` for every episode from now on (layouts sampled ahead
+        with the old values are dropped)."""
+        self.parameter = get
+        self._pool = self._sample_layouts(0)
+        self._pool_next = 0
 
     def _spawn(self, idx: np.ndarray) -> np.ndarray:
         """New episodes for the agents `idx`, drawn from the pool of layouts; returns their first observations.
@@ -143,7 +172,11 @@ class Simulator:
             self._pool_next = 0
         take = slice(self._pool_next, self._pool_next + k)
         self._pool_next += k
-        pos, goals, obstacles, rad, obs, uv, dist = (a[take] for a in self._pool)
+        pos, goals, obstacles, rad, obs, uv, dist, goal_r, goal_d, n_obs = (a[take] for a in self._pool)
+        self._goal_r[idx] = goal_r
+        if self.parameter is not None:
+            for name, values in (("goal_distance", goal_d), ("goal_radius", goal_r), ("num_obstacles", n_obs)):
+                self.episode_params.setdefault(name, np.zeros(self.n, np.float32))[idx] = values
         self.obstacles[idx] = obstacles
         self.obstacle_r[idx] = rad
         self._hit_r2[idx] = np.square(rad + self.p.agent_radius)
@@ -227,14 +260,17 @@ class Simulator:
             return _DISCRETE5[np.clip(acts[:, 0], 0, 4)]
         return np.stack([_DISCRETE3[np.clip(acts[:, 0], 0, 2)], _DISCRETE3[np.clip(acts[:, 1], 0, 2)]], axis=1)
 
-    def step(self, actions: np.ndarray) -> StepResult:
-        """Apply `actions` (in each agent's goal frame, as last observed) for one `dt`."""
+    def step(self, actions: np.ndarray, discrete: np.ndarray | None = None) -> StepResult:
+        """Apply `actions` (in each agent's goal frame, as last observed) for one `dt`. A hybrid behaviour's
+        `discrete` branch is a boost: 1 raises the speed limit by half for the step."""
         p = self.p
         acc = self._acceleration(actions)
         acc_world = np.matmul(acc[:, None, :], self._uv.reshape(-1, 2, 2))[:, 0]  # acc_u * u + acc_v * v
         vel = self.vel * p.damping + acc_world * (p.acceleration * p.dt)
         speed = np.hypot(vel[:, 0], vel[:, 1])
-        vel *= (p.max_speed / np.maximum(speed, p.max_speed))[:, None]  # cap the speed at max_speed
+        limit = p.max_speed if discrete is None else \
+            np.where(np.asarray(discrete).reshape(self.n, -1)[:, 0] == 1, 1.5 * p.max_speed, p.max_speed)
+        vel *= (limit / np.maximum(speed, limit))[:, None]  # cap the speed
         pos = self.pos + vel * p.dt
         lim = p.arena_half_size - p.agent_radius
         inside = np.abs(pos) <= lim
@@ -251,7 +287,7 @@ class Simulator:
         delta = self._goal - self.pos
         dist = np.hypot(delta[:, 0], delta[:, 1])
         reward += p.shaping_per_metre * (self.prev_dist - dist)
-        reached = (dist < p.goal_radius) & ~collision
+        reached = (dist < self._goal_r) & ~collision
         if reached.any():
             last = self.goal_idx >= self.n_way - 1
             success = reached & last
@@ -275,6 +311,9 @@ class Simulator:
         obs, self._uv, _ = self._observe(self.pos, self.vel, self._goal, self.goal_idx, self.obstacles,
                                          self.obstacle_r)
         return StepResult(obs, reward, done, interrupted, success, collision)
+
+
+FAR = 1.0e4  # where obstacles a lesson leaves out are parked
 
 
 class NullSimulator:

@@ -38,9 +38,13 @@ def _quote(path: str) -> str:
 
 
 def build_headless_player(
-    definition: BehaviorDefinition, out_dir: str | Path, python: str | Path, agents: int = 16
+    definition: BehaviorDefinition | list[BehaviorDefinition], out_dir: str | Path, python: str | Path,
+    agents: int = 16, camera_compression: str = "png",
 ) -> Path:
-    """Write the player into `out_dir` and return the executable's path (pass it to `--env`)."""
+    """Write the player into `out_dir` and return the executable's path (pass it to `--env`). Several definitions
+    make a build with several behaviours; the executable is named after the first."""
+    definitions = definition if isinstance(definition, list) else [definition]
+    definition = definitions[0]
     out = Path(out_dir).resolve()
     bad = [s for s in _FORBIDDEN if s in str(out)]
     if bad:
@@ -53,7 +57,8 @@ def build_headless_player(
     shutil.copyfile(_PKG_ROOT / "wire.py", lib / "wire.py")
     (lib / "__init__.py").write_text('"""Runtime subset of mlops_unity_pipeline for the headless player."""\n')
     (tmp / "lib" / "run_player.py").write_text(_RUNNER)
-    config = {"behavior": definition.to_dict(), "agents": agents}
+    config = {"behavior": definition.to_dict(), "behaviors": [d.to_dict() for d in definitions], "agents": agents,
+              "camera_compression": camera_compression}
     (tmp / "player.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     exe = tmp / definition.behavior_name
     exe.write_text(_LAUNCHER.format(behavior=definition.behavior_name, name=exe.name, python=_quote(str(python))))

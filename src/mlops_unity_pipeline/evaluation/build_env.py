@@ -32,8 +32,14 @@ from .policies import Policy, RandomPolicy
 
 
 def base_name(behavior: str) -> str:
-    """`Soccer?team=1` -> `Soccer`: one policy plays every team of its behaviour."""
+    """`Soccer?team=1` -> `Soccer`."""
     return behavior.split("?", 1)[0]
+
+
+def team_of(behavior: str) -> int:
+    """`Soccer?team=1` -> 1. The policy under evaluation plays team 0; the other teams are its random opponents."""
+    _, _, team = behavior.partition("?team=")
+    return int(team) if team.isdigit() else 0
 
 
 class _Episodes:
@@ -139,7 +145,8 @@ class BuildEnvironment:
             if unknown:
                 raise EvaluationError(f"{self.executable} has no behaviour {sorted(unknown)}; it has "
                                       f"{sorted(self._specs)}")
-            acting = {b: policies.get(b) or RandomPolicy(self._specs[b], seed) for b in self._specs}
+            acting = {n: policies[base_name(n)] if team_of(n) == 0 and base_name(n) in policies
+                      else RandomPolicy(self._specs[base_name(n)], seed + i) for i, n in enumerate(names)}
             collected: dict[str, list[EpisodeOutcomes]] = {b: [] for b in policies}
             steps, rounds, saw_success, saw_collision = 0, 0, False, False
             while min(sum(len(o) for o in collected[b]) for b in policies) < episodes:
@@ -208,7 +215,7 @@ class BuildEnvironment:
         for _, arrays in replies:
             per_name = {}
             for b, n in enumerate(names):
-                if base_name(n) in policies:
+                if base_name(n) in policies and team_of(n) == 0:
                     ids, obs = _ids_obs(arrays, b, "d")
                     per_name[n] = _Episodes(len(ids) if quota is None else quota)
                     per_name[n].admit(ids, obs)
@@ -266,7 +273,7 @@ class BuildEnvironment:
             masks = [r[3] for r in rows]
             mask = None if any(m is None for m in masks) else np.concatenate(masks)
             keys = np.concatenate([(np.int64(r[0]) << 40) + r[1] for r in rows])
-            out = acting[base_name(name)].act(obs, mask, keys)
+            out = acting[name].act(obs, mask, keys)
             start = 0
             for k, ids, *_ in rows:
                 n = len(ids)
@@ -312,7 +319,7 @@ def _account(tracked: dict[str, _Episodes], names: list[str], header: dict, arra
                     ended_rows.append((t if i is not None else None, -1 if i is None else i, float(reward[j])))
         terminal = arrays[f"{b}/t/id"]
         if len(terminal):
-            acting[base_name(name)].end((np.int64(server) << 40) + terminal)
+            acting[name].end((np.int64(server) << 40) + terminal)
     stats = header.get("stats") or {}
     seen = []
     for stat, attr in ((success_stat, "success"), (collision_stat, "collision")):

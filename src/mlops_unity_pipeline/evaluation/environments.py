@@ -18,10 +18,10 @@ from typing import Protocol
 import numpy as np
 
 from ..behavior.definition import BehaviorDefinition
-from ..behavior.simulator import Simulator
+from ..behavior.tasks import make_task
 from .onnx_policy import PolicySpec
 from .outcomes import EpisodeOutcomes, digest_rows
-from .policies import Policy
+from .policies import Policy, RandomPolicy
 
 Progress = Callable[[int, int], None]  # (episodes done, episodes wanted)
 
@@ -70,38 +70,46 @@ class SimulatorEnvironment:
 
 def run_simulator(policy: Policy, definition: BehaviorDefinition, episodes: int, seed: int,
                   progress: Progress | None = None) -> EpisodeOutcomes:
-    """Exactly `episodes` episodes, one per simulated arena, stepped together; episode i is arena i of `seed`."""
+    """Exactly `episodes` episodes: each agent's first episode in the world of `seed` (`behavior.tasks`), all
+    stepped together; agent i's episode is the same start whatever the policy. Other teams (a duel's opponents)
+    act at random."""
     if episodes <= 0:
         raise ValueError("episodes must be > 0")
     t0 = time.perf_counter()
-    sim = Simulator(definition, episodes, seed)
-    obs = sim.observe()
-    keys = np.int64(seed) * 1_000_000 + np.arange(episodes, dtype=np.int64)
-    digests = digest_rows([obs])
-    active = np.ones(episodes, bool)
-    returns = np.zeros(episodes, np.float64)
-    lengths = np.zeros(episodes, np.int64)
-    success = np.zeros(episodes, bool)
-    collision = np.zeros(episodes, bool)
-    timeout = np.zeros(episodes, bool)
+    per_arena = max(1, definition.params.group_size)
+    task = make_task(definition, -(-episodes // per_arena), seed)
+    obs = task.reset()
+    spec = task.slots[0]
+    n = spec.agents
+    others = [RandomPolicy(PolicySpec(tuple(s.shape for s in o.sensors), o.continuous, o.branches), seed + k)
+              for k, o in enumerate(task.slots[1:], 1)]
+    keys = np.int64(seed) * 1_000_000 + np.arange(n, dtype=np.int64)
+    digests = digest_rows(obs[0])
+    active = np.ones(n, bool)
+    returns = np.zeros(n, np.float64)
+    lengths = np.zeros(n, np.int64)
+    success, collision, timeout = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     steps = 0
     for _ in range(definition.params.max_steps):
-        out = policy.act([obs], None, keys)
-        res = sim.step(out.continuous if definition.action.is_continuous else out.discrete)
+        outs = [policy.act(obs[0], None, keys)] + [p.act(o, None, keys) for p, o in zip(others, obs[1:],
+                                                                                         strict=True)]
+        frames = task.step([(o.continuous, o.discrete) for o in outs])
+        f = frames[0]
         steps += int(active.sum())
-        returns[active] += res.reward[active]
+        returns[active] += (f.reward + f.group_reward)[active]
         lengths[active] += 1
-        newly = res.done & active
-        success |= res.success & newly
-        collision |= res.collision & newly
-        timeout |= res.interrupted & newly
+        newly = f.done & active
+        success |= f.success & newly
+        collision |= f.collision & newly
+        timeout |= f.interrupted & newly
         if newly.any():
             policy.end(keys[newly])
             if progress:
-                progress(int((~active | newly).sum()), episodes)
-        active &= ~res.done
+                progress(min(episodes, int((~active | newly).sum())), episodes)
+        active &= ~f.done
         if not active.any():
             break
-        obs = res.obs  # finished arenas keep stepping (not reset) but are no longer counted
-    return EpisodeOutcomes(returns, lengths, success, collision, timeout, keys, digests, steps=steps,
-                           seconds=time.perf_counter() - t0)
+        obs = [fr.obs for fr in frames]  # finished episodes keep stepping (not restarted) but no longer count
+    out = EpisodeOutcomes(returns, lengths, success, collision, timeout, keys, digests, steps=steps,
+                          seconds=time.perf_counter() - t0)
+    return out.take(episodes)

@@ -44,3 +44,17 @@ def unsupported_in_config(config: Any) -> list[str]:
     if config.use_offline_rl:
         out.append("use_offline_rl (offline/hybrid training from demonstrations)")
     return out
+
+
+def unsupported_behavior(definition: Any) -> list[str]:
+    """What of a behaviour the fast trainer does not implement (it trains one agent per arena on vectors)."""
+    out = []
+    if definition.camera:
+        out.append("camera observations")
+    if definition.action.is_hybrid:
+        out.append("hybrid actions")
+    task = definition.params.task
+    if task != "arena":
+        what = {"duel": "two teams (self-play)", "pads": "agent groups (MA-POCA)", "corridor": "memory (an LSTM)"}
+        out.append(f"the {definition.archetype} world ({what.get(task, task)})")
+    return out

@@ -123,6 +123,11 @@ class EnvironmentState:
     sampler_specs: dict[str, tuple[int, int, tuple[float, ...]]] = field(default_factory=dict)
     ignored: dict[str, int] = field(default_factory=dict)  # channels nobody here implements: messages seen
     errors: list[str] = field(default_factory=list)
+    updates: int = 0  # environment-parameter messages received so far
+
+    def describe(self) -> str:
+        samplers = {k: f"sampler {t}{list(v)} seed {s}" for k, (t, s, v) in self.sampler_specs.items()}
+        return ", ".join(f"{k}={v}" for k, v in {**self.floats, **samplers}.items()) or "none"
 
     def get(self, key: str, default: float) -> float:
         """`EnvironmentParameters.GetWithDefault`: a sampler draws a new value on every read."""
@@ -160,6 +165,7 @@ class EnvironmentState:
             self.engine[name] = r.float32() if name == "time_scale" else float(r.int32())
 
     def _parameter(self, r: _Reader) -> None:
+        self.updates += 1
         key, kind = r.string(), r.int32()
         if kind == 0:  # FLOAT
             value = r.float32()

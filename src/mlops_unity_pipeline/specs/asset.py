@@ -54,16 +54,16 @@ class UnityAssetSpec(_Model):
         if v is None:
             return v
         kind = v.get("type")
-        if kind not in ("continuous", "discrete"):
-            raise ValueError(f"action_space.type must be 'continuous' or 'discrete', got {kind!r}")
+        if kind not in ("continuous", "discrete", "hybrid"):
+            raise ValueError(f"action_space.type must be 'continuous', 'discrete' or 'hybrid', got {kind!r}")
         unknown = set(v) - {"type", "size", "branches"}
         if unknown:
             raise ValueError(f"action_space has unknown keys {sorted(unknown)}; allowed: type, size, branches")
         if "size" in v and (not isinstance(v["size"], int) or v["size"] <= 0):
             raise ValueError(f"action_space.size must be a positive integer, got {v['size']!r}")
         if "branches" in v:
-            if kind != "discrete":
-                raise ValueError("action_space.branches is only valid with type 'discrete'")
+            if kind == "continuous":
+                raise ValueError("action_space.branches is only valid with type 'discrete' or 'hybrid'")
             b = v["branches"]
             if not isinstance(b, list) or not b or any(not isinstance(x, int) or x <= 0 for x in b):
                 raise ValueError(f"action_space.branches must be a list of positive integers, got {b!r}")

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from ..documents import plain_data_problem
 from ..errors import SpecError
 
-ALGORITHMS = ("PPO", "SAC")
+ALGORITHMS = ("PPO", "SAC", "POCA")
 TRAINERS = ("mlagents", "fast")
 
 _CSHARP_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -71,6 +71,23 @@ class TrainingJob(_Model):
     def _job_id(cls, v: str) -> str:
         return _check_safe_id(v, "job_id")
 
+    @model_validator(mode="after")
+    def _fast_trains_this_behavior(self) -> TrainingJob:
+        """Refused where the job is written: what trainer 'fast' does not implement of the behaviour itself."""
+        if self.rl_config.trainer == "fast":
+            from ..behavior.definition import build_behavior
+            from ..fast.options import unsupported_behavior
+
+            spec = self.asset_spec
+            d = build_behavior(behavior_name=spec.effective_behavior_name, asset_type=spec.asset_type,
+                               description=spec.description, observation_space=spec.observation_space,
+                               action_space=spec.action_space, archetype=spec.archetype)
+            problems = unsupported_behavior(d)
+            if problems:
+                raise ValueError("trainer 'fast' does not implement " + ", ".join(problems) +
+                                 "; use trainer 'mlagents' (the default) for them")
+        return self
+
 
 class TrainingSchedule(_Model):
     """Retrain assets on a cron schedule."""

@@ -64,11 +64,12 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
     arch = ARCHETYPES[definition.archetype].trainer
     if config.algorithm == "SAC":
         trainer_type, hyper = "sac", copy.deepcopy(_SAC_BASE)
-    else:
-        trainer_type, hyper = "ppo", {**_PPO_BASE, **arch.ppo}
+    else:  # PPO on a group task means ML-Agents' PPO for groups, MA-POCA
+        trainer_type = "poca" if config.algorithm == "POCA" else arch.trainer_type
+        hyper = {**_PPO_BASE, **arch.ppo}
     hyper.update(config.hyperparameters)
     network = {"normalize": arch.normalize, "hidden_units": arch.hidden_units, "num_layers": arch.num_layers,
-               **config.network_settings}
+               **({"memory": dict(arch.memory)} if arch.memory else {}), **config.network_settings}
     max_steps = config.max_steps
     summary = config.summary_freq or max(1000, (max_steps // 20) // 1000 * 1000)
     checkpoint = config.checkpoint_interval or max(summary, max_steps // 5)
@@ -78,11 +79,12 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
         "network_settings": network,
         "reward_signals": copy.deepcopy(config.reward_signals) or {"extrinsic": {"gamma": 0.99, "strength": 1.0}},
         "max_steps": max_steps,
-        "time_horizon": config.time_horizon or (arch.time_horizon if trainer_type != "ppo" else on_policy_time_horizon(
+        "time_horizon": config.time_horizon or (arch.time_horizon if trainer_type == "sac" else on_policy_time_horizon(
             arch.time_horizon, int(hyper["buffer_size"]), config.num_envs * agents_per_env(config))),
         "summary_freq": summary,
         "checkpoint_interval": checkpoint,
         "keep_checkpoints": config.keep_checkpoints or 5,
+        **({"self_play": copy.deepcopy(arch.self_play)} if arch.self_play else {}),
         **copy.deepcopy(config.trainer_settings),
     }
     if config.behavioral_cloning:
@@ -98,7 +100,8 @@ def trainer_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> 
     """The whole trainer YAML document."""
     doc: dict[str, Any] = {
         "behaviors": {definition.behavior_name: behavior_settings(definition, config)},
-        "engine_settings": {"time_scale": config.time_scale, "no_graphics": True},
+        # camera sensors need rendering; everything else runs without graphics
+        "engine_settings": {"time_scale": config.time_scale, "no_graphics": not definition.camera},
         # num_envs travels as --num-envs: ML-Agents rejects num_envs > 1 in a YAML that has no env_path
         "env_settings": {"seed": config.seed},
     }
