@@ -135,8 +135,9 @@ register_archetype(Archetype(
     {"velocity": 2, "pads": 4, "partner": 4},
     TaskParameters(task="pads", group_size=2, max_steps=250),
     required_observations=(), exclusive_observations=("pads", "partner"), action={"type": "continuous", "size": 2},
-    parameters=("pad_radius",), trainer=TrainerDefaults(trainer_type="poca", ppo={"buffer_size": 4096, "batch_size": 512,
-                                                                     "learning_rate": 1.0e-3})))
+    parameters=("pad_radius",),
+    trainer=TrainerDefaults(trainer_type="poca",
+                            ppo={"buffer_size": 4096, "batch_size": 512, "learning_rate": 1.0e-3})))
 register_archetype(Archetype(
     "corridor", "A cue shows which of two goals is right, only at the start of a narrow corridor; the choice comes "
     "at its end, so the agent must remember.", ("remember", "memory", "cue", "hallway"),
