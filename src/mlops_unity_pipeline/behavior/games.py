@@ -255,6 +255,3 @@ class CorridorTask(Task):
         if self._ended.any():
             self._spawn(np.flatnonzero(self._ended))
         return self._observe()
-
-
-GAMES = {"duel": DuelTask, "pads": PadsTask, "corridor": CorridorTask}

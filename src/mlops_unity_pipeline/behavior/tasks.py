@@ -7,7 +7,8 @@ agents whose episode ended), rewards, ends, group ids and rewards, what each end
 parameters it started with; `restart` starts new episodes for the agents that ended.
 
 `ArenaTask` serves the single-agent behaviours (the vectorized `Simulator`) and adds a camera and a boost; the games
-of several agents (a duel of two teams, a cooperative pair, a memory corridor) live in `games.py`.
+of several agents (a duel of two teams, a cooperative pair, a memory corridor) live in `games.py`; `worlds.make_task`
+picks the world of a behaviour.
 
 Imports only numpy and this package: it runs in the trainer environment too.
 """
@@ -175,12 +176,3 @@ class ArenaTask(Task):
     def set_parameters(self, get: Callable[[str, float], float] | None) -> None:
         if hasattr(self.sim, "set_parameters"):
             self.sim.set_parameters(get)
-
-
-def make_task(definition: BehaviorDefinition, agents: int, seed: int = 0, null: bool = False) -> Task:
-    """The world of a behaviour: `agents` arenas (or pairs of agents, for the games of two)."""
-    if definition.params.task == "arena" or null:
-        return ArenaTask(definition, agents, seed, null)
-    from .games import GAMES
-
-    return GAMES[definition.params.task](definition, agents, seed)

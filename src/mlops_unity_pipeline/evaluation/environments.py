@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from ..behavior.definition import BehaviorDefinition
-from ..behavior.tasks import make_task
+from ..behavior.worlds import make_task
 from .onnx_policy import PolicySpec
 from .outcomes import EpisodeOutcomes, digest_rows
 from .policies import Policy, RandomPolicy

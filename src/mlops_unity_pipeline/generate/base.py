@@ -84,7 +84,12 @@ class TemplateGenerator(CodeGenerator):
 
     def _context(self, asset: UnityAssetSpec, definition: BehaviorDefinition) -> dict:
         a = definition.action
-        if a.is_continuous:
+        if a.is_hybrid:
+            action_summary = f"hybrid, {a.continuous} continuous (acceleration along u, v) + {list(a.branches)}"
+            action_setup = f"ActionSpec = new ActionSpec({a.continuous}, new[] {{ {', '.join(map(str, a.branches))} }})"
+            action_setup_text = (f"Continuous Actions {a.continuous}, Discrete Branches {len(a.branches)} with sizes "
+                                 f"{', '.join(str(b) for b in a.branches)}")
+        elif a.is_continuous:
             action_summary = f"continuous, {a.continuous} actions (acceleration along u, v)"
             action_setup = f"ActionSpec = ActionSpec.MakeContinuous({a.continuous})"
             action_setup_text = f"Continuous Actions {a.continuous}, Discrete Branches 0"
@@ -107,6 +112,8 @@ class TemplateGenerator(CodeGenerator):
             action_summary=action_summary,
             action_setup=action_setup,
             continuous=a.is_continuous,
+            hybrid=a.is_hybrid,
+            camera=definition.camera,
             branches=list(a.branches),
             decision_period=DECISION_PERIOD,
             success_stat=SUCCESS_STAT, collision_stat=COLLISION_STAT, evaluation_seed=EVALUATION_SEED,
@@ -115,11 +122,14 @@ class TemplateGenerator(CodeGenerator):
             p=p,
             action_setup_text=action_setup_text,
             observation_rows=[{"key": c.key, "size": c.size, "meaning": OBSERVATION_KEYS[c.key][1]}
-                              for c in definition.observations],
+                              for c in definition.observations if c.key != "camera"],
+            parameters=ARCHETYPES[definition.archetype].parameters,
+            archetype_task=p.task,
         )
 
     def render_agent(self, asset: UnityAssetSpec, definition: BehaviorDefinition) -> str:
-        return self.env.get_template("agent.cs.j2").render(**self._context(asset, definition))
+        template = TEMPLATES.get(definition.params.task, "agent.cs.j2")
+        return self.env.get_template(template).render(**self._context(asset, definition))
 
     def generate(
         self, asset: UnityAssetSpec, definition: BehaviorDefinition, config: RLTrainingConfig, out_dir: Path
@@ -142,6 +152,9 @@ class TemplateGenerator(CodeGenerator):
         setup = out_dir / "SETUP.md"
         setup.write_text(self.env.get_template("SETUP.md.j2").render(**ctx))
         return GeneratedArtifacts(cfg_path, cs_path, behavior_path, build_script, setup)
+
+
+TEMPLATES = {"arena": "agent.cs.j2", "duel": "duel.cs.j2", "pads": "pads.cs.j2", "corridor": "corridor.cs.j2"}
 
 
 def agent_class_name(definition: BehaviorDefinition) -> str:

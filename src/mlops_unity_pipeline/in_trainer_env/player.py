@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..behavior.definition import COLLISION_STAT, EVALUATION_SEED, SUCCESS_STAT, BehaviorDefinition
-from ..behavior.tasks import SlotFrame, SlotSpec, Task, make_task
+from ..behavior.tasks import SlotFrame, SlotSpec, Task
+from ..behavior.worlds import make_task
 from .protocol import (
     CMD_QUIT,
     CMD_RESET,
