@@ -109,3 +109,28 @@ def test_load_job_errors_name_file_and_field(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(SpecError, match="mapping"):
         load_job(scalar)
+
+
+EXAMPLE_ARCHETYPES = {"navigation_job": "navigation", "patrol_job": "patrol", "reach_target_job": "reach_target",
+                      "duel_job": "duel", "pads_job": "pads", "corridor_job": "corridor", "camera_job": "reach_target",
+                      "hybrid_job": "navigation", "curriculum_job": "navigation"}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_ARCHETYPES))
+def test_every_example_job_loads_and_means_its_archetype(name):
+    from pathlib import Path
+
+    from mlops_unity_pipeline.behavior import build_behavior
+    from mlops_unity_pipeline.generate.base import TemplateGenerator
+    from mlops_unity_pipeline.generate.csharp_check import check_agent_source
+    from mlops_unity_pipeline.specs import load_job
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    assert {p.stem for p in examples.glob("*_job.yaml")} == set(EXAMPLE_ARCHETYPES), "every example is listed"
+    job = load_job(examples / f"{name}.yaml")
+    s = job.asset_spec
+    d = build_behavior(behavior_name=s.effective_behavior_name, asset_type=s.asset_type, description=s.description,
+                       observation_space=s.observation_space, action_space=s.action_space, archetype=s.archetype)
+    assert d.archetype == EXAMPLE_ARCHETYPES[name]
+    source = TemplateGenerator().render_agent(s, d)
+    assert check_agent_source(source, d.observation_size).ok

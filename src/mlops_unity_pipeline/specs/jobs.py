@@ -32,6 +32,10 @@ class VertexSettings(_Model):
         return cls(**found) if found else None
 
 
+# ML-Agents' smallest image side per visual encoder (`ModelUtils.MIN_RESOLUTION_FOR_ENCODER`)
+VISUAL_ENCODER_MIN = {"simple": 20, "nature_cnn": 36, "resnet": 15, "match3": 5, "fully_connected": 1}
+
+
 class EvaluationSettings(_Model):
     """How the evaluate stage (and, for the versions it registers, the promotion gates) judge a model."""
 
@@ -72,16 +76,24 @@ class TrainingJob(_Model):
         return _check_safe_id(v, "job_id")
 
     @model_validator(mode="after")
-    def _fast_trains_this_behavior(self) -> TrainingJob:
-        """Refused where the job is written: what trainer 'fast' does not implement of the behaviour itself."""
+    def _trainable(self) -> TrainingJob:
+        """Refused where the job is written: a camera smaller than ML-Agents' visual encoder takes (it fails at
+        its first update otherwise), and what trainer 'fast' does not implement of the behaviour itself."""
+        from ..behavior.definition import build_behavior
+
+        spec = self.asset_spec
+        d = build_behavior(behavior_name=spec.effective_behavior_name, asset_type=spec.asset_type,
+                           description=spec.description, observation_space=spec.observation_space,
+                           action_space=spec.action_space, archetype=spec.archetype)
+        encoder = str(self.rl_config.network_settings.get("vis_encode_type", "simple"))
+        smallest = VISUAL_ENCODER_MIN.get(encoder, 1)
+        if d.camera and d.camera < smallest:
+            raise ValueError(f"a {d.camera}x{d.camera} camera is too small for ML-Agents' {encoder!r} visual "
+                             f"encoder, which needs at least {smallest}x{smallest}; use a larger camera or "
+                             f"network_settings.vis_encode_type: fully_connected")
         if self.rl_config.trainer == "fast":
-            from ..behavior.definition import build_behavior
             from ..fast.options import unsupported_behavior
 
-            spec = self.asset_spec
-            d = build_behavior(behavior_name=spec.effective_behavior_name, asset_type=spec.asset_type,
-                               description=spec.description, observation_space=spec.observation_space,
-                               action_space=spec.action_space, archetype=spec.archetype)
             problems = unsupported_behavior(d)
             if problems:
                 raise ValueError("trainer 'fast' does not implement " + ", ".join(problems) +
