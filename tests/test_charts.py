@@ -29,6 +29,7 @@ def check_axis(lo: float, hi: float) -> list[str]:
 @pytest.mark.parametrize("lo, hi", [
     (-0.01422, 0.009263), (0.0006549, 0.005614), (2.841, 2.841), (2.841, 2.8411), (-3.0, -3.0), (0.0, 0.0),
     (0.0, 1e-7), (-5e9, 3e9), (1000.0, 100_000.0), (-1e-12, 1e-12), (123456789.0, 123456789.5),
+    (99999999999.0625, 100000000001.0625),  # the locator stops a hair short of the data up there
 ])
 def test_tick_labels_are_monotonic_signed_and_distinct(lo, hi):
     check_axis(lo, hi)

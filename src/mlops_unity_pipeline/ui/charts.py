@@ -58,8 +58,14 @@ def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     if hi <= lo:
         half = max(abs(lo) * 0.01, 1e-9) if lo else 0.5
         lo, hi = lo - half, hi + half
-    return [0.0 if t == 0 else float(t) for t in MaxNLocator(nbins=count - 1, steps=[1, 2, 2.5, 5, 10])
-            .tick_values(lo, hi)]
+    values = [0.0 if t == 0 else float(t) for t in MaxNLocator(nbins=count - 1, steps=[1, 2, 2.5, 5, 10])
+              .tick_values(lo, hi)]
+    step = values[1] - values[0]
+    while values[-1] < hi:  # far from zero the locator's rounding can stop a hair short of the data
+        values.append(values[-1] + step)
+    while values[0] > lo:
+        values.insert(0, values[0] - step)
+    return values
 
 
 def labels(values: Sequence[float]) -> list[str]:
