@@ -174,8 +174,8 @@ def test_a_sweep_over_a_unity_build_ranks_trials_by_their_evaluation_on_the_buil
     orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
     from mlops_unity_pipeline.specs import EvaluationSettings
 
-    base = job("sweep").model_copy(update={"evaluation": EvaluationSettings(episodes=48, envs=1)})
-    trials = plan(base, [parse_axis("max_steps=1000,3000")])
+    base = job("sweep").model_copy(update={"evaluation": EvaluationSettings(episodes=32, envs=1)})
+    trials = plan(base, [parse_axis("max_steps=600,1800")])
     results = asyncio.run(run(LocalExecutor(orch), trials, parallel=1))
     rows = table(trials, results)
     assert [r["status"] for r in rows] == ["completed", "completed"]

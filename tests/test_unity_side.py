@@ -239,13 +239,14 @@ def test_unity_editor_build_stage_with_a_stand_in_editor(tmp_path, monkeypatch, 
     orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
     job = TrainingJob(job_id="unity-build", asset_spec=UnityAssetSpec(asset_id="u-1", name="Scout",
                                                                       description="reach the target"),
-                      rl_config=RLTrainingConfig(max_steps=3000, summary_freq=1000, agents_per_env=16))
+                      rl_config=RLTrainingConfig(max_steps=3000, summary_freq=1000, agents_per_env=16),
+                      evaluation={"episodes": 64})
     result = orch.execute_training_job_sync(job)
     assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
     assert (project / "Assets/UnityMLOps/Generated/ScoutAgent.cs").is_file()
     ev = result.metrics["evaluation"]  # judged on the build itself, through ML-Agents' protocol
     assert ev["environment"]["kind"] == "unity" and ev["environment"]["success_stat_seen"]
-    assert ev["model"]["episodes"] == 500 and ev["model"]["success_rate"] is not None
+    assert ev["model"]["episodes"] == 64 and ev["model"]["success_rate"] is not None
     build_log = (tmp_path / "runs" / "unity-build" / "logs" / "build.log").read_text()
     assert "-executeMethod BuildScript.PerformBuild" in build_log and "Build succeeded" in build_log
 
