@@ -56,7 +56,7 @@ def config(definitions) -> dict:
                                          "min_lesson_length": 1, "signal_smoothing": False}},
                 {"name": "obstacles", "value": 3.0}]},
                 "pad_radius": 3.0},  # wide pads: random pairs hold both at times, so group rewards flow
-            "engine_settings": {"time_scale": 20.0, "no_graphics": False}, "env_settings": {"seed": 1}}
+            "engine_settings": {"time_scale": 20.0, "no_graphics": False}, "env_settings": {"seed": 1, "num_areas": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,12 @@ def scalars(run: Path, behavior: str) -> dict[str, list[tuple[int, float]]]:
         for tag, values in read_scalars(f).items():
             out.setdefault(tag, []).extend(values)
     return out
+
+
+def test_num_areas_multiplies_the_arenas_of_every_behaviour(trained):
+    run, _, _, log = trained
+    player_log = (run / "run_logs" / "Player-0.log").read_text()
+    assert "8 agents per behaviour, 2 area(s)" in player_log
 
 
 def test_statistics_from_the_player_reach_mlagents_tensorboard_output(trained):
