@@ -116,8 +116,12 @@ def test_every_sample_config_imports(samples):
                                                       **own.get("hyperparameters", {})}}
         assert cfg.max_steps == int(float(raw["max_steps"]))
         assert cfg.hyperparameters == raw["hyperparameters"]
+        for block in (raw["reward_signals"].get("gail"), raw.get("behavioral_cloning")):  # as mlagents-learn finds
+            if block:  # them: against the config file's directory
+                block["demo_path"] = str((path.parent / block["demo_path"]).resolve())
         assert cfg.reward_signals == raw["reward_signals"]
         assert cfg.behavioral_cloning == raw.get("behavioral_cloning")
+        assert cfg.mlagents_config["behaviors"].keys() == doc["behaviors"].keys(), "every behaviour is kept"
         seen += 1
     assert seen >= 18
 

@@ -26,6 +26,13 @@ def preflight(job: TrainingJob, trainer: Trainer, fixed_build: bool, trainer_env
     """Combinations that could only fail after training, refused before it (the generate stage)."""
     unity = fixed_build or unity_build_requested()
     ev = job.evaluation
+    from .. import settings
+    from ..trainer.runner import owned_flags_in
+
+    owned = owned_flags_in(settings.train_command()) if trainer.needs_player else []
+    if owned:
+        raise StageError("generate", f"MLAGENTS_TRAIN_COMMAND sets {', '.join(owned)}, which each job decides (its "
+                                     "build, its results directory, its reserved ports); remove them from the command")
     if unity and not trainer.needs_player:
         raise StageError("generate", f"trainer '{trainer.name}' trains on the built-in simulator, not on a Unity "
                                      "build (UNITY_BUILD_COMMAND is set); use trainer: mlagents")

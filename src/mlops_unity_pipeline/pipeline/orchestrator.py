@@ -198,9 +198,11 @@ class UnityMLOpsOrchestrator:
         if ctx.training is not None:
             log.info("train: already complete at step %s (before a restart)", ctx.training.final_step)
             return
+        own_run_id = getattr(ctx.trainer, "run_id", None)  # a custom command's --run-id, inside this attempt's dir
         request = TrainRequest(ctx.definition, cfg, TrainerSettings.for_job(ctx.definition, cfg),
-                               ctx.generated.trainer_config, ctx.build, ws.run_dir, ws.logs, ws.dir,
-                               StopCondition.for_job(ctx.cancel, ctx.job.timeout_s), ws.trainer_pid_path)
+                               ctx.generated.trainer_config, ctx.build, ws.run_dir / own_run_id if own_run_id
+                               else ws.run_dir, ws.logs, ws.dir, StopCondition.for_job(ctx.cancel, ctx.job.timeout_s),
+                               ws.trainer_pid_path)
         suffix = "" if ctx.trainer.name == "mlagents" else f" ({ctx.trainer.name})"
         bar = ConsoleProgress(f"train {request.behavior}{suffix}", enabled=self.show_progress)
         try:

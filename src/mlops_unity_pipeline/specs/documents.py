@@ -11,8 +11,14 @@ from .jobs import TrainingJob
 
 
 def load_job(path: str | Path) -> TrainingJob:
-    """Load a `TrainingJob` from YAML/JSON (keys as in the Python API)."""
-    return parse_model(TrainingJob, load_document(path), str(path))
+    """Load a `TrainingJob` from YAML/JSON (keys as in the Python API). A relative `rl_config.mlagents_config` is
+    the job file's neighbour."""
+    data = load_document(path)
+    rl = data.get("rl_config")
+    if isinstance(rl, dict) and isinstance(rl.get("mlagents_config"), str):
+        own = Path(rl["mlagents_config"]).expanduser()
+        data["rl_config"] = {**rl, "mlagents_config": str(own if own.is_absolute() else Path(path).parent / own)}
+    return parse_model(TrainingJob, data, str(path))
 
 
 def load_asset_spec(path: str | Path) -> UnityAssetSpec:

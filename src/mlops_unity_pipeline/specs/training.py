@@ -47,6 +47,13 @@ class RLTrainingConfig(_Model):
     trainer_settings: PlainDict = Field(
         default_factory=dict, description="Other ML-Agents behavior keys: init_path, threaded, self_play, ..."
     )
+    mlagents_config: PlainDict | str | None = Field(
+        default=None, description="Your ML-Agents trainer config (a file, or its contents), kept whole: every "
+                                  "behaviour and section; fields set beside it override its `mlagents_behavior`.")
+    mlagents_behavior: str | None = Field(
+        default=None, description="The behaviour of mlagents_config that is this job's (default: its only one); "
+                                  "it trains under the job's behaviour name when the config names it otherwise.")
+    mlagents_config_path: str | None = Field(default=None, description="Where mlagents_config was read from.")
 
     @field_validator("algorithm")
     @classmethod
@@ -90,17 +97,35 @@ class RLTrainingConfig(_Model):
 
     @classmethod
     def from_mlagents_yaml(cls, path: str | Path, behavior: str | None = None, **overrides: Any) -> RLTrainingConfig:
-        """Import one behavior of an existing ML-Agents trainer config (keeps its tuned settings)."""
-        from ..trainer.config import curriculum_behaviors
-        from ..trainer.mlagents_yaml import import_mlagents_yaml
+        """An existing ML-Agents trainer config, kept whole; `behavior` is this job's (default: its only one) and
+        `overrides` change that behaviour's settings."""
+        data = {"mlagents_config": str(path), **({"mlagents_behavior": behavior} if behavior else {}), **overrides}
+        return parse_model(cls, data, str(path))
 
-        fields = import_mlagents_yaml(path, behavior)
+    @model_validator(mode="before")
+    @classmethod
+    def _read_mlagents_config(cls, data: Any) -> Any:
+        """`mlagents_config: path.yaml` is read here (strictly, paths resolved against the file); the fields given
+        beside it override its behaviour's settings, in the document too, so the file and the job agree."""
+        if isinstance(data, dict) and isinstance(data.get("mlagents_config"), dict) and data.get("mlagents_behavior"):
+            from ..trainer.mlagents_yaml import sync_document
+
+            # a config already read (a job.json, a sweep's trial): fields changed since follow into the document
+            return {**data, "mlagents_config": sync_document(data["mlagents_config"], data["mlagents_behavior"],
+                                                             data, _DEFAULTS)}
+        if not (isinstance(data, dict) and isinstance(data.get("mlagents_config"), str)):
+            return data
+        from ..trainer.config import curriculum_behaviors
+        from ..trainer.mlagents_yaml import apply_overrides, import_mlagents_yaml
+
+        fields = import_mlagents_yaml(data["mlagents_config"], data.get("mlagents_behavior"))
+        chosen = fields.pop("_behavior")
+        overrides = {k: v for k, v in data.items() if k not in ("mlagents_config", "mlagents_behavior")}
+        apply_overrides(fields["mlagents_config"], chosen, overrides)
         named = curriculum_behaviors(fields.get("environment_parameters"))
-        chosen = fields.pop("_behavior", None) or behavior
         if len(named) > 1 and chosen in named:  # the user named the behavior: its lessons are this job's
             fields["curriculum_behavior"] = chosen
-        fields.update(overrides)
-        return parse_model(cls, fields, str(path))
+        return {**fields, **overrides, "mlagents_behavior": chosen}
 
     @model_validator(mode="after")
     def _fast_supports_it(self) -> RLTrainingConfig:
@@ -132,3 +157,7 @@ class RLTrainingConfig(_Model):
                 "use_offline_rl=True needs demonstrations_path (a .demo file or a directory of them)"
             )
         return self
+
+
+_DEFAULTS = {name: f.default for name, f in RLTrainingConfig.model_fields.items() if not f.is_required()
+             and f.default_factory is None}

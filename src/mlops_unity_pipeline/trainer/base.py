@@ -173,6 +173,7 @@ class TrainRequest:
     cwd: Path
     stop: StopCondition
     pid_file: Path | None = None
+    device: str = "cpu"  # torch device of the update (the job's resources)
 
     @property
     def behavior(self) -> str:

@@ -97,7 +97,10 @@ def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) 
 
 
 def trainer_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
-    """The whole trainer YAML document."""
+    """The whole trainer YAML document: the user's own (`mlagents_config`), as written, or one made from the
+    archetype's defaults and the job's fields."""
+    if isinstance(config.mlagents_config, dict):
+        return users_config(definition, config)
     doc: dict[str, Any] = {
         "behaviors": {definition.behavior_name: behavior_settings(definition, config)},
         # camera sensors need rendering; everything else runs without graphics
@@ -138,3 +141,19 @@ def _retarget_curriculum(params: dict[str, Any], behavior: str, source: str | No
                 if isinstance(criteria, dict) and criteria.get("behavior") == source:
                     criteria["behavior"] = behavior
     return out
+
+
+def users_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
+    """A user's config as it runs: unchanged, except that the build it names (`env_settings.env_path`) is the one
+    the build stage chose and travels as `--env`, and that the config's behaviour trains under the job's behaviour
+    name when it names it otherwise (its curriculum lessons follow)."""
+    doc = copy.deepcopy(config.mlagents_config)
+    assert isinstance(doc, dict)
+    (doc.get("env_settings") or {}).pop("env_path", None)
+    behaviors = doc.setdefault("behaviors", {})
+    source, name = config.mlagents_behavior, definition.behavior_name
+    if source and source != name and name not in behaviors and source in behaviors:
+        behaviors[name] = behaviors.pop(source)
+        if doc.get("environment_parameters"):
+            doc["environment_parameters"] = _retarget_curriculum(doc["environment_parameters"], name, source)
+    return doc

@@ -18,12 +18,29 @@ from ..errors import StageError
 from . import environment as trainer_env
 from .base import Callback, TrainingOutcome, TrainRequest
 from .ports import reserve_ports
-from .runner import build_command, run_trainer
+from .runner import build_command, command_run_id, run_trainer
 
 log = logging.getLogger("unity_mlops")
 
 PORT_ATTEMPTS = 4  # trainer starts tried when a foreign process takes the reserved port first
 PRETRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "in_trainer_env" / "pretrain_bc.py"
+
+
+def _config_of(custom_command: str | None, generated: Path) -> dict:
+    """The trainer config the run reads: a custom command's own, else the generated one."""
+    import shlex
+
+    import yaml
+
+    path = generated
+    if custom_command:
+        own = [a for a in shlex.split(custom_command) if a.endswith((".yaml", ".yml")) and Path(a).is_file()]
+        path = Path(own[0]) if own else generated
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 class MLAgentsTrainer:
@@ -33,6 +50,7 @@ class MLAgentsTrainer:
     def __init__(self, trainer_env_path: Path | None = None) -> None:
         self.trainer_env_path = trainer_env_path
         self.custom_command = settings.train_command()
+        self.run_id = command_run_id(self.custom_command)  # a command's own --run-id is kept
 
     def environment(self) -> trainer_env.TrainerEnvironment:
         return trainer_env.resolve(self.trainer_env_path)
@@ -63,12 +81,15 @@ class MLAgentsTrainer:
                 request.stop.stopped_by_callback = True
 
         avoid: set[int] = set()
+        written = _config_of(self.custom_command, request.trainer_config)
+        envs = int((written.get("env_settings") or {}).get("num_envs") or cfg.num_envs)
         for _ in range(PORT_ATTEMPTS):
-            with reserve_ports(cfg.num_envs, avoid=frozenset(avoid)) as ports:
+            with reserve_ports(envs, avoid=frozenset(avoid)) as ports:
                 command = build_command(
                     None if self.custom_command else self.environment(), request.trainer_config,
                     request.build.env_path, request.run_dir.name, request.results_dir, num_envs=cfg.num_envs,
                     seed=cfg.seed, base_port=ports.base, resume=resume, custom_command=self.custom_command,
+                    config=written, no_graphics=not request.definition.camera, device=request.device,
                 )
                 if init_from and not resume:
                     command[command.index("--force"):command.index("--force")] = ["--initialize-from", init_from]

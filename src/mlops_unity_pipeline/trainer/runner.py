@@ -84,6 +84,45 @@ def has_checkpoint(run_dir: Path, behavior: str) -> bool:
     return (run_dir / behavior / "checkpoint.pt").is_file()
 
 
+# flags of `mlagents-learn` the product always decides (a command that sets one is refused, naming it), and the ones
+# the job fills only where the user's command and config are silent
+OWNED_FLAGS = ("--env", "--results-dir", "--base-port", "--initialize-from")
+RESTART_FLAGS = ("--force", "--resume")
+FILLED_FLAGS = {"--num-envs": ("env_settings", "num_envs"), "--seed": ("env_settings", "seed"),
+                "--no-graphics": ("engine_settings", "no_graphics"), "--torch-device": ("torch_settings", "device")}
+
+
+def _flag_names(args: list[str]) -> set[str]:
+    """The options a command line sets (`--seed 3` and `--seed=3` alike), up to `--env-args`."""
+    names = set()
+    for a in args:
+        if a == "--env-args":
+            break
+        if a.startswith("--"):
+            names.add(a.split("=", 1)[0])
+    return names
+
+
+def command_run_id(command: str | None) -> str | None:
+    """The `--run-id` a custom command names: kept (the run then lives in the job's own results directory)."""
+    if not command:
+        return None
+    parts = shlex.split(command)
+    for i, a in enumerate(parts):
+        if a == "--env-args":
+            return None
+        if a == "--run-id" and i + 1 < len(parts):
+            return parts[i + 1]
+        if a.startswith("--run-id="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def owned_flags_in(command: str | None) -> list[str]:
+    """Product-owned options a custom command sets (each refused: the job decides them)."""
+    return sorted(_flag_names(shlex.split(command)) & set(OWNED_FLAGS)) if command else []
+
+
 def build_command(
     trainer: TrainerEnvironment | None,
     config_path: Path,
@@ -97,34 +136,43 @@ def build_command(
     resume: bool,
     env_args: list[str] | None = None,
     custom_command: str | None = None,
+    config: dict | None = None,
+    no_graphics: bool = True,
+    device: str = "cpu",
 ) -> list[str]:
-    """`mlagents-learn` flags for this run. A custom command (`MLAGENTS_TRAIN_COMMAND`) gets the same flags
-    appended, except the trainer config when it names its own (the setup guide's `mlagents-learn training_config.yaml
-    --run-id nightly --force`); its --force/--resume are dropped, and its --run-id and other flags are overridden
-    because argparse keeps the last value. A command that is `mlagents-learn` runs through the launcher of the
-    environment it belongs to, so the legacy ONNX exporter is used there too."""
+    """`mlagents-learn` flags for this run. Always the product's: the config (unless a custom command names its
+    own: the setup guide's `mlagents-learn training_config.yaml --run-id nightly --force`), `--env`,
+    `--results-dir`, `--base-port` and `--force`/`--resume` (a command's own are dropped: restarts are the
+    product's); `--run-id` unless the command names one (kept). Filled only where neither the command nor the
+    config sets them: `--num-envs`, `--seed`, `--no-graphics`, `--torch-device` (a flag would override the config's
+    own value). Everything goes before a command's `--env-args`, which swallows what follows it. A command that is
+    `mlagents-learn` runs through the launcher of the environment it belongs to (the legacy ONNX exporter)."""
     base = custom_base(custom_command) if custom_command else [*trainer.launcher_command()]  # type: ignore[union-attr]
+    tail: list[str] = []
+    if "--env-args" in base:
+        cut = base.index("--env-args")
+        base, tail = base[:cut], base[cut:]
     own_config = bool(custom_command) and _has_config(base)
-    args = [
-        *base,
-        *([] if own_config else [str(config_path)]),
-        "--env", str(env_path),
-        "--run-id", run_id,
-        "--results-dir", str(results_dir),
-        "--num-envs", str(num_envs),
-        "--seed", str(seed),
-        "--base-port", str(base_port),
-        "--no-graphics",
-        "--torch-device", "cpu",
-    ]
+    user = _flag_names(base)
+    args = [*base, *([] if own_config else [str(config_path)]), "--env", str(env_path),
+            *([] if "--run-id" in user else ["--run-id", run_id]), "--results-dir", str(results_dir),
+            "--base-port", str(base_port)]
+    fills = {"--num-envs": [str(num_envs)], "--seed": [str(seed)], "--no-graphics": [], "--torch-device": [device]}
+    for flag, value in fills.items():
+        section, key = FILLED_FLAGS[flag]
+        in_config = key in ((config or {}).get(section) or {})
+        if flag in user or in_config or (flag == "--no-graphics" and not no_graphics):
+            continue
+        args += [flag, *value]
     args.append("--resume" if resume else "--force")
     if env_args:
-        args += ["--env-args", *env_args]
-    return args
+        tail = tail or ["--env-args"]
+        tail += env_args
+    return args + tail
 
 
 def custom_base(command: str) -> list[str]:
-    parts = [a for a in shlex.split(command) if a not in ("--force", "--resume")]
+    parts = [a for a in shlex.split(command) if a not in RESTART_FLAGS]
     # the trainer runs in the job's directory: a relative config path means the caller's directory
     parts = [str(Path(a).resolve()) if a.endswith((".yaml", ".yml")) and Path(a).is_file() else a for a in parts]
     if parts and Path(parts[0]).name == "mlagents-learn":

@@ -60,12 +60,19 @@ class TrainerSettings:
         net = Network(**{k: _as(Network, k, n[k]) for k in Network.__dataclass_fields__ if k in n})
         simple = {k: _as(cls, k, block[k]) for k in ("time_horizon", "summary_freq", "checkpoint_interval",
                                                      "keep_checkpoints") if k in block}
-        return cls(max_steps=int(block["max_steps"]), gamma=float(extrinsic.get("gamma", 0.99)),
+        return cls(max_steps=int(float(block.get("max_steps", 500_000))), gamma=float(extrinsic.get("gamma", 0.99)),
                    strength=float(extrinsic.get("strength", 1.0)), hyperparameters=hyper, network=net, raw=block,
                    **simple)
 
     @classmethod
     def for_job(cls, definition: BehaviorDefinition, config: RLTrainingConfig) -> TrainerSettings:
+        """The job's behaviour's block as it will run (from the user's own config when there is one: its
+        `max_steps` is what a complete run reaches)."""
+        if isinstance(config.mlagents_config, dict):
+            from .config import users_config
+            from .mlagents_yaml import behavior_block
+
+            return cls.from_block(behavior_block(users_config(definition, config), definition.behavior_name))
         return cls.from_block(behavior_settings(definition, config))
 
 
