@@ -186,3 +186,31 @@ def test_mlagents_train_command_as_the_setup_guide_writes_it(tmp_path, monkeypat
     result = orch.execute_training_job_sync(TrainingJob(job_id=f"cmd-{form}", asset_spec=asset, rl_config=cfg))
     assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
     assert result.metrics["training"]["final_step"] >= 3000 and Path(result.trained_model_path).is_file()
+    if form == "guide":  # the guide's --run-id is kept: the run lives under it, inside this attempt's directory
+        assert (tmp_path / "runs" / "cmd-guide" / "training" / "cmd-guide" / "nightly" / "SimpleAgent.onnx").is_file()
+
+
+@pytest.mark.trainer
+def test_a_train_commands_own_flags_are_kept_or_refused_never_replaced(tmp_path, monkeypatch, clean_build_env,
+                                                                       trainer_env):
+    """--torch-device and --num-envs of MLAGENTS_TRAIN_COMMAND stay as written (the product appends neither), its
+    --env-args no longer swallows the product's flags, and a flag the product owns is refused before training."""
+    monkeypatch.setenv("PATH", f"{trainer_env.path / 'bin'}:{os.environ['PATH']}")
+    cfg = RLTrainingConfig(max_steps=2000, summary_freq=1000, agents_per_env=8, num_envs=1,
+                           hyperparameters={"buffer_size": 512, "batch_size": 128})
+    asset = UnityAssetSpec(asset_id="own-1", name="SimpleAgent", description="Reach target position")
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", evaluation_episodes=20, show_progress=False)
+    monkeypatch.setenv("MLAGENTS_TRAIN_COMMAND",
+                       "mlagents-learn --torch-device cpu --num-envs 2 --env-args --agents 4")
+    result = orch.execute_training_job_sync(TrainingJob(job_id="own-flags", asset_spec=asset, rl_config=cfg))
+    assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
+    command = (tmp_path / "runs" / "own-flags" / "logs" / "trainer.log").read_text().splitlines()[0]
+    assert command.count("--torch-device") == 1 and command.count("--num-envs") == 1 and "--num-envs 2" in command
+    assert command.index("--env-args") > command.index("--base-port"), "the product's flags come first"
+    assert command.rstrip().endswith("--env-args --agents 4")
+    logs = list((tmp_path / "runs" / "own-flags" / "training").rglob("Player-1.log"))
+    assert logs and "4 agents per behaviour" in logs[0].read_text(), "both players got the command's env args"
+
+    monkeypatch.setenv("MLAGENTS_TRAIN_COMMAND", "mlagents-learn --base-port 5005")
+    result = orch.execute_training_job_sync(TrainingJob(job_id="owned", asset_spec=asset, rl_config=cfg))
+    assert result.failed_stage == "generate" and "--base-port" in result.error and "remove them" in result.error
