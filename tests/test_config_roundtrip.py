@@ -133,3 +133,29 @@ def test_runoptions_of_the_original_and_of_what_runs_differ_only_where_the_produ
         assert not set(diff) & FILLED, diff
     assert set(differences["bare.yaml:Runner"]) & FILLED == {"env_settings.seed", "engine_settings.no_graphics",
                                                             "torch_settings.device"}
+
+
+def test_demo_paths_are_the_config_files_neighbours_and_are_checked_against_the_behaviour_before_training(
+        samples, tmp_path, trainer_env, clean_build_env):
+    """A config's relative `demo_path` means next to the config file (as for mlagents-learn run from there), and
+    demonstrations of another behaviour are refused before any training, naming both specs."""
+    import shutil
+
+    from mlops_unity_pipeline import TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
+
+    project = tmp_path / "project"
+    (project / "demos").mkdir(parents=True)
+    shutil.copy(samples / "demos" / "ExpertBasic.demo", project / "demos" / "expert.demo")
+    (project / "trainer.yaml").write_text(
+        "behaviors:\n  Scout:\n    trainer_type: ppo\n    max_steps: 1000\n"
+        "    reward_signals:\n      extrinsic: {gamma: 0.99}\n      gail: {strength: 0.1, demo_path: demos/expert.demo}\n")
+    cfg = RLTrainingConfig.from_mlagents_yaml(project / "trainer.yaml")
+    assert cfg.reward_signals["gail"]["demo_path"] == str(project / "demos" / "expert.demo")
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
+    result = orch.execute_training_job_sync(TrainingJob(
+        job_id="demos", asset_spec=UnityAssetSpec(asset_id="d-1", name="Scout", description="reach the target"),
+        rl_config=cfg))
+    assert result.failed_stage == "train" and "demonstrations do not match the behavior" in result.error
+    assert "[(20,)]" in result.error and "[(6,)]" in result.error, "both observation specs are named"
+    assert "branches [3]" in result.error, "and both action specs"
+    assert not (tmp_path / "runs" / "demos" / "logs" / "trainer.log").exists(), "no training was started"

@@ -94,16 +94,27 @@ def record_demonstrations(definition: BehaviorDefinition, episodes: int, path: s
     return RecordingSummary(Path(path), len(rows), episodes, float(np.mean(returns)), successes / episodes)
 
 
-def check_compatible(demos, definition: BehaviorDefinition) -> list[str]:
-    """Problems between demonstrations and the behavior spec (as ML-Agents' demo_to_buffer would see them)."""
+def check_compatible(demos, definition) -> list[str]:
+    """Problems between demonstrations and a behaviour (a `BehaviorDefinition`, or what a build declares: a
+    `PolicySpec`), as ML-Agents' `demo_to_buffer` would see them; each names both specs."""
+    from ..evaluation.onnx_policy import PolicySpec
+
+    spec = definition if isinstance(definition, PolicySpec) else PolicySpec.of(definition)
+    want = [tuple(s) for s in spec.obs_shapes]
     problems = []
     for d in demos:
         where = str(d.path)
-        if d.observation_shapes != [(definition.observation_size,)]:
-            problems.append(f"{where}: observation shapes {d.observation_shapes} do not match the behavior's "
-                            f"[({definition.observation_size},)]")
-        if d.continuous_size != definition.action.continuous or d.branches != definition.action.branches:
+        if [tuple(s) for s in d.observation_shapes] != want and not _same_images(d.observation_shapes, want):
+            problems.append(f"{where}: observation shapes {d.observation_shapes} do not match the behavior's {want}")
+        if d.continuous_size != spec.continuous or tuple(d.branches) != tuple(spec.branches):
             problems.append(f"{where}: actions (continuous {d.continuous_size}, branches {list(d.branches)}) do not "
-                            f"match the behavior's (continuous {definition.action.continuous}, branches "
-                            f"{list(definition.action.branches)})")
+                            f"match the behavior's (continuous {spec.continuous}, branches {list(spec.branches)})")
     return problems
+
+
+def _same_images(got, want) -> bool:
+    """Older writers store camera images HWC; current ML-Agents reads CHW."""
+    if len(got) != len(want):
+        return False
+    return all(tuple(g) == tuple(w) or (len(g) == 3 and (g[2], g[0], g[1]) == tuple(w)) for g, w in zip(got, want,
+                                                                                                       strict=True))

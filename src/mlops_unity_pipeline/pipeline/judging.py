@@ -93,3 +93,37 @@ def verdict(model: EvaluationReport, baseline: EvaluationReport, where: str) -> 
     collisions = "" if model.collision_rate is None else f", collisions {model.collision_rate:.1%}"
     return (f"{success}, mean reward {model.mean_reward:.3f} [{model.reward_ci95[0]:.3f}, {model.reward_ci95[1]:.3f}]"
             f"{collisions} over {model.episodes} held-out episodes on the {where}")
+
+
+def check_demonstrations(ctx: JobContext, trainer_env_path: Path | None) -> None:
+    """The `.demo` files the run's trainer config names (GAIL, behavioral cloning) must match the behaviour: refused
+    before training, with both specs, rather than failing inside ML-Agents. The behaviour is the one the build
+    declares (a Unity build is asked through ML-Agents' protocol) or the built-in one."""
+    import yaml
+
+    from ..demos.demofile import DemoError, read_demos
+    from ..demos.record import check_compatible
+    from ..trainer.mlagents_yaml import behavior_block
+
+    assert ctx.definition and ctx.generated and ctx.build
+    doc = yaml.safe_load(ctx.generated.trainer_config.read_text()) or {}
+    block = behavior_block(doc, ctx.definition.behavior_name)
+    paths = [b["demo_path"] for b in ((block.get("reward_signals") or {}).get("gail"), block.get("behavioral_cloning"))
+             if isinstance(b, dict) and b.get("demo_path")]
+    if not paths:
+        return
+    spec = None
+    if not ctx.build.has_simulator:
+        from ..evaluation.build_env import BuildEnvironment
+
+        with BuildEnvironment(ctx.build.env_path, python=trainer_env.resolve(trainer_env_path).python, envs=1,
+                              log_dir=ctx.ws.logs / "evaluation") as env:
+            spec = env.specs().get(ctx.definition.behavior_name)
+    problems = []
+    for path in dict.fromkeys(paths):
+        try:
+            problems += check_compatible(read_demos(path), spec or ctx.definition)
+        except DemoError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise StageError("train", "demonstrations do not match the behavior: " + "; ".join(problems))

@@ -39,7 +39,7 @@ from . import report
 from .artifacts import RunSync
 from .context import JobContext
 from .jobstate import JobState
-from .judging import judge, preflight, verdict
+from .judging import check_demonstrations, judge, preflight, verdict
 from .lineage import registration_request
 from .progress import ConsoleProgress
 from .registries import Registries, vertex_settings
@@ -198,6 +198,7 @@ class UnityMLOpsOrchestrator:
         if ctx.training is not None:
             log.info("train: already complete at step %s (before a restart)", ctx.training.final_step)
             return
+        check_demonstrations(ctx, self.trainer_env_path)
         own_run_id = getattr(ctx.trainer, "run_id", None)  # a custom command's --run-id, inside this attempt's dir
         request = TrainRequest(ctx.definition, cfg, TrainerSettings.for_job(ctx.definition, cfg),
                                ctx.generated.trainer_config, ctx.build, ws.run_dir / own_run_id if own_run_id
