@@ -148,7 +148,8 @@ def test_demo_paths_are_the_config_files_neighbours_and_are_checked_against_the_
     shutil.copy(samples / "demos" / "ExpertBasic.demo", project / "demos" / "expert.demo")
     (project / "trainer.yaml").write_text(
         "behaviors:\n  Scout:\n    trainer_type: ppo\n    max_steps: 1000\n"
-        "    reward_signals:\n      extrinsic: {gamma: 0.99}\n      gail: {strength: 0.1, demo_path: demos/expert.demo}\n")
+        "    reward_signals:\n      extrinsic: {gamma: 0.99}\n"
+        "      gail: {strength: 0.1, demo_path: demos/expert.demo}\n")
     cfg = RLTrainingConfig.from_mlagents_yaml(project / "trainer.yaml")
     assert cfg.reward_signals["gail"]["demo_path"] == str(project / "demos" / "expert.demo")
     orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
