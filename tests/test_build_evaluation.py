@@ -201,3 +201,64 @@ def test_the_build_and_the_simulator_agree_for_every_built_in_behaviour(tmp_path
     assert lo <= build.success_rate <= hi and blo <= sim.success_rate <= bhi, (sim.to_dict(), build.to_dict())
     assert abs(build.mean_reward - sim.mean_reward) < 3 * (sim.reward_std + build.reward_std) / np.sqrt(500)
     json.dumps(build.to_dict())
+
+
+TWO_BEHAVIOURS = textwrap.dedent("""
+    # A game with two behaviours: the stand-in builds both into one player.
+    import os, sys
+    from pathlib import Path
+    args = sys.argv[1:]
+    out = Path(args[args.index("--mlagents-build-output-path") + 1])
+    from mlops_unity_pipeline.behavior import build_behavior
+    from mlops_unity_pipeline.build.headless import build_headless_player
+    game = [build_behavior(behavior_name="Scout", archetype="navigation"),
+            build_behavior(behavior_name="Guard", archetype="patrol")]
+    build_headless_player(game, out, os.environ["TRAINER_PYTHON"], 16)
+""")
+
+
+def test_a_job_trains_every_behaviour_of_the_build_and_registers_one_version_each(tmp_path, monkeypatch,
+                                                                                   trainer_env, clean_build_env):
+    """The team's config lists both behaviours of its build: one run trains both, evaluates each on the build and
+    registers two versions in one transaction, linked by the run."""
+    script = tmp_path / "build_two.py"
+    script.write_text(TWO_BEHAVIOURS)
+    monkeypatch.setenv("UNITY_BUILD_COMMAND", f"{sys.executable} {script}")
+    monkeypatch.setenv("TRAINER_PYTHON", str(trainer_env.python))
+    config = tmp_path / "game.yaml"
+    config.write_text(textwrap.dedent("""
+        behaviors:
+          Scout: {trainer_type: ppo, max_steps: 2000, summary_freq: 1000,
+                  hyperparameters: {batch_size: 128, buffer_size: 1024}}
+          Guard: {trainer_type: ppo, max_steps: 3000, summary_freq: 1000,
+                  hyperparameters: {batch_size: 128, buffer_size: 1024}}
+        """))
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
+    job = TrainingJob(job_id="two", asset_spec=UnityAssetSpec(asset_id="game-2", name="Scout",
+                                                              description="avoid obstacles"),
+                      rl_config=RLTrainingConfig.from_mlagents_yaml(config, behavior="Scout"),
+                      evaluation={"episodes": 32, "envs": 1})
+    result = orch.execute_training_job_sync(job)
+    assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
+    behaviours = result.metrics["behaviors"]
+    assert set(behaviours) == {"Scout", "Guard"}
+    versions = {b: orch.registry.get(v["model_version"]) for b, v in behaviours.items()}
+    assert versions["Scout"].version == result.model_version and versions["Scout"].asset_name == "scout"
+    assert versions["Guard"].asset_name == "scout-guard" and versions["Guard"].behavior_name == "Guard"
+    assert versions["Guard"].run_key == f"{versions['Scout'].run_key}#Guard", "linked by the run"
+    for b, v in versions.items():
+        ev = v.metrics["evaluation"]
+        assert ev["environment"]["kind"] == "unity" and ev["model"]["episodes"] == 32, b
+        assert ev["behavior_spec"]["obs"] == [[12 if b == "Scout" else 13]], (b, ev["behavior_spec"])
+    status = json.loads((tmp_path / "runs" / "two" / "training" / "two" / "run_logs" /
+                         "training_status.json").read_text())
+    assert status["Guard"]["final_checkpoint"]["steps"] >= 3000, "each behaviour reached its own max_steps"
+    again = orch.execute_training_job_sync(job, run_key=versions["Scout"].run_key)  # the same run: nothing new
+    assert again.model_version == result.model_version and len(orch.registry.list()) == 2
+    from starlette.testclient import TestClient  # the dashboard groups the run's versions
+
+    from mlops_unity_pipeline.app import App
+    from mlops_unity_pipeline.ui.server import create_app
+
+    page = TestClient(create_app(App(workspace=str(tmp_path / "runs")))).get("/runs/two").text
+    assert "Behaviours of this run" in page and versions["Guard"].version in page and "/models/scout-guard" in page

@@ -32,7 +32,9 @@ class JobContext:
     build: BuildArtifact | None = None
     training: TrainingOutcome | None = None
     evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)  # every behaviour's, the job's own too
     version: ModelVersion | None = None
+    versions: list[ModelVersion] = field(default_factory=list)  # one per behaviour, the job's own first
     timings: dict[str, float] = field(default_factory=dict)
     recovered: bool = False  # the run had registered before a restart: only the bookkeeping was left
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))

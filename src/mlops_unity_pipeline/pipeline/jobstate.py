@@ -92,7 +92,8 @@ class JobState:
         """Training completed: a later failure (evaluate, register, a kill) keeps this model."""
         self.move("trained", training={"run_dir": str(t.run_dir), "onnx_path": str(t.onnx_path),
                                        "final_step": t.final_step, "max_steps": t.max_steps,
-                                       "log_path": str(t.log_path)})
+                                       "log_path": str(t.log_path),
+                                       "others": {b: [str(m), f, top] for b, (m, f, top) in t.others.items()}})
 
     def completed_training(self) -> TrainingOutcome | None:
         """This attempt's complete training output, when a restart comes after training."""
@@ -101,5 +102,6 @@ class JobState:
             return None
         outcome = TrainingOutcome(returncode=0, run_dir=Path(t["run_dir"]), onnx_path=Path(t["onnx_path"]),
                                   final_step=t["final_step"], max_steps=t["max_steps"], interrupted=False,
-                                  timed_out=False, log_path=Path(t["log_path"]))
+                                  timed_out=False, log_path=Path(t["log_path"]),
+                                  others={b: (Path(m), f, top) for b, (m, f, top) in (t.get("others") or {}).items()})
         return outcome if outcome.completed else None

@@ -67,24 +67,31 @@ def evaluation_environment(ctx: JobContext, trainer_env_path: Path | None) -> Ev
 
 def judge(ctx: JobContext, trainer_env_path: Path | None, default_episodes: int,
           show_progress: bool) -> tuple[EvaluationReport, EvaluationReport, dict]:
-    """The evaluate stage: the model and a random policy on held-out episodes of where the model belongs; returns
-    both reports and the record the version keeps (which environment, its digest, throughput)."""
+    """The evaluate stage: every behaviour the run trained (the job's own first; a build may have several), its
+    model and a random policy on held-out episodes of where the models belong, in one environment session. Returns
+    the job's own two reports and its record; every behaviour's record goes to `ctx.evaluations`."""
     assert ctx.definition and ctx.training
     environment = evaluation_environment(ctx, trainer_env_path)
-    behavior = ctx.definition.behavior_name
     episodes = ctx.job.evaluation.episodes or default_episodes
-    bar = ConsoleProgress(f"evaluate {behavior} on the {environment.kind}", enabled=show_progress)
+    reports = {}
     try:
-        model, baseline = evaluate_model(ctx.training.onnx_path, environment, behavior, episodes, progress=bar.count)
-        record = {"source": f"held-out episodes on the {environment.kind}", "environment": environment.describe(),
-                  "behavior_spec": environment.specs()[behavior].to_dict(), "model": model.to_dict(),
-                  "random_baseline": baseline.to_dict()}
-    except ValueError as exc:  # a model that does not fit the environment's behaviour
-        raise StageError("evaluate", str(exc)) from None
+        for behavior, path in ctx.training.models.items():
+            bar = ConsoleProgress(f"evaluate {behavior} on the {environment.kind}", enabled=show_progress)
+            try:
+                model, baseline = evaluate_model(path, environment, behavior, episodes, progress=bar.count)
+            except ValueError as exc:  # a model that does not fit the environment's behaviour
+                raise StageError("evaluate", str(exc)) from None
+            finally:
+                bar.done()
+            reports[behavior] = (model, baseline)
+            ctx.evaluations[behavior] = {
+                "source": f"held-out episodes on the {environment.kind}", "environment": environment.describe(),
+                "behavior_spec": environment.specs()[behavior].to_dict(), "model": model.to_dict(),
+                "random_baseline": baseline.to_dict()}
     finally:
-        bar.done()
         environment.close()
-    return model, baseline, record
+    own = ctx.definition.behavior_name
+    return reports[own][0], reports[own][1], ctx.evaluations[own]
 
 
 def verdict(model: EvaluationReport, baseline: EvaluationReport, where: str) -> str:

@@ -49,13 +49,13 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _files(ctx: JobContext) -> dict[str, Path]:
+def _files(ctx: JobContext, behavior: str) -> dict[str, Path]:
     assert ctx.generated and ctx.training and ctx.definition
     run_dir = ctx.training.run_dir
     files = {"trainer_config.yaml": ctx.generated.trainer_config,
              ctx.generated.agent_source.name: ctx.generated.agent_source,
              "behavior.json": ctx.generated.behavior_json}
-    events = sorted((run_dir / ctx.definition.behavior_name).glob("events.out.tfevents.*"),
+    events = sorted((run_dir / behavior).glob("events.out.tfevents.*"),
                     key=lambda p: p.stat().st_size)
     if events:
         files[TRAINING_EVENTS] = events[-1]
@@ -66,6 +66,24 @@ def _files(ctx: JobContext) -> dict[str, Path]:
         if path.is_file():
             files[name] = path
     return files
+
+
+def registration_requests(ctx: JobContext) -> list[RegistrationRequest]:
+    """One version per behaviour the run trained, the job's own first (its asset); another behaviour's version is
+    the asset `<asset>-<Behaviour>`, linked to the run (`<run key>#<Behaviour>`), with its own evaluation."""
+    own = registration_request(ctx)
+    out = [own]
+    assert ctx.training
+    for behavior, model in ctx.training.models.items():
+        if behavior == own.behavior_name:
+            continue
+        metrics = {**own.metrics, "evaluation": ctx.evaluations.get(behavior, {})}
+        out.append(RegistrationRequest(
+            asset_id=f"{ctx.job.asset_spec.asset_id}-{behavior.lower()}", asset_name=f"{own.asset_name}-{behavior}",
+            behavior_name=behavior, job_id=own.job_id, model_path=model, files=_files(ctx, behavior),
+            metrics=metrics, lineage={**own.lineage, "behavior": behavior, "run_behaviors": list(ctx.training.models)},
+            git_sha=own.git_sha, run_key=f"{own.run_key}#{behavior}" if own.run_key else None))
+    return out
 
 
 def registration_request(ctx: JobContext) -> RegistrationRequest:
@@ -83,11 +101,20 @@ def registration_request(ctx: JobContext) -> RegistrationRequest:
         "git_sha": sha, "git_dirty": dirty,
         "seeds": {"training": job.rl_config.seed, "evaluation": HELD_OUT_SEED},
         "demonstrations": demo_lineage(job.rl_config),
+        "run_behaviors": list(ctx.training.models),
         "versions": {"unity_mlops": __version__, "python": platform.python_version(),
                      **{k: v for k, v in (status.get("metadata") or {}).items() if k.endswith("version")}},
     }
     return RegistrationRequest(
         asset_id=job.asset_spec.asset_id, asset_name=job.asset_spec.name, behavior_name=ctx.definition.behavior_name,
-        job_id=job.job_id, model_path=ctx.training.onnx_path, files=_files(ctx), metrics=summary_metrics(ctx),
+        job_id=job.job_id, model_path=ctx.training.onnx_path, files=_files(ctx, ctx.definition.behavior_name),
+        metrics=summary_metrics(ctx),
         lineage=lineage, git_sha=sha, run_key=ctx.state.run_key,
     )
+
+
+def run_versions(registry, version) -> list:
+    """Every version a run registered (one per behaviour), the job's own first."""
+    others = [b for b in version.lineage.get("run_behaviors") or [] if b != version.behavior_name]
+    found = [registry.find_run(f"{version.run_key}#{b}") for b in others] if version.run_key else []
+    return [version, *(v for v in found if v is not None)]

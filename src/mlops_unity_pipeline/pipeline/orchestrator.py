@@ -40,7 +40,7 @@ from .artifacts import RunSync
 from .context import JobContext
 from .jobstate import JobState
 from .judging import check_demonstrations, judge, preflight, verdict
-from .lineage import registration_request
+from .lineage import registration_requests, run_versions
 from .progress import ConsoleProgress
 from .registries import Registries, vertex_settings
 from .workspace import JobWorkspace, atomic_write_json
@@ -126,7 +126,7 @@ class UnityMLOpsOrchestrator:
             except (RegistryError, UserError) as exc:
                 raise StageError("register", str(exc)) from None
             if ctx.version is not None:  # registered before a restart: finish the bookkeeping only
-                ctx.recovered = True
+                ctx.recovered, ctx.versions = True, run_versions(ctx.registry, ctx.version)
                 log.info("job %s: run %s already registered %s; finishing", job.job_id, state.run_key,
                          ctx.version.version)
             else:
@@ -225,11 +225,12 @@ class UnityMLOpsOrchestrator:
         log.info("evaluate: %s", verdict(model, baseline, ctx.evaluation["environment"]["kind"]))
 
     def register(self, ctx: JobContext) -> None:
-        try:
-            ctx.version = ctx.registry.register(registration_request(ctx))
+        try:  # one version per behaviour of the run, together (all or none)
+            ctx.versions = ctx.registry.register_many(registration_requests(ctx))
         except RegistryError as exc:
             raise StageError("register", str(exc)) from None
-        log.info("register: %s -> %s", ctx.version.version, ctx.version.model_path)
+        ctx.version = ctx.versions[0]
+        log.info("register: %s", "; ".join(f"{v.version} -> {v.model_path}" for v in ctx.versions))
 
     # ------------------------------------------------------------------ helpers
     def _stage(self, ctx: JobContext, name: str, fn: Callable[[JobContext], None]) -> None:

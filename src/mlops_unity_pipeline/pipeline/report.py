@@ -13,8 +13,8 @@ from .context import JobContext
 
 
 def summary_metrics(ctx: JobContext) -> dict[str, Any]:
-    if ctx.recovered and ctx.version is not None:
-        return ctx.version.metrics  # what the run registered before the restart
+    if ctx.recovered and ctx.version is not None:  # what the run registered before the restart
+        return _with_versions(dict(ctx.version.metrics), ctx)
     out: dict[str, Any] = {}
     t = ctx.training
     if t is not None:
@@ -28,7 +28,19 @@ def summary_metrics(ctx: JobContext) -> dict[str, Any]:
             out["pretrain"] = t.pretrain
     if ctx.evaluation:
         out["evaluation"] = ctx.evaluation
-    return out
+    if len(ctx.evaluations) > 1:  # a build with several behaviours: each one's evaluation and version
+        out["behaviors"] = {b: {"evaluation": ev} for b, ev in ctx.evaluations.items()}
+    return _with_versions(out, ctx)
+
+
+def _with_versions(metrics: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Each behaviour's registered version, once there are versions (registration itself records none yet)."""
+    versions = {v.behavior_name: v for v in ctx.versions}
+    if "behaviors" in metrics and versions:
+        metrics["behaviors"] = {b: {**entry, "model_version": versions[b].version if b in versions else None,
+                                    "asset": versions[b].asset_name if b in versions else None}
+                                for b, entry in metrics["behaviors"].items()}
+    return metrics
 
 
 def metrics(ctx: JobContext, result: TrainingResult) -> dict[str, Any]:

@@ -110,6 +110,11 @@ class ModelRegistry(ABC):
     def register(self, request: RegistrationRequest) -> ModelVersion:
         """Idempotent per `request.run_key`: a run registers at most one version, however often it is retried."""
 
+    def register_many(self, requests: list[RegistrationRequest]) -> list[ModelVersion]:
+        """The versions of one run's behaviours. Stores with transactions register them together (all or none);
+        this default registers them in turn, each idempotent by its run key."""
+        return [self.register(r) for r in requests]
+
     @abstractmethod
     def find_run(self, run_key: str) -> ModelVersion | None:
         """The version a run registered, if it did."""

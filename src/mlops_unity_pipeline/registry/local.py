@@ -112,60 +112,75 @@ class LocalModelRegistry(ModelRegistry):
 
     # ------------------------------------------------------------------ API
     def register(self, request: RegistrationRequest) -> ModelVersion:
-        if request.run_key:
-            existing = self.find_run(request.run_key)
-            if existing is not None:
-                return existing
-        if not request.model_path.is_file():
-            raise RegistryError(f"model file not found: {request.model_path}")
+        return self.register_many([request])[0]
+
+    def register_many(self, requests: list[RegistrationRequest]) -> list[ModelVersion]:
+        """Several versions (one per behaviour of a run) in one transaction: all or none. Idempotent per run key,
+        like `register`."""
+        keys = [r.run_key for r in requests]
+        if all(keys):
+            existing = [self.find_run(k) for k in keys]  # type: ignore[arg-type]
+            if all(v is not None for v in existing):
+                return existing  # type: ignore[return-value]
+        for request in requests:
+            if not request.model_path.is_file():
+                raise RegistryError(f"model file not found: {request.model_path}")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            model_sha = self.put_blob(request.model_path)
-            files = {name: self.put_blob(Path(p)) for name, p in request.files.items()}
-            self._publish([model_sha, *files.values()])  # before the row exists: a version is never blob-less
+            blobs = []
+            for request in requests:
+                model_sha = self.put_blob(request.model_path)
+                files = {name: self.put_blob(Path(p)) for name, p in request.files.items()}
+                self._publish([model_sha, *files.values()])  # before the row exists: a version is never blob-less
+                blobs.append((model_sha, files))
         except OSError as exc:
             raise RegistryError(f"cannot write artifacts into the registry at {self.root}: {exc}") from None
-        model_file = f"{request.behavior_name}.onnx"
-        asset = registry_asset_name(request.asset_name)
         now = datetime.now(timezone.utc)
-        version: str | None = None
-        renamed = False
+        staged: list[str] = []
+        renamed: list[str] = []
+        versions: list[str] = []
         try:
             with self.db.write(STORE) as conn:
-                if request.run_key:  # a racing retry of the same run may have committed since the check above
+                if keys[0]:  # a racing retry of the same run may have committed since the check above
                     done = conn.execute(text("SELECT version FROM versions WHERE run_key = :k"),
-                                        {"k": request.run_key}).first()
+                                        {"k": keys[0]}).first()
                     if done is not None:
-                        return self.get(done[0])
-                row = conn.execute(text("SELECT COALESCE(MAX(run_number), 0) FROM versions WHERE asset_name = :a"),
-                                   {"a": asset}).first()
-                run_number = int(row[0]) + 1
-                version = format_version(request.asset_name, now, request.git_sha, run_number)
-                self._assemble(self._staging(version), version, model_file, model_sha, files, request, now)
-                conn.execute(text(_INSERT), {
-                    "version": version, "asset_name": asset, "asset_id": request.asset_id,
-                    "behavior_name": request.behavior_name, "run_number": run_number, "job_id": request.job_id,
-                    "created_at": now.isoformat(), "model_sha256": model_sha, "model_file": model_file,
-                    "files_json": json.dumps(files, sort_keys=True),
-                    "metrics_json": json.dumps(request.metrics, sort_keys=True, default=str),
-                    "lineage_json": json.dumps(request.lineage, sort_keys=True, default=str),
-                    "run_key": request.run_key,
-                })
-                if self.artifacts is not None:
-                    self.artifacts.upload(self._staging(version) / "manifest.json",
-                                          f"registry/models/{version}/manifest.json")
-                os.replace(self._staging(version), self.models / version)
-                renamed = True
-        except BaseException as exc:  # the commit may fail too: then the renamed directory goes as well
-            if version is not None:
+                        return [self.find_run(k) or self.get(done[0]) for k in keys]  # type: ignore[arg-type]
+                for request, (model_sha, files) in zip(requests, blobs, strict=True):
+                    model_file = f"{request.behavior_name}.onnx"
+                    asset = registry_asset_name(request.asset_name)
+                    row = conn.execute(text("SELECT COALESCE(MAX(run_number), 0) FROM versions "
+                                            "WHERE asset_name = :a"), {"a": asset}).first()
+                    run_number = int(row[0]) + 1
+                    version = format_version(request.asset_name, now, request.git_sha, run_number)
+                    staged.append(version)
+                    self._assemble(self._staging(version), version, model_file, model_sha, files, request, now)
+                    conn.execute(text(_INSERT), {
+                        "version": version, "asset_name": asset, "asset_id": request.asset_id,
+                        "behavior_name": request.behavior_name, "run_number": run_number, "job_id": request.job_id,
+                        "created_at": now.isoformat(), "model_sha256": model_sha, "model_file": model_file,
+                        "files_json": json.dumps(files, sort_keys=True),
+                        "metrics_json": json.dumps(request.metrics, sort_keys=True, default=str),
+                        "lineage_json": json.dumps(request.lineage, sort_keys=True, default=str),
+                        "run_key": request.run_key,
+                    })
+                    versions.append(version)
+                for version in versions:
+                    if self.artifacts is not None:
+                        self.artifacts.upload(self._staging(version) / "manifest.json",
+                                              f"registry/models/{version}/manifest.json")
+                    os.replace(self._staging(version), self.models / version)
+                    renamed.append(version)
+        except BaseException as exc:  # the commit may fail too: then the renamed directories go as well
+            for version in staged:
                 shutil.rmtree(self._staging(version), ignore_errors=True)
-                if renamed:
-                    shutil.rmtree(self.models / version, ignore_errors=True)
+            for version in renamed:
+                shutil.rmtree(self.models / version, ignore_errors=True)
             if isinstance(exc, (OSError, SQLAlchemyError)):
                 raise RegistryError(f"registration failed, nothing was registered: {_reason(exc)}") from None
             raise
         _fsync_dir(self.models)
-        return self.get(version)
+        return [self.get(v) for v in versions]
 
     def _staging(self, version: str) -> Path:
         return self.models / f".{version}.tmp"

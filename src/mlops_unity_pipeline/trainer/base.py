@@ -55,10 +55,17 @@ class TrainingOutcome:
     port_in_use: bool = False  # the trainer could not listen on its base port (another process took it)
     resumed_from_step: int | None = None
     pretrain: dict[str, Any] | None = None  # the offline behaviour-cloning step, when there was one
+    # the run's other behaviours (a build with several): name -> (model, final step, max steps)
+    others: dict[str, tuple[Path, int | None, int]] = field(default_factory=dict)
 
     @property
     def onnx_exists(self) -> bool:
         return self.onnx_path.is_file()
+
+    @property
+    def models(self) -> dict[str, Path]:
+        """Every behaviour's model, the job's own first."""
+        return {self.onnx_path.stem: self.onnx_path, **{b: m for b, (m, _, _) in self.others.items()}}
 
     @property
     def completed(self) -> bool:
@@ -67,6 +74,7 @@ class TrainingOutcome:
             and self.onnx_exists
             and self.final_step is not None
             and self.final_step >= self.max_steps
+            and all(m.is_file() and f is not None and f >= top for m, f, top in self.others.values())
         )
 
     def failure_reason(self) -> str | None:
@@ -78,6 +86,10 @@ class TrainingOutcome:
             return f"training was cancelled at step {self.final_step} of {self.max_steps}"
         if self.returncode != 0:
             return f"the trainer exited with code {self.returncode}"
+        short = [f"{b} at step {f} of {top}" for b, (m, f, top) in self.others.items()
+                 if not (m.is_file() and f is not None and f >= top)]
+        if short:
+            return "another behaviour of the run did not finish: " + ", ".join(short)
         if not self.onnx_exists:
             return f"the trainer exited 0 but did not write {self.onnx_path}"
         return f"the trainer stopped at step {self.final_step}, before max_steps={self.max_steps}"

@@ -43,6 +43,21 @@ def _config_of(custom_command: str | None, generated: Path) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
+def other_behaviors(config: dict, behavior: str, run_dir: Path) -> dict[str, tuple[Path, int | None, int]]:
+    """The run's behaviours besides the job's own that trained (a build may not have every one its config lists):
+    each one's model, final step and the max_steps of its own block."""
+    from .mlagents_yaml import behavior_block
+    from .runner import final_step
+
+    out = {}
+    for name in (config.get("behaviors") or {}):
+        if name == behavior or not ((run_dir / name).is_dir() or (run_dir / f"{name}.onnx").is_file()):
+            continue
+        top = int(float(behavior_block(config, name).get("max_steps", 500_000)))
+        out[name] = (run_dir / f"{name}.onnx", final_step(run_dir, name), top)
+    return out
+
+
 class MLAgentsTrainer:
     name = "mlagents"
     needs_player = True
@@ -103,6 +118,7 @@ class MLAgentsTrainer:
             avoid |= set(ports.ports)  # a foreign process took a port between our check and the trainer's bind
             log.warning("train: port %d was taken by another process; retrying on another range", ports.base)
         outcome.resumed_from_step, outcome.pretrain = resumed_from, pretrain
+        outcome.others = other_behaviors(written, request.behavior, outcome.run_dir)
         if outcome.progress:
             last = outcome.progress[-1]
             log.info("train: step %d, mean reward %s, %.0f s", last.step, last.mean_reward, last.elapsed_s)
