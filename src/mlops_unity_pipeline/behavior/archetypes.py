@@ -145,4 +145,4 @@ register_archetype(Archetype(
     TaskParameters(task="corridor", max_steps=100, cue_steps=3, shaping_per_metre=0.05),
     required_observations=(), exclusive_observations=("cue",), action={"type": "continuous", "size": 2},
     parameters=(), trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 256, "learning_rate": 1.0e-3},
-                                           memory={"memory_size": 64, "sequence_length": 32}, normalize=False)))
+                                           memory={"memory_size": 64, "sequence_length": 64}, normalize=False)))

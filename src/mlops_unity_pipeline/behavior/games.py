@@ -121,7 +121,8 @@ class DuelTask(Task):
 
 
 class PadsTask(Task):
-    PAD_RADIUS = 0.6
+    PAD_RADIUS = 1.0
+    HOLD_REWARD = 0.005  # group reward per held pad per step: the only shaping, and the group's too
 
     def set_parameters(self, get) -> None:
         self.parameter = get
@@ -190,7 +191,8 @@ class PadsTask(Task):
         f = frame(2 * self.n, self._observe()[0], np.full(2 * self.n, p.step_penalty, np.float32), twice(done),
                   twice(interrupted), twice(success))
         f.group_id = self.group_id.copy()
-        f.group_reward = np.where(twice(success), p.success_reward, 0.0).astype(np.float32)
+        held = on.any(axis=1).sum(axis=1) * self.HOLD_REWARD  # pads held right now
+        f.group_reward = twice(np.where(success, p.success_reward, held)).astype(np.float32)
         return [f]
 
     def restart(self, frames: list[SlotFrame]) -> list[list[np.ndarray]]:
@@ -200,7 +202,8 @@ class PadsTask(Task):
 
 
 class CorridorTask(Task):
-    START_Y, JUNCTION_Y, GOAL_Y, GOAL_X, HALF_WIDTH, GOAL_RADIUS = -4.0, 1.5, 3.5, 3.0, 0.5, 0.75
+    # short enough that cue and choice fit in one LSTM sequence (ML-Agents back-propagates within sequence_length)
+    START_Y, JUNCTION_Y, GOAL_Y, GOAL_X, HALF_WIDTH, GOAL_RADIUS = -2.0, 1.0, 3.0, 2.5, 0.5, 0.75
 
     def __init__(self, definition: BehaviorDefinition, agents: int, seed: int = 0) -> None:
         self.d, self.p, self.n = definition, definition.params, agents
