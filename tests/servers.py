@@ -114,12 +114,15 @@ class RayCluster:
         self.nodes.append(proc)
         return proc
 
-    def start(self, nodes: int = 2, cpus: int = 1, env: list[dict[str, str]] | None = None) -> RayCluster:
+    def start(self, nodes: int = 2, cpus: int = 1, env: list[dict[str, str]] | None = None,
+              gpus: list[int] | None = None) -> RayCluster:
+        """`gpus`: the logical GPUs each node declares (Ray schedules on them like real ones)."""
         envs = env or [{}] * nodes
+        extra = [[f"--num-gpus={n}"] for n in gpus] if gpus else [[]] * nodes
         for _ in range(3):  # a port is only probed: another process may take it first
             port = free_port()
-            self._start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={self.temp}"], cpus,
-                        envs[0])
+            self._start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={self.temp}",
+                         *extra[0]], cpus, envs[0])
             self.address = f"127.0.0.1:{port}"
             if self.wait_nodes(1):
                 break
@@ -127,7 +130,7 @@ class RayCluster:
         else:
             raise RuntimeError("the Ray head node did not start: see " + self.temp)
         for i in range(1, nodes):
-            self._start([f"--address={self.address}"], cpus, envs[i])
+            self._start([f"--address={self.address}", *extra[i]], cpus, envs[i])
         if not self.wait_nodes(nodes):
             raise RuntimeError(f"the Ray worker nodes did not join: see {self.temp}")
         return self

@@ -203,3 +203,72 @@ def test_a_credential_anywhere_else_stops_the_rendering_naming_the_field(tmp_pat
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and f"{field} carries a credential" in r.stderr and "Traceback" not in r.stderr
     assert DB_PASSWORD not in r.stdout + r.stderr
+
+
+GPU_NODES = {"gpus": None, "gpu_node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+             "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+             "gpu_runtime_class": "nvidia", "ray_gpu_workers": 1, "ray_max_gpu_workers": 4, "ray_gpus_per_worker": 2}
+
+
+def _with_gpu_schedule(profile: Path, gpus: int = 1):
+    cfg = load_scheduler_config(profile)
+    first = cfg.schedules[0].model_copy(update={"resources": cfg.schedules[0].resources.model_copy(
+        update={"gpus": gpus, "device": "cuda"})})
+    kubernetes = cfg.kubernetes.model_validate({**cfg.kubernetes.model_dump(), **GPU_NODES})
+    return cfg.model_copy(update={"schedules": [first, *cfg.schedules[1:]], "kubernetes": kubernetes,
+                                  "artifacts": "gs://team-models/unity"})
+
+
+def _gpu_pods(docs):
+    pods = []
+    for d in docs:
+        if d["kind"] == "Deployment":
+            pods.append(("scheduler", d["spec"]["template"]["spec"]))
+        elif d["kind"] == "CronJob":
+            pods.append((d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif d["kind"] == "RayCluster":
+            pods += [(g["groupName"], g["template"]["spec"]) for g in d["spec"]["workerGroupSpecs"]]
+    return {name: pod for name, pod in pods}
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("mode", ["deployment", "cronjob", "cluster"])
+def test_gpu_schedules_get_gpu_pods_on_gpu_nodes_in_every_mode(profile, mode):
+    cfg = _with_gpu_schedule(profile)
+    docs = render_manifests(cfg, profile, mode)
+    assert validate_manifests(docs, "1.30.0") == []
+    assert restricted_violations(docs) == [], "GPU pods stay admitted by Pod Security 'restricted'"
+    if mode == "cluster":
+        assert validate_custom(docs, CRDS) == []
+    pods = _gpu_pods(docs)
+    gpu_pods = {n: p for n, p in pods.items() if "nvidia.com/gpu" in p["containers"][0]["resources"]["limits"]}
+    expected = {"deployment": {"scheduler"}, "cronjob": {f"train-{cfg.schedules[0].schedule_id}".lower()},
+                "cluster": {"gpu-trainers"}}[mode]
+    assert {dns_name(n) if mode == "cronjob" else n for n in gpu_pods} == expected, "only the pods that train on GPUs"
+    for name, pod in pods.items():
+        has = name in gpu_pods
+        assert ("nodeSelector" in pod) == has and ("tolerations" in pod) == has and ("runtimeClassName" in pod) == has
+    for pod in gpu_pods.values():
+        resources = pod["containers"][0]["resources"]
+        assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] >= 1
+        assert pod["nodeSelector"] == GPU_NODES["gpu_node_selector"] and pod["runtimeClassName"] == "nvidia"
+        assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if mode == "cluster":
+        group = next(d for d in docs if d["kind"] == "RayCluster")["spec"]["workerGroupSpecs"][1]
+        assert group["rayStartParams"]["num-gpus"] == "2" and group["maxReplicas"] == 4
+        assert pods["gpu-trainers"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 2
+        embedded = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["scheduler.yaml"])
+        first = next(s for s in embedded["schedules"] if s["schedule_id"] == cfg.schedules[0].schedule_id)
+        assert first["resources"] == {"gpus": 1, "device": "cuda"}, "Ray reads the job's GPUs from the config"
+
+
+def test_gpu_schedules_a_cluster_cannot_place_stop_the_rendering():
+    from mlops_unity_pipeline.errors import UserError
+
+    cfg = _with_gpu_schedule(PROFILES[0], gpus=3)
+    with pytest.raises(UserError, match="more GPUs than one worker has"):
+        render_manifests(cfg, PROFILES[0], "cluster")
+    no_gpu_nodes = cfg.model_copy(update={"kubernetes": cfg.kubernetes.model_copy(
+        update={"ray_gpu_workers": 0, "ray_max_gpu_workers": 0})})
+    with pytest.raises(UserError, match="no GPU workers"):
+        render_manifests(no_gpu_nodes, PROFILES[0], "cluster")

@@ -8,13 +8,16 @@ exercising a feature, and checks that each feature really happened (not that it 
 * MA-POCA: the pads' group rewards reach the trainer (its group cumulative reward);
 * a camera: the camera-only behaviour's policy takes a [3, 24, 24] image;
 * memory: the corridor's policy is recurrent;
-* hybrid actions: the boost behaviour's policy has continuous and discrete outputs.
+* hybrid actions: the boost behaviour's policy has continuous and discrete outputs;
+* SAC: a behaviour trained off-policy reports its Q losses and entropy coefficient;
+* intrinsic rewards: curiosity and RND, beside the extrinsic one, report their rewards and losses.
 
 Then the camera, recurrent and hybrid models are evaluated in the simulator and on the build, and gated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +41,17 @@ BEHAVIORS = {
     "Hall": dict(archetype="corridor"),
     "Cam": dict(archetype="reach_target", observation_space={"camera": 24}),
     "Boost": dict(archetype="navigation", action_space={"type": "hybrid", "size": 2, "branches": [2]}),
+    "Soft": dict(archetype="reach_target"),
+    "Curious": dict(archetype="reach_target"),
 }
+
+
+def short(d):
+    """Episodes short enough that every agent finishes several in the run (statistics and the curriculum's
+    min_lesson_length count finished episodes; a run that ends before any would test luck). The duel's flag is
+    wide: ELO counts decided games only, and random racers must decide some."""
+    wide = {"goal_radius": 2.6} if d.params.task == "duel" else {}
+    return dataclasses.replace(d, params=dataclasses.replace(d.params, max_steps=min(d.params.max_steps, 60), **wide))
 
 
 def config(definitions) -> dict:
@@ -49,6 +62,11 @@ def config(definitions) -> dict:
                            hyperparameters={"buffer_size": 1024, "batch_size": 128})
     behaviors = {d.behavior_name: behavior_settings(d, cfg) for d in definitions}
     behaviors["Duel"]["self_play"].update(save_steps=500, swap_steps=500, team_change=1000)
+    soft = next(d for d in definitions if d.behavior_name == "Soft")
+    behaviors["Soft"] = behavior_settings(soft, cfg.model_copy(update={"algorithm": "SAC", "hyperparameters": {
+        "buffer_size": 4000, "batch_size": 64, "buffer_init_steps": 256}}))
+    behaviors["Curious"]["reward_signals"].update(curiosity={"strength": 0.02, "gamma": 0.99},
+                                                  rnd={"strength": 0.01, "gamma": 0.99})
     return {"behaviors": behaviors,
             "environment_parameters": {"num_obstacles": {"curriculum": [
                 {"name": "open", "value": 0.0,
@@ -62,7 +80,7 @@ def config(definitions) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, trainer_env):
     tmp = tmp_path_factory.mktemp("features")
-    definitions = [build_behavior(behavior_name=name, **kw) for name, kw in BEHAVIORS.items()]
+    definitions = [short(build_behavior(behavior_name=name, **kw)) for name, kw in BEHAVIORS.items()]
     exe = build_headless_player(definitions, tmp / "build" / "Curr", trainer_env.python, 8)
     cfg = tmp / "features.yaml"
     cfg.write_text(yaml.safe_dump(config(definitions)))
@@ -123,6 +141,20 @@ def test_poca_receives_group_rewards(trained):
     group = [v for _, v in tags.get("Environment/Group Cumulative Reward", [])]
     assert group and max(group) > 0, sorted(tags)  # the pair's group rewards, as POCA counted them
     assert "Losses/Baseline Loss" in tags, "MA-POCA's own loss: the group trainer ran"
+
+
+def test_sac_and_intrinsic_reward_signals_train(trained):
+    run, _, _, _ = trained
+    soft = scalars(run, "Soft")
+    for tag in ("Losses/Q1 Loss", "Losses/Q2 Loss", "Policy/Continuous Entropy Coeff"):
+        assert tag in soft, (tag, sorted(soft))
+    assert "Policy/Epsilon" not in soft and "Policy/Epsilon" in scalars(run, "Curious"), "SAC, not PPO (clipping)"
+    curious = scalars(run, "Curious")
+    for tag in ("Policy/Curiosity Reward", "Losses/Curiosity Forward Loss", "Policy/Rnd Reward", "Losses/RND Loss",
+                "Policy/Extrinsic Reward"):
+        assert tag in curious, (tag, sorted(curious))
+    assert all(np.isfinite(v) for _, v in curious["Losses/RND Loss"])
+    assert (run / "Soft.onnx").is_file() and (run / "Curious.onnx").is_file()
 
 
 def test_camera_memory_and_hybrid_policies_have_their_shapes(trained):

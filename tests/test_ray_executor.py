@@ -1,8 +1,9 @@
 """Beyond one machine, end to end: a real two-node Ray cluster on 127.0.0.1 whose nodes share nothing but PostgreSQL
-and a bucket (the GCS emulator) — each node has its own scratch workspace — runs 8 fast-trainer jobs, and one node is
-killed with SIGKILL in the middle of training. Every job completes, the interrupted one resumes on the surviving node
-from the checkpoint it stored in the bucket, no run registers twice, every artifact is in the bucket, and the CLI and
-the dashboard (on a third workspace) list every run."""
+and a bucket (the GCS emulator) — each node has its own scratch workspace — runs 8 fast-trainer jobs (one needs a
+GPU, which only the head node declares), and one node is killed with SIGKILL in the middle of training. Every job
+completes, the GPU job on the GPU node, the interrupted one resumes on the surviving node from the checkpoint it
+stored in the bucket, no run registers twice, every artifact is in the bucket, and the CLI and the dashboard (on a
+third workspace) list every run."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (in t
 CFG = RLTrainingConfig(trainer="fast", max_steps=40_960, checkpoint_interval=4_096, summary_freq=4_096)
 BUCKET = "gs://unity-models/cluster"
 JOBS = 8
+GPU_JOB = 3  # needs a GPU: only node 0 declares one (a logical GPU; it trains on the CPU)
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def cluster(tmp_path, gcs_server, monkeypatch):
     envs = [{"UNITY_MLOPS_WORKER_WORKSPACE": str(tmp_path / f"node{i}"), "STORAGE_EMULATOR_HOST": gcs_server.host}
             for i in range(2)]
     try:
-        c = RayCluster(sys.executable).start(nodes=2, cpus=1, env=envs)
+        c = RayCluster(sys.executable).start(nodes=2, cpus=1, env=envs, gpus=[1, 0])  # the head has a GPU
     except RuntimeError as exc:
         pytest.fail(str(exc))
     yield c
@@ -66,7 +68,8 @@ def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_lo
                            artifacts=BUCKET)
     jobs = [TrainingJob(job_id=f"ray-{i}", asset_spec=UnityAssetSpec(asset_id=f"ray-{i}", name=f"RayAgent{i}",
                                                                      description="Reach target position"),
-                        rl_config=CFG.model_copy(update={"seed": i})) for i in range(JOBS)]
+                        rl_config=CFG.model_copy(update={"seed": i}),
+                        resources={"gpus": 1 if i == GPU_JOB else 0, "device": "cpu"}) for i in range(JOBS)]
     interrupted: list[str] = []
     sockets: set[tuple[str, str, str]] = set()
 
@@ -98,6 +101,10 @@ def test_eight_jobs_on_two_nodes_sharing_only_postgresql_and_a_bucket_survive_lo
     for job_id in interrupted:  # continued on node 0 from what node 1 stored, not from step 0
         assert by_job[job_id].metrics["training"]["resumed_from_step"] >= CFG.checkpoint_interval, job_id
         assert (tmp_path / "node0" / job_id / "result.json").is_file(), "finished on the surviving node"
+
+    gpu_job = jobs[GPU_JOB].job_id  # Ray placed it on the node with a GPU, and it saw its GPU there
+    assert (tmp_path / "node0" / gpu_job / "result.json").is_file() and not (tmp_path / "node1" / gpu_job).exists()
+    assert by_job[gpu_job].metrics["training"]["device"] == "cpu", "as the job asked"
 
     versions = LocalModelRegistry(tmp_path / "reader" / "_registry", pg_database, store).list()
     assert sorted(v.run_key for v in versions) == sorted(f"nightly|{j.job_id}" for j in jobs), "one version per run"

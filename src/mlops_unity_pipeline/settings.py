@@ -133,6 +133,11 @@ def torch_index_url() -> str | None:
     return _get("UNITY_MLOPS_TORCH_INDEX_URL") or None
 
 
+def cuda_visible_devices() -> str | None:
+    """The GPUs this process was given (CUDA's own variable; set by Ray and by NVIDIA's container runtime)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 def omp_threads() -> str:
     return _get("OMP_NUM_THREADS") or "1"
 

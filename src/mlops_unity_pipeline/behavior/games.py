@@ -122,7 +122,9 @@ class DuelTask(Task):
 
 class PadsTask(Task):
     PAD_RADIUS = 1.0
-    HOLD_REWARD = 0.005  # group reward per held pad per step: the only shaping, and the group's too
+    # the group's only shaping: +HOLD_REWARD when a pad becomes held, - when it is let go (potential-based, so
+    # loitering on one pad earns nothing; only holding both, the success, pays)
+    HOLD_REWARD = 0.1
 
     def set_parameters(self, get) -> None:
         self.parameter = get
@@ -139,6 +141,7 @@ class PadsTask(Task):
         self.vel = np.zeros_like(self.pos)
         self.pads = np.zeros((groups, 2, 2), np.float32)
         self.steps = np.zeros(groups, np.int64)
+        self.held = np.zeros(groups, np.int64)
         self._ended = np.zeros(groups, bool)
         self.group_id = np.repeat(np.arange(1, groups + 1), 2)  # a SimpleMultiAgentGroup per arena, for good
 
@@ -156,6 +159,7 @@ class PadsTask(Task):
         self.steps[idx] = 0
         get = self.parameter  # a curriculum can start with wide pads
         self.radius[idx] = [get("pad_radius", self.PAD_RADIUS) if get else self.PAD_RADIUS for _ in range(k)]
+        self.held[idx] = self._occupied()[idx].any(axis=1).sum(axis=1)
 
     def _occupied(self) -> np.ndarray:
         """[n, 2 agents, 2 pads]: agent on pad."""
@@ -191,8 +195,10 @@ class PadsTask(Task):
         f = frame(2 * self.n, self._observe()[0], np.full(2 * self.n, p.step_penalty, np.float32), twice(done),
                   twice(interrupted), twice(success))
         f.group_id = self.group_id.copy()
-        held = on.any(axis=1).sum(axis=1) * self.HOLD_REWARD  # pads held right now
-        f.group_reward = twice(np.where(success, p.success_reward, held)).astype(np.float32)
+        held = on.any(axis=1).sum(axis=1)  # pads held now
+        shaping = (held - self.held) * self.HOLD_REWARD
+        self.held = held
+        f.group_reward = twice(np.where(success, p.success_reward, shaping)).astype(np.float32)
         return [f]
 
     def restart(self, frames: list[SlotFrame]) -> list[list[np.ndarray]]:
@@ -248,7 +254,7 @@ class CorridorTask(Task):
         at = np.linalg.norm(self.pos[:, None] - goals[None], axis=-1) < self.GOAL_RADIUS  # [n, 2]
         right = at[np.arange(self.n), self.cue]
         wrong = at[np.arange(self.n), 1 - self.cue] & ~right
-        reward = reward + np.where(right, p.success_reward, np.where(wrong, -p.success_reward, 0.0))
+        reward = reward + np.where(right, p.success_reward, 0.0)  # the wrong goal ends it with nothing (a T-maze)
         interrupted = (self.steps >= p.max_steps) & ~(right | wrong)
         done = right | wrong | interrupted
         self._ended = done

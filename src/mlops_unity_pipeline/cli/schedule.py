@@ -65,7 +65,7 @@ def _cmd_schedule_run_once(args: argparse.Namespace) -> int:
     for asset in spec.asset_specs:
         job_id = f"{k8s_job}-{asset.asset_id}" if k8s_job else job_id_for(spec.schedule_id, asset.asset_id, slot)
         job = TrainingJob(job_id=job_id, asset_spec=asset, rl_config=spec.rl_config, timeout_s=spec.job_timeout_s,
-                          evaluation=spec.evaluation)
+                          evaluation=spec.evaluation, resources=spec.resources)
         # a retried pod is the same run: it resumes, or only finishes the bookkeeping if it had registered
         result = orch.execute_training_job_sync(job, run_key=f"run-once:{job_id}")
         print(f"{job_id}: {result.status} {result.model_version or result.error or ''}")

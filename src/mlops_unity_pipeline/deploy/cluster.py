@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
+from ..errors import UserError
 from ..scheduler.config import SchedulerConfig
+from .kubernetes import give_gpus
 from .secrets import DATABASE_KEY, SECRETS, config_without_credentials, secret_env, secret_keys
 
 SCRATCH = "/scratch"
@@ -130,6 +132,14 @@ def render_cluster(cfg: SchedulerConfig, source: str | Path, base: list[dict[str
     worker = _container(cfg, "ray-worker", [], worker_env, k.ray_worker_cpu, k.ray_worker_memory)
     for c in (head, worker):
         del c["args"]  # KubeRay writes the `ray start` command itself
+    groups = [{
+        "groupName": "trainers", "replicas": k.ray_workers, "minReplicas": k.ray_min_workers,
+        "maxReplicas": max(k.ray_workers, k.ray_max_workers),
+        "rayStartParams": {"num-cpus": str(k.ray_worker_cpu)},
+        "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "ray"}},
+                     "spec": _pod([worker], grace_s=grace)},
+    }]
+    groups += _gpu_workers(cfg, worker, grace)
     docs.append({
         "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": _meta(RAY_CLUSTER, ns),
         "spec": {
@@ -137,16 +147,37 @@ def render_cluster(cfg: SchedulerConfig, source: str | Path, base: list[dict[str
             "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "127.0.0.1"},
                               "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "ray"}},
                                            "spec": _pod([head])}},
-            "workerGroupSpecs": [{
-                "groupName": "trainers", "replicas": k.ray_workers, "minReplicas": k.ray_min_workers,
-                "maxReplicas": max(k.ray_workers, k.ray_max_workers),
-                "rayStartParams": {"num-cpus": str(k.ray_worker_cpu)},
-                "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "ray"}},
-                             "spec": _pod([worker], grace_s=grace)},
-            }],
+            "workerGroupSpecs": groups,
         },
     })
     return docs
+
+
+def _gpu_workers(cfg: SchedulerConfig, worker: dict[str, Any], grace: int) -> list[dict[str, Any]]:
+    """A second worker group on GPU nodes, declaring its GPUs to Ray: jobs with `resources.gpus` run only there
+    (Ray places them), the others on the CPU group, and the autoscaler starts GPU nodes only when GPU jobs wait."""
+    k = cfg.kubernetes
+    needs = {s.schedule_id: s.resources.gpus for s in cfg.schedules if s.resources.gpus}
+    if not needs and not k.ray_gpu_workers and not k.ray_max_gpu_workers:
+        return []
+    if needs and not (k.ray_gpu_workers or k.ray_max_gpu_workers):
+        first = next(iter(needs))
+        raise UserError(f"schedule {first} needs GPUs, but the cluster has no GPU workers",
+                        hint="set kubernetes.ray_gpu_workers (or ray_max_gpu_workers for GPU nodes on demand)")
+    too_many = [f"{sid} ({n})" for sid, n in needs.items() if n > k.ray_gpus_per_worker]
+    if too_many:
+        raise UserError(f"schedules {', '.join(too_many)} need more GPUs than one worker has "
+                        f"(kubernetes.ray_gpus_per_worker: {k.ray_gpus_per_worker})",
+                        hint="raise ray_gpus_per_worker or lower the schedules' resources.gpus")
+    gpu_worker = copy.deepcopy(worker)
+    gpu_worker["name"] = "ray-gpu-worker"
+    return [{
+        "groupName": "gpu-trainers", "replicas": k.ray_gpu_workers, "minReplicas": 0,
+        "maxReplicas": max(k.ray_gpu_workers, k.ray_max_gpu_workers),
+        "rayStartParams": {"num-cpus": str(k.ray_worker_cpu), "num-gpus": str(k.ray_gpus_per_worker)},
+        "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "ray"}},
+                     "spec": give_gpus(cfg, _pod([gpu_worker], grace_s=grace), k.ray_gpus_per_worker)},
+    }]
 
 
 def restricted_violations(docs: list[dict[str, Any]]) -> list[str]:

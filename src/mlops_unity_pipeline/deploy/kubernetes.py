@@ -90,6 +90,24 @@ def _pod_spec(cfg: SchedulerConfig, container: dict[str, Any], restart: str, gra
     }
 
 
+def give_gpus(cfg: SchedulerConfig, pod: dict[str, Any], gpus: int) -> dict[str, Any]:
+    """A pod that trains on `gpus` GPUs: the device plugin's resource on its container, and the placement on GPU
+    nodes the config names (nodeSelector, tolerations of their taints, the NVIDIA runtime class)."""
+    if not gpus:
+        return pod
+    k = cfg.kubernetes
+    for container in pod["containers"]:
+        for part in ("requests", "limits"):
+            container["resources"][part][k.gpu_resource] = gpus
+    if k.gpu_node_selector:
+        pod["nodeSelector"] = dict(k.gpu_node_selector)
+    if k.gpu_tolerations:
+        pod["tolerations"] = [t.manifest() for t in k.gpu_tolerations]
+    if k.gpu_runtime_class:
+        pod["runtimeClassName"] = k.gpu_runtime_class
+    return pod
+
+
 def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml",
                      mode: str = "deployment") -> list[dict[str, Any]]:
     if mode not in ("deployment", "cronjob", "cluster"):
@@ -119,6 +137,8 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
         return render_cluster(cfg, source, docs)
     config_path = f"{CONFIG_MOUNT}/scheduler.yaml"
     if mode == "deployment":
+        # the scheduler trains in its own pod: as many GPUs as the most demanding schedule (or kubernetes.gpus)
+        gpus = k.gpus if k.gpus is not None else max((s.resources.gpus for s in cfg.schedules), default=0)
         container = _container(cfg, ["schedule", "run", config_path, "--health-port", str(HEALTH_PORT)], secret_envs)
         container["ports"] = [{"name": "health", "containerPort": HEALTH_PORT}]
         container["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 30,
@@ -130,7 +150,7 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
                      "selector": {"matchLabels": {"app.kubernetes.io/name": "unity-mlops",
                                                   "app.kubernetes.io/component": "scheduler"}},
                      "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "scheduler"}},
-                                  "spec": _pod_spec(cfg, container, "Always", grace)}},
+                                  "spec": give_gpus(cfg, _pod_spec(cfg, container, "Always", grace), gpus)}},
         })
         return docs
     for schedule in cfg.schedules:
@@ -154,7 +174,8 @@ def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml"
                 "backoffLimit": k.backoff_limit,
                 "activeDeadlineSeconds": deadline,
                 "template": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "training"}},
-                             "spec": _pod_spec(cfg, container, "Never", grace)},
+                             "spec": give_gpus(cfg, _pod_spec(cfg, container, "Never", grace),
+                                               schedule.resources.gpus)},
             }},
         }
         if schedule.starting_deadline_s:

@@ -47,7 +47,7 @@ class RayExecutor:
         self.database, self.artifacts = database, artifacts
         self._task: Any = None
 
-    def _remote(self) -> Any:
+    def _remote(self, gpus: int = 0) -> Any:
         if self._task is None:
             if not self.ray.is_initialized():
                 try:
@@ -56,11 +56,13 @@ class RayExecutor:
                     raise UserError(f"cannot reach the Ray cluster at {self.address or 'auto'}: {exc}",
                                     hint="start one (`ray start --head`) or fix executor.address") from None
             self._task = self.ray.remote(run_on_worker)
-        return self._task.options(num_cpus=self.num_cpus, max_retries=self.max_retries, retry_exceptions=False)
+        # Ray places a job that needs GPUs on a node that has them and sets its CUDA_VISIBLE_DEVICES
+        return self._task.options(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
+                                  retry_exceptions=False)
 
     async def run(self, job: TrainingJob, run_key: str) -> TrainingResult:
-        ref = self._remote().remote(job.model_dump(mode="json"), run_key, self.workspace, self.registry,
-                                    self.database, self.artifacts)
+        ref = self._remote(job.resources.gpus).remote(job.model_dump(mode="json"), run_key, self.workspace,
+                                                      self.registry, self.database, self.artifacts)
         try:
             data = await asyncio.wrap_future(ref.future())
         except asyncio.CancelledError:  # shutdown: stop the task; the run continues from its checkpoint next time

@@ -92,7 +92,7 @@ class JobState:
         """Training completed: a later failure (evaluate, register, a kill) keeps this model."""
         self.move("trained", training={"run_dir": str(t.run_dir), "onnx_path": str(t.onnx_path),
                                        "final_step": t.final_step, "max_steps": t.max_steps,
-                                       "log_path": str(t.log_path),
+                                       "log_path": str(t.log_path), "device": t.device,
                                        "others": {b: [str(m), f, top] for b, (m, f, top) in t.others.items()}})
 
     def completed_training(self) -> TrainingOutcome | None:
@@ -103,5 +103,6 @@ class JobState:
         outcome = TrainingOutcome(returncode=0, run_dir=Path(t["run_dir"]), onnx_path=Path(t["onnx_path"]),
                                   final_step=t["final_step"], max_steps=t["max_steps"], interrupted=False,
                                   timed_out=False, log_path=Path(t["log_path"]),
-                                  others={b: (Path(m), f, top) for b, (m, f, top) in (t.get("others") or {}).items()})
+                                  others={b: (Path(m), f, top) for b, (m, f, top) in (t.get("others") or {}).items()},
+                                  device=t.get("device"))
         return outcome if outcome.completed else None

@@ -33,6 +33,12 @@ def preflight(job: TrainingJob, trainer: Trainer, fixed_build: bool, trainer_env
     if owned:
         raise StageError("generate", f"MLAGENTS_TRAIN_COMMAND sets {', '.join(owned)}, which each job decides (its "
                                      "build, its results directory, its reserved ports); remove them from the command")
+    from ..devices import device_problem
+
+    problem = device_problem(job.resources.device, job.resources.gpus, trainer.needs_player,
+                             (trainer_env_path or trainer_env.default_env_path()).expanduser())
+    if problem:
+        raise StageError("generate", problem)
     if unity and not trainer.needs_player:
         raise StageError("generate", f"trainer '{trainer.name}' trains on the built-in simulator, not on a Unity "
                                      "build (UNITY_BUILD_COMMAND is set); use trainer: mlagents")

@@ -22,7 +22,8 @@ def summary_metrics(ctx: JobContext) -> dict[str, Any]:
             "final_step": t.final_step, "max_steps": t.max_steps, "returncode": t.returncode,
             "last_mean_reward": t.progress[-1].mean_reward if t.progress else None,
             "elapsed_s": t.progress[-1].elapsed_s if t.progress else None,
-            "resumed_from_step": t.resumed_from_step, "reward_curve": [[p.step, p.mean_reward] for p in t.progress],
+            "resumed_from_step": t.resumed_from_step, "device": t.device,
+            "reward_curve": [[p.step, p.mean_reward] for p in t.progress],
         }
         if t.pretrain:
             out["pretrain"] = t.pretrain

@@ -52,6 +52,20 @@ class HealthConfig(_Model):
     port: int | None = None
 
 
+class Toleration(_Model):
+    """A Kubernetes toleration (GPU nodes are often tainted so that only pods that ask may land there)."""
+
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+    def manifest(self) -> dict[str, Any]:
+        names = {"toleration_seconds": "tolerationSeconds"}
+        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
+
+
 class KubernetesConfig(_Model):
     namespace: str = "unity-mlops"
     image: str = "unity-mlops:latest"
@@ -71,6 +85,18 @@ class KubernetesConfig(_Model):
     ray_worker_memory: str = "8Gi"
     ray_job_cpus: int = Field(default=1, ge=1, le=512, description="CPUs each job declares (jobs per worker = "
                                                                      "ray_worker_cpu / ray_job_cpus)")
+    # GPUs: the pods that train get `gpu_resource` limits, and land on GPU nodes through these three
+    gpus: int | None = Field(default=None, ge=0, le=64, description="GPUs of the scheduler pod in --mode deployment "
+                                                                     "(default: the most any schedule needs).")
+    gpu_resource: str = Field(default="nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
+                              description="The device plugin's extended resource.")
+    gpu_node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of pods with GPUs.")
+    gpu_tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of pods with GPUs.")
+    gpu_runtime_class: str | None = Field(default=None, max_length=253,
+                                          description="runtimeClassName of pods with GPUs (e.g. nvidia).")
+    ray_gpu_workers: int = Field(default=0, ge=0, le=1000, description="--mode cluster: GPU workers to start with.")
+    ray_max_gpu_workers: int = Field(default=0, ge=0, le=1000, description="--mode cluster: the autoscaler's most.")
+    ray_gpus_per_worker: int = Field(default=1, ge=1, le=64, description="--mode cluster: GPUs of each GPU worker.")
 
 
 class ExecutorConfig(_Model):

@@ -227,7 +227,7 @@ class TrainingScheduler:
             self.store.update_run(row.run_key, status="failed", finished_at=now, error="asset no longer scheduled")
             return
         job = TrainingJob(job_id=row.job_id, asset_spec=asset, rl_config=spec.rl_config, timeout_s=spec.job_timeout_s,
-                          evaluation=spec.evaluation)
+                          evaluation=spec.evaluation, resources=spec.resources)
         self.store.update_run(row.run_key, status="running", started_at=now)
         log.info("starting %s (attempt %d%s)", row.job_id, row.attempts + 1,
                  f", resumed after {row.restarts} restart(s)" if row.restarts else "")

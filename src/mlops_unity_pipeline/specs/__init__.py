@@ -18,9 +18,10 @@ from .base import (
     parse_model,
 )
 from .documents import load_asset_spec, load_document, load_job
-from .jobs import EvaluationSettings, TrainingJob, TrainingResult, TrainingSchedule, VertexSettings
+from .jobs import EvaluationSettings, Resources, TrainingJob, TrainingResult, TrainingSchedule, VertexSettings
 from .training import RLTrainingConfig
 
-__all__ = ["ALGORITHMS", "LIMITS", "MAX_SECONDS", "TRAINERS", "EvaluationSettings", "RLTrainingConfig", "TrainingJob",
-           "TrainingResult", "TrainingSchedule", "UnityAssetSpec", "VertexSettings", "_Model", "_check_identifier",
-           "_check_safe_id", "format_validation_error", "load_asset_spec", "load_document", "load_job", "parse_model"]
+__all__ = ["ALGORITHMS", "LIMITS", "MAX_SECONDS", "TRAINERS", "EvaluationSettings", "RLTrainingConfig",
+           "Resources", "TrainingJob", "TrainingResult", "TrainingSchedule", "UnityAssetSpec", "VertexSettings",
+           "_Model", "_check_identifier", "_check_safe_id", "format_validation_error", "load_asset_spec",
+           "load_document", "load_job", "parse_model"]

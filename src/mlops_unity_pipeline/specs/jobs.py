@@ -55,6 +55,36 @@ class EvaluationSettings(_Model):
                              description="How long a build may take to answer one step (ML-Agents' timeout_wait).")
 
 
+class Resources(_Model):
+    """What a job needs of the machine it runs on: GPUs (Ray schedules it on a node that has them, Kubernetes
+    requests `nvidia.com/gpu`, the local executor never runs more GPU jobs at once than there are GPUs) and the torch
+    device training uses."""
+
+    gpus: int = Field(default=0, ge=0, le=64, description="GPUs the job needs.")
+    device: str = Field(default="auto", description="auto (CUDA where there is one, else the CPU), cpu, cuda or "
+                                                     "cuda:N.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from ..devices import DEVICE
+
+        if not DEVICE.match(v):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _cuda_is_there(self) -> Resources:
+        """A job that asks for CUDA without asking for a GPU runs where it is written: there must be one. (With
+        `gpus`, it is for a GPU node of a cluster, checked where it is placed.)"""
+        from ..devices import gpu_count
+
+        if self.device.startswith("cuda") and not self.gpus and not gpu_count():
+            raise ValueError(f"device {self.device!r}, but this machine has no CUDA device (no NVIDIA driver lists a "
+                             "GPU); use device: auto or cpu, or gpus: N to run it on a GPU node")
+        return self
+
+
 class TrainingJob(_Model):
     """One run of the pipeline for one asset."""
 
@@ -69,6 +99,7 @@ class TrainingJob(_Model):
                                              "default: the workspace's).")
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings,
                                            description="Where and how the model is judged.")
+    resources: Resources = Field(default_factory=Resources, description="GPUs and the torch device.")
 
     @field_validator("job_id")
     @classmethod
@@ -126,6 +157,7 @@ class TrainingSchedule(_Model):
     retry_backoff_s: float = 60.0
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings,
                                            description="Where and how each run's model is judged.")
+    resources: Resources = Field(default_factory=Resources, description="GPUs and the torch device of each run.")
 
     @field_validator("schedule_id")
     @classmethod

@@ -57,6 +57,7 @@ class TrainingOutcome:
     pretrain: dict[str, Any] | None = None  # the offline behaviour-cloning step, when there was one
     # the run's other behaviours (a build with several): name -> (model, final step, max steps)
     others: dict[str, tuple[Path, int | None, int]] = field(default_factory=dict)
+    device: str | None = None  # the torch device it trained on (the job's resources, decided on its machine)
 
     @property
     def onnx_exists(self) -> bool:

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from .. import settings
+from ..devices import TORCH_CUDA_KEY
 from ..errors import TrainerEnvError
 from ..redaction import child_environment
 
@@ -54,6 +55,11 @@ try:
     from mlagents_envs.communicator_objects import unity_message_pb2  # noqa: F401
 except Exception as exc:
     problems.append(f"ML-Agents trainer does not import: {exc}")
+try:
+    import torch
+    out["torch_cuda"] = torch.version.cuda  # None for a CPU build
+except Exception:
+    out["torch_cuda"] = None
 out["problems"] = problems
 print(json.dumps(out))
 """
@@ -201,7 +207,10 @@ def setup(
     env = TrainerEnvironment((path or default_env_path()).expanduser().resolve())
     if env.is_ready() and not force:
         progress(f"trainer environment ready at {env.path}")
-        env.check()
+        info = env.check()
+        marker = json.loads(env.marker.read_text())
+        if marker.get(TORCH_CUDA_KEY, "?") != info.get("torch_cuda"):  # made before the marker said it
+            env.marker.write_text(json.dumps({**marker, TORCH_CUDA_KEY: info.get("torch_cuda")}, indent=2))
         return env
     base = find_base_python(python)
     progress(f"creating the ML-Agents {MLAGENTS_VERSION} trainer environment at {env.path} (Python: {base})")
@@ -236,7 +245,10 @@ def setup(
     marker = {"lock_digest": lock_digest(), "base_python": base, "created": time.time()}
     env.marker.write_text(json.dumps(marker, indent=2))
     info = env.check()
-    progress(f"trainer environment ready: mlagents {info['mlagents']}, torch {info['torch']}, "
+    marker[TORCH_CUDA_KEY] = info.get("torch_cuda")  # what `resources.device: auto` reads, without importing torch
+    env.marker.write_text(json.dumps(marker, indent=2))
+    build = f"CUDA {info['torch_cuda']}" if info.get("torch_cuda") else "CPU build"
+    progress(f"trainer environment ready: mlagents {info['mlagents']}, torch {info['torch']} ({build}), "
              f"Python {info['python']}")
     return env
 
