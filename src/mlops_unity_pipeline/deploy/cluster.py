@@ -23,7 +23,7 @@ import yaml
 
 from ..errors import UserError
 from ..scheduler.config import SchedulerConfig
-from .kubernetes import give_gpus
+from .gpus import give_gpus
 from .secrets import DATABASE_KEY, SECRETS, config_without_credentials, secret_env, secret_keys
 
 SCRATCH = "/scratch"

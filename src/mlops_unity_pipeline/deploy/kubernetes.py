@@ -28,6 +28,7 @@ import yaml
 
 from ..errors import UserError
 from ..scheduler.config import SchedulerConfig
+from .gpus import give_gpus
 from .secrets import DATABASE_KEY, SECRETS, config_without_credentials, secret_env, secret_keys
 
 MOUNT = "/mnt/training-logs"
@@ -88,24 +89,6 @@ def _pod_spec(cfg: SchedulerConfig, container: dict[str, Any], restart: str, gra
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "unity-mlops-data"}},
                     {"name": "config", "configMap": {"name": "unity-mlops-config"}}],
     }
-
-
-def give_gpus(cfg: SchedulerConfig, pod: dict[str, Any], gpus: int) -> dict[str, Any]:
-    """A pod that trains on `gpus` GPUs: the device plugin's resource on its container, and the placement on GPU
-    nodes the config names (nodeSelector, tolerations of their taints, the NVIDIA runtime class)."""
-    if not gpus:
-        return pod
-    k = cfg.kubernetes
-    for container in pod["containers"]:
-        for part in ("requests", "limits"):
-            container["resources"][part][k.gpu_resource] = gpus
-    if k.gpu_node_selector:
-        pod["nodeSelector"] = dict(k.gpu_node_selector)
-    if k.gpu_tolerations:
-        pod["tolerations"] = [t.manifest() for t in k.gpu_tolerations]
-    if k.gpu_runtime_class:
-        pod["runtimeClassName"] = k.gpu_runtime_class
-    return pod
 
 
 def render_manifests(cfg: SchedulerConfig, source: str | Path = "scheduler.yaml",

@@ -7,6 +7,7 @@ job's `evaluation:` settings can ask for the build in every case.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..build.builders import HeadlessPlayerBuilder, unity_build_requested
@@ -20,6 +21,8 @@ from ..trainer.base import Trainer
 from ..trainer.config import agents_per_env
 from .context import JobContext
 from .progress import ConsoleProgress
+
+log = logging.getLogger("unity_mlops")
 
 
 def preflight(job: TrainingJob, trainer: Trainer, fixed_build: bool, trainer_env_path: Path | None) -> None:
@@ -50,6 +53,19 @@ def preflight(job: TrainingJob, trainer: Trainer, fixed_build: bool, trainer_env
             trainer_env.resolve(trainer_env_path)
         except UserError as exc:
             raise StageError("generate", f"evaluating on a build needs the trainer environment: {exc}") from None
+
+
+def training_device(ctx: JobContext, trainer_env_path: Path | None) -> str:
+    """The torch device of the update: the job's `resources.device`, `auto` decided on this machine."""
+    from ..devices import resolve_device
+
+    if not ctx.trainer.needs_player:
+        return "cpu"  # the in-process trainer (a CUDA request was refused before generating)
+    device, note = resolve_device(ctx.job.resources.device,
+                                  (trainer_env_path or trainer_env.default_env_path()).expanduser())
+    if note:
+        log.info("train: %s", note)
+    return device
 
 
 def evaluation_environment(ctx: JobContext, trainer_env_path: Path | None) -> EvaluationEnvironment:

@@ -19,7 +19,6 @@ from pathlib import Path
 from .. import settings
 from ..behavior.definition import BehaviorError, build_behavior
 from ..build.builders import BuildArtifact, EnvironmentBuilder, log_tail, select_builder, unity_build_requested
-from ..devices import resolve_device
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import log_to_tensorboard
 from ..events import EventBus, JobStarted, log_listener
@@ -40,7 +39,7 @@ from . import report
 from .artifacts import RunSync
 from .context import JobContext
 from .jobstate import JobState
-from .judging import check_demonstrations, judge, preflight, verdict
+from .judging import check_demonstrations, judge, preflight, training_device, verdict
 from .lineage import registration_requests, run_versions
 from .progress import ConsoleProgress
 from .registries import Registries, vertex_settings
@@ -204,14 +203,13 @@ class UnityMLOpsOrchestrator:
         request = TrainRequest(ctx.definition, cfg, TrainerSettings.for_job(ctx.definition, cfg),
                                ctx.generated.trainer_config, ctx.build, ws.run_dir / own_run_id if own_run_id
                                else ws.run_dir, ws.logs, ws.dir, StopCondition.for_job(ctx.cancel, ctx.job.timeout_s),
-                               ws.trainer_pid_path, device=self._device(ctx))
+                               ws.trainer_pid_path, device=training_device(ctx, self.trainer_env_path))
         suffix = "" if ctx.trainer.name == "mlagents" else f" ({ctx.trainer.name})"
         bar = ConsoleProgress(f"train {request.behavior}{suffix}", enabled=self.show_progress)
         try:
             ctx.training = ctx.trainer.train(request, CallbackList([ProgressCallback(bar.update), ctx.sync]))
         finally:
             bar.done()
-        ctx.training.device = request.device
         reason = ctx.training.failure_reason()
         if reason:
             raise StageError("train", reason, log_tail=log_tail(ctx.training.log_path))
@@ -235,16 +233,6 @@ class UnityMLOpsOrchestrator:
         log.info("register: %s", "; ".join(f"{v.version} -> {v.model_path}" for v in ctx.versions))
 
     # ------------------------------------------------------------------ helpers
-
-    def _device(self, ctx: JobContext) -> str:
-        """The torch device of the update: the job's `resources.device`, `auto` decided on this machine."""
-        if not ctx.trainer.needs_player:
-            return "cpu"  # the in-process trainer (a CUDA request was refused before generating)
-        env = (self.trainer_env_path or trainer_env.default_env_path()).expanduser()
-        device, note = resolve_device(ctx.job.resources.device, env)
-        if note:
-            log.info("train: %s", note)
-        return device
     def _stage(self, ctx: JobContext, name: str, fn: Callable[[JobContext], None]) -> None:
         t0 = time.monotonic()
         log.info("stage %s ...", name)

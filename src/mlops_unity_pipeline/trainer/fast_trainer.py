@@ -57,6 +57,7 @@ class FastTrainer:
                                   final_step=out["final_step"], max_steps=request.settings.max_steps,
                                   interrupted=stopped and request.stop.cancelled,
                                   timed_out=stopped and not request.stop.cancelled, log_path=log_path,
-                                  progress=recorded.history, resumed_from_step=out["resumed_from_step"])
+                                  progress=recorded.history, resumed_from_step=out["resumed_from_step"],
+                                  device=request.device)
         callback.on_training_end(outcome)
         return outcome

@@ -117,7 +117,7 @@ class MLAgentsTrainer:
                 break
             avoid |= set(ports.ports)  # a foreign process took a port between our check and the trainer's bind
             log.warning("train: port %d was taken by another process; retrying on another range", ports.base)
-        outcome.resumed_from_step, outcome.pretrain = resumed_from, pretrain
+        outcome.resumed_from_step, outcome.pretrain, outcome.device = resumed_from, pretrain, request.device
         outcome.others = other_behaviors(written, request.behavior, outcome.run_dir)
         if outcome.progress:
             last = outcome.progress[-1]
