@@ -6,7 +6,9 @@
 #   docker run -d -p 8080:8080 -e UNITY_MLOPS_HEALTH_PORT=8080 -v data:/workspace unity-mlops:latest \
 #       unity-mlops schedule run /app/deploy/profiles/production.yaml --health-port 8080
 # Any CPython 3.11 base works: PYTHON_IMAGE=python:3.11-slim-bookworm (default), or one made from Debian's packages
-# (`make image` does that: nothing is pulled from a registry). torch is pinned to 2.13.0, the CPU build.
+# (`make image` does that: nothing is pulled from a registry). torch is pinned to 2.13.0, whichever build the
+# wheelhouse holds: a GPU image is `TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 scripts/wheelhouse.sh`,
+# then the same build (`trainer setup` records the CUDA build; jobs with `resources.device: auto` then use the GPU).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

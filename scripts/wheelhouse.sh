@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every wheel the image installs, downloaded on the host into build/wheelhouse (the Docker build then needs no network:
 # `docker build --network=none`). Both environments: the product with its deploy, fast, gcs, vertex and ray extras,
-# and the ML-Agents trainer environment's pins (torch 2.13.0 CPU, the lock file, the mlagents wheels).
+# and the ML-Agents trainer environment's pins (torch 2.13.0, the lock file, the mlagents wheels).
 # Run with the Python the image has (CPython 3.11 on x86_64 glibc, as Debian 12's and python:3.11-slim's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,9 @@ print("\n".join(deps))
 PY
 )
 LOCK=src/mlops_unity_pipeline/trainer/mlagents-1.1.0.lock
-"${pip[@]}" torch==2.13.0 -c "$LOCK"
+# TORCH_INDEX_URL picks torch's build: unset, the index's default (the CPU one here); for a GPU image, a CUDA index,
+# e.g. https://download.pytorch.org/whl/cu126 (its nvidia-* libraries come along, a few GB)
+"${pip[@]}" torch==2.13.0 -c "$LOCK" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 "$PYTHON" -m pip --disable-pip-version-check wheel -q --no-deps -w "$OUT" -r "$LOCK"   # gym is an sdist: built here
 "${pip[@]}" --no-deps --python-version 3.10.12 mlagents==1.1.0 mlagents-envs==1.1.0
 "$PYTHON" -m pip --disable-pip-version-check download -q --no-deps --python-version 3.10.12 -d "$OUT" pettingzoo==1.15.0
