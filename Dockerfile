@@ -7,8 +7,9 @@
 #       unity-mlops schedule run /app/deploy/profiles/production.yaml --health-port 8080
 # Any CPython 3.11 base works: PYTHON_IMAGE=python:3.11-slim-bookworm (default), or one made from Debian's packages
 # (`make image` does that: nothing is pulled from a registry). torch is pinned to 2.13.0, whichever build the
-# wheelhouse holds: a GPU image is `TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 scripts/wheelhouse.sh`,
-# then the same build (`trainer setup` records the CUDA build; jobs with `resources.device: auto` then use the GPU).
+# wheelhouse holds. The CUDA variant: `TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 scripts/wheelhouse.sh
+# build/wheelhouse-cuda`, then `docker build --network=none --build-arg WHEELHOUSE=build/wheelhouse-cuda -t
+# unity-mlops:cuda .` (`trainer setup` records the CUDA build; jobs with `resources.device: auto` use the GPU).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -16,7 +17,8 @@ FROM ${PYTHON_IMAGE} AS build
 LABEL org.opencontainers.image.title=unity-mlops
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels \
     UNITY_MLOPS_TRAINER_ENV=/opt/mlagents-trainer
-COPY build/wheelhouse /wheels
+ARG WHEELHOUSE=build/wheelhouse
+COPY ${WHEELHOUSE} /wheels
 # Both environments install torch 2.13.0 from the same wheel (754 MB each): identical files become one (hardlinks),
 # which the single COPY of /opt below keeps, so the image and the disk its build needs shrink by that much.
 RUN PY="$(command -v python3.11)" \

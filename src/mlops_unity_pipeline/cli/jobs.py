@@ -89,7 +89,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_trainer_setup(args: argparse.Namespace) -> int:
     from ..trainer.environment import setup
 
-    env = setup(args.path, python=args.python, force=args.force)
+    env = setup(args.path, python=args.python, force=args.force, torch_index_url=args.torch_index_url)
     print(env.path)
     return 0
 
@@ -268,6 +268,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--path", type=Path, help="where to create it")
     s.add_argument("--python", help="a CPython 3.10/3.11 to build it from ($UNITY_MLOPS_TRAINER_PYTHON)")
     s.add_argument("--force", action="store_true", help="rebuild even if it looks complete")
+    s.add_argument("--torch-index-url", metavar="URL",
+                   help="install torch 2.13.0 from this index, e.g. https://download.pytorch.org/whl/cu126 for a "
+                        "CUDA build ($UNITY_MLOPS_TORCH_INDEX_URL); jobs with resources.device auto then train on "
+                        "the GPU")
     s.set_defaults(func=_cmd_trainer_setup)
     c = trs.add_parser("check", help="verify the trainer environment and print versions",
                        description="Import the trainer in its environment; fail with what is missing.")

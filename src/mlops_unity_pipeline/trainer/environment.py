@@ -201,10 +201,16 @@ def _run(cmd: list[str], what: str, progress: Progress, log: Path) -> None:
 
 
 def setup(
-    path: Path | None = None, python: str | None = None, force: bool = False, progress: Progress = print
+    path: Path | None = None, python: str | None = None, force: bool = False, progress: Progress = print,
+    torch_index_url: str | None = None,
 ) -> TrainerEnvironment:
-    """Create (or verify) the trainer environment. Idempotent: a ready environment is only checked."""
+    """Create (or verify) the trainer environment. Idempotent: a ready environment is only checked, unless torch is
+    asked from another index than it came from (a CUDA build, `--torch-index-url`): then it is rebuilt."""
     env = TrainerEnvironment((path or default_env_path()).expanduser().resolve())
+    index = torch_index_url or settings.torch_index_url()
+    if env.is_ready() and index and json.loads(env.marker.read_text()).get("torch_index_url") != index:
+        progress(f"torch comes from {index} this time: rebuilding the trainer environment")
+        force = True
     if env.is_ready() and not force:
         progress(f"trainer environment ready at {env.path}")
         info = env.check()
@@ -222,8 +228,8 @@ def setup(
     _run([base, "-m", "venv", str(env.path)], "create the virtual environment", progress, log)
     torch_spec = settings.torch_spec()
     torch_cmd = [*pip, "install", torch_spec, "-c", str(lock_path())]
-    if settings.torch_index_url():
-        torch_cmd += ["--index-url", settings.torch_index_url()]
+    if index:  # e.g. https://download.pytorch.org/whl/cu126 for CUDA 12.6 wheels
+        torch_cmd += ["--index-url", index]
     _run(torch_cmd, f"install {torch_spec}", progress, log)
     _run([*pip, "install", "--no-deps", "-r", str(lock_path())], "install the pinned dependencies", progress, log)
     with tempfile.TemporaryDirectory(prefix="unity-mlops-wheels-") as tmp:
@@ -242,7 +248,7 @@ def setup(
             [*pip, "install", "--no-deps", "--ignore-requires-python", *wheels, *EXTRA_NO_DEPS],
             f"install mlagents {MLAGENTS_VERSION}", progress, log,
         )
-    marker = {"lock_digest": lock_digest(), "base_python": base, "created": time.time()}
+    marker = {"lock_digest": lock_digest(), "base_python": base, "created": time.time(), "torch_index_url": index}
     env.marker.write_text(json.dumps(marker, indent=2))
     info = env.check()
     marker[TORCH_CUDA_KEY] = info.get("torch_cuda")  # what `resources.device: auto` reads, without importing torch
