@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup servers demo test image-test lint bench clean
+.PHONY: setup servers demo test docs image-test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ servers:
 
 test: setup servers
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site-check
 	$(BIN)/python -m pytest
+
+# the documentation site (docs/, MkDocs Material) into site/, offline; its reference pages are generated from the code
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 # the Docker image, built air-gapped from this checkout and checked inside (Docker's engine from Debian's packages)
 image-test: setup
@@ -39,4 +44,4 @@ bench: setup
 	$(BIN)/python bench/player_throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site build/site-check .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """A short run of the chaos harness (bench/chaos.py) with real processes: a kill -9 at each point of a scheduled run,
 a webhook receiver outage with three concurrent senders, and three ML-Agents jobs started at the same instant
-beside a port thief. The README's figures come from the long run of the same harness."""
+beside a port thief. The figures in docs/benchmarks/chaos.md come from the long run of the same harness."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The README's "where to change what", proven: each extension is made the documented way, in this file only, and
-works end to end: a registry backend chosen by URI, an event listener and a new event type, an archetype, a CLI
-command group, a trainer."""
+"""The "where to change what" of docs/explanation/architecture.md, proven: each extension is made the documented way,
+in this file only, and works end to end: a registry backend chosen by URI, an event listener and a new event type,
+an archetype, a CLI command group, a trainer."""
 
 from __future__ import annotations
 

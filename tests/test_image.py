@@ -25,7 +25,7 @@ pytestmark = pytest.mark.image
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "unity-mlops:test"
 BASE = "local/py311:bookworm"
-BUILD_NEEDS_GIB = 8  # measured peak of a build on an empty data root: see the README
+BUILD_NEEDS_GIB = 8  # measured peak of a build on an empty data root: see docs/how-to/operations.md#deployment
 JOB = """job_id: image-job
 asset_spec: {asset_id: img-1, name: ImageAgent, description: Reach target position}
 rl_config: {trainer: fast, max_steps: 4096, summary_freq: 2048,

@@ -1,5 +1,5 @@
-"""Defaults chosen from measurements (README "Performance") stay what was measured, and the contention rule of the
-fast trainer's update threads follows the kernel's own count of runnable tasks."""
+"""Defaults chosen from measurements (docs/benchmarks/fast-trainer.md) stay what was measured, and the contention
+rule of the fast trainer's update threads follows the kernel's own count of runnable tasks."""
 
 from __future__ import annotations
 

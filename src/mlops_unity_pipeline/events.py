@@ -53,6 +53,8 @@ class JobEvent(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class JobStarted(JobEvent):
+    """A job starts (each attempt; a restarted run keeps its message id)."""
+
     type: ClassVar[str] = "job.started"
     attempt: int = 1
 
@@ -62,6 +64,8 @@ class JobStarted(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelRegistered(JobEvent):
+    """A version is registered."""
+
     type: ClassVar[str] = "model.registered"
     uri: str | None = None
 
@@ -71,6 +75,8 @@ class ModelRegistered(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class JobCompleted(JobEvent):
+    """A job completed: trained, evaluated and registered."""
+
     type: ClassVar[str] = "job.completed"
     success_rate: float | None = None
     mean_reward: float | None = None
@@ -83,6 +89,8 @@ class JobCompleted(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class JobFailed(JobEvent):
+    """A job failed or was cancelled: its stage, the message and the log tail."""
+
     type: ClassVar[str] = "job.failed"
     status: str = "failed"
     stage: str | None = None
@@ -95,6 +103,8 @@ class JobFailed(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleStarted(JobEvent):
+    """A schedule fires a slot (its runs follow)."""
+
     type: ClassVar[str] = "schedule.started"
     schedule_id: str = ""
     slot: str = ""
@@ -106,6 +116,8 @@ class ScheduleStarted(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleMissed(JobEvent):
+    """A slot could not run: downtime past its deadline, an overlap forbidden, a run still in progress."""
+
     type: ClassVar[str] = "schedule.missed"
     schedule_id: str = ""
     slot: str = ""

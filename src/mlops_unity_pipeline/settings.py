@@ -1,6 +1,6 @@
 """The product's settings: the one module that reads environment variables.
 
-Everything else asks here, so a variable has one name, one default and one parser, and the README's table of
+Everything else asks here, so a variable has one name, one default and one parser, and the reference page of
 variables can be checked against one file. `Paths` is resolved once from arguments and the environment and then
 handed around; the accessors below are read when they are needed (a long-running scheduler picks up a changed
 `UNITY_BUILD_COMMAND` for its next job, as before). The code that runs inside the trainer environment
@@ -160,7 +160,8 @@ def cpu_budget() -> int:
 def default_concurrent_jobs() -> int:
     """The scheduler's `max_concurrent_jobs` when a config does not say: a job keeps about two CPUs busy (the fast
     trainer's update threads; ML-Agents' trainer and its players), and on 2 cores two fast jobs at once gave 1.21-1.49x
-    the steps/s of one (README "Performance"), so one job per two CPUs this process may use, at least one."""
+    the steps/s of one (docs/benchmarks/fast-trainer.md#under-contention-and-two-jobs-at-once), so one job per two
+    CPUs this process may use, at least one."""
     return max(1, cpu_budget() // 2)
 
 
@@ -251,3 +252,65 @@ def checkpoints_path() -> str | None:
 def failpoint() -> tuple[str, str | None]:
     """(`UNITY_MLOPS_FAILPOINT`, `UNITY_MLOPS_FAILPOINT_FILE`): where a chaos test freezes this process."""
     return _get(FAILPOINT), _get(FAILPOINT_FILE) or None
+
+
+# ---------------------------------------------------------------------------- the documented list
+# Every variable read above, with what it means: the reference page "Environment variables" is generated from this
+# and a test checks that every name this module reads is here.
+VARIABLES: dict[str, dict[str, str]] = {
+    "Where things live": {
+        WORKSPACE: "The workspace: one folder per job, the registry and the state (default `./runs`).",
+        REGISTRY: "The registry: a directory or a URI (`file:`, `sqlite:`, `postgresql:`, `vertex://PROJECT/REGION`; "
+                  "default `<workspace>/_registry`).",
+        DATABASE_URL: "A shared PostgreSQL (`postgresql://user:pw@host/db`) for the registry index, scheduler state, "
+                      "webhook outbox and control-plane log (default: SQLite files beside each store).",
+        ARTIFACTS: "Shared object storage for models, checkpoints and run files (`gs://bucket/prefix` or a shared "
+                   "directory; default: the local workspace only).",
+        WORKER_WORKSPACE: "A Ray worker's own scratch workspace (a pod's emptyDir); its jobs' files travel through "
+                          "the artifact store.",
+        "UNITY_MLOPS_CACHE_DIR": "The cache (the strict trainer-YAML check's verdicts; default: the user cache).",
+        PORT_LOCK_DIR: "Where jobs reserve trainer ports with lock files (default `$TMPDIR/unity-mlops-ports`); "
+                       "every process on the host must use the same one.",
+    },
+    "Trainer and build": {
+        TRAIN_COMMAND: "Run this instead of the managed `mlagents-learn` (its own config and flags are kept; see "
+                       "\"Bring your own ML-Agents config\").",
+        TRAINER_ENV: "Where the managed ML-Agents trainer environment is (default: in the user cache).",
+        TRAINER_PYTHON: "The CPython 3.10/3.11 `trainer setup` builds it from.",
+        "UNITY_MLOPS_TORCH_SPEC": f"The torch requirement of the trainer environment (default `{DEFAULT_TORCH}`).",
+        "UNITY_MLOPS_TORCH_INDEX_URL": "The index torch is installed from (a CUDA one for GPUs, e.g. "
+                                       "`https://download.pytorch.org/whl/cu126`).",
+        "CUDA_VISIBLE_DEVICES": "The GPUs this process may use (CUDA's own; Ray and NVIDIA's container runtime set "
+                                "it); `resources.gpus` is checked against it.",
+        "OMP_NUM_THREADS": "Caps the CPUs a job uses (Ray sets it to a task's declared CPUs; default for trainers 1).",
+        "UNITY_BUILD_COMMAND": "Build a real Unity player with this command instead of the headless player.",
+        "UNITY_EDITOR": "A Unity editor to build with (with `UNITY_PROJECT_PATH`).",
+        "UNITY_PROJECT_PATH": "The Unity project the generated scripts are copied into and built from.",
+        "UNITY_BUILD_SCENE": "The scene to build (default: the project's build settings).",
+        "UNITY_BUILD_TIMEOUT_S": f"The build's time limit in seconds (default {DEFAULT_UNITY_BUILD_TIMEOUT_S:.0f}).",
+    },
+    "Services": {
+        "WEBHOOK_URL": "A webhook endpoint for lifecycle events, as in the setup guide.",
+        "WEBHOOK_SECRET": "Its `whsec_` signing secret (Standard Webhooks).",
+        "GOOGLE_CLOUD_PROJECT": "Register versions in Vertex AI in this project (as in the setup guide).",
+        "UNITY_MLOPS_VERTEX_PROJECT": "The same, taking precedence over `GOOGLE_CLOUD_PROJECT`.",
+        "VERTEX_REGION": "Vertex AI's region (default `us-central1`).",
+        "UNITY_MLOPS_VERTEX_BUCKET": "The bucket for uploaded versions (default `<project>-mlops-unity-models`).",
+        "UNITY_MLOPS_VERTEX_ENDPOINT": "A regional or private Vertex AI endpoint.",
+        "UNITY_MLOPS_VERTEX": "`off` keeps models local even when the variables above are set.",
+        "UNITY_MLOPS_HEALTH_PORT": "The scheduler's health port in the container image's HEALTHCHECK.",
+        "UNITY_MLOPS_K8S_JOB_NAME": "Set by the rendered CronJobs: a retried pod resumes the same run.",
+    },
+    "Control plane": {
+        "UNITY_MLOPS_CONTROL_PLANE_BUNDLE": "Gate `models promote`/`rollback` through this control-plane bundle.",
+        "UNITY_MLOPS_CONTROL_PLANE_EVENTS": "The control-plane event log file (default: the shared database, else "
+                                            "`<state>/control-plane.jsonl`).",
+        "UNITY_MLOPS_CHECKPOINTS": "Where signed checkpoints of the log's head are kept (outside the log's folder).",
+        IDENTITY_KEY: "The private key this process holds: an approval signed with it is refused (no self-approval).",
+        "UNITY_MLOPS_ACTOR": "The label recorded as who acted (default: the OS user); not an authorization.",
+    },
+    "Testing the guarantees": {
+        FAILPOINT: "Freeze the process at this named point (the chaos harness, `failpoints.py`).",
+        FAILPOINT_FILE: "The file the frozen process writes when it reaches the failpoint.",
+    },
+}

@@ -102,7 +102,7 @@ register_archetype(Archetype(
     ("obstacle", "avoid", "navigat", "maze", "collision"), {"raycast": 8, "velocity": 2, "target": 2},
     TaskParameters(num_obstacles=3, max_steps=300),
     # tuned for the setup guide's quick start (8 players, 100k steps) on ML-Agents:
-    # README "The setup guide's quick start, on either trainer"
+    # docs/benchmarks/quickstart.md#learning-with-the-defaults
     trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 256, "learning_rate": 3.0e-3},
                             normalize=False)))
 register_archetype(Archetype(

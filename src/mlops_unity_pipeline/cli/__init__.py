@@ -49,6 +49,17 @@ def build_parser(groups: tuple[Any, ...] = GROUPS) -> argparse.ArgumentParser:
 
 
 INTEGRITY_EXIT = 4
+EXIT_CODES = {  # every code a command ends with (the reference page "Exit codes" is generated from this)
+    0: "done",
+    1: "the work failed: a job (its stage and log tail are printed), a sweep trial, a scheduled run; `control-plane "
+       "verify` found tampering; `models sync` found drift; `db status`: the database is behind",
+    2: "invalid input: the field or byte, the problem and the fix in one message; nothing was written",
+    3: "the ML-Agents trainer environment is missing or broken (`unity-mlops trainer setup`)",
+    4: "refused: a promotion blocked by its gates (each failing criterion and by how much), or the control-plane "
+       "event log failed verification (nothing appended)",
+    130: "interrupted (Ctrl-C)",
+    141: "the reader of the output went away (`| head`), quietly",
+}
 
 
 def main(argv: list[str] | None = None, groups: tuple[Any, ...] = GROUPS) -> int:

@@ -1,15 +1,14 @@
 """How many threads the PPO update may use, decided again before every update.
 
-Measured on a 2-core machine (README "The fast trainer under contention"): on idle cores two torch threads make the
-run 1.26x faster than one; with two other busy processes on the same cores the same two threads make it 8x *slower*
-(the update's many small parallel regions wait at barriers for a thread the OS has descheduled), while one thread
-loses only a third. So the update takes a second thread only where one is idle: at most the CPUs this process may
-use (affinity, cgroup quota, a Ray task's OMP_NUM_THREADS: `settings.cpu_budget()`), and at most the host's CPUs
-minus the tasks the kernel reports runnable right now besides this one — other jobs of this scheduler (threads of
-this very process included), other trainers, anything. The count is read from /proc/loadavg (instantaneous, unlike
-the load averages) between rollout and update, when this job's own torch threads are idle, and smoothed over a few
-updates; where it cannot be read, one thread.
-"""
+Measured on a 2-core machine (docs/benchmarks/fast-trainer.md#under-contention-and-two-jobs-at-once): on idle cores
+two torch threads make the run 1.26x faster than one; with two other busy processes on the same cores the same two
+threads make it 8x *slower* (the update's many small parallel regions wait at barriers for a thread the OS has
+descheduled), while one thread loses only a third. So the update takes a second thread only where one is idle: at
+most the CPUs this process may use (affinity, cgroup quota, a Ray task's OMP_NUM_THREADS: `settings.cpu_budget()`),
+and at most the host's CPUs minus the tasks the kernel reports runnable right now besides this one — other jobs of
+this scheduler (threads of this very process included), other trainers, anything. The count is read from
+/proc/loadavg (instantaneous, unlike the load averages) between rollout and update, when this job's own torch
+threads are idle, and smoothed over a few updates; where it cannot be read, one thread."""
 
 from __future__ import annotations
 

@@ -49,17 +49,24 @@ class WebhookConfig(_Model):
 
 class HealthConfig(_Model):
     host: str = "127.0.0.1"
+    """The health server's address."""
     port: int | None = None
+    """The health server's port (/healthz, /readyz, /metrics); none: no server."""
 
 
 class Toleration(_Model):
     """A Kubernetes toleration (GPU nodes are often tainted so that only pods that ask may land there)."""
 
     key: str | None = Field(default=None, max_length=253)
+    """The taint's key."""
     operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists (any value) or Equal."""
     value: str | None = Field(default=None, max_length=63)
+    """The taint's value (with Equal)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint's effect to tolerate (none: all)."""
     toleration_seconds: int | None = Field(default=None, ge=0)
+    """How long a NoExecute taint is tolerated."""
 
     def manifest(self) -> dict[str, Any]:
         names = {"toleration_seconds": "tolerationSeconds"}
@@ -68,21 +75,36 @@ class Toleration(_Model):
 
 class KubernetesConfig(_Model):
     namespace: str = "unity-mlops"
+    """The namespace of every rendered object."""
     image: str = "unity-mlops:latest"
+    """The product's image (built with `docker build`, see Deployment)."""
     storage: str = "20Gi"
+    """The PersistentVolumeClaim's size (runs, registry, state)."""
     storage_class: str | None = None
+    """Its storage class (default: the cluster's)."""
     cpu: str = "2"
+    """CPU request and limit of the pods that train."""
     memory: str = "8Gi"
+    """Memory request and limit of the pods that train."""
     backoff_limit: int = 2
+    """A CronJob's pod retries (each resumes the same run)."""
     active_deadline_s: int = 6 * 3600
+    """A CronJob run's time limit when its schedule sets no job_timeout_s."""
     kubernetes_version: str = "1.30.0"
+    """The Kubernetes version the manifests are validated against."""
     # --mode cluster: the KubeRay RayCluster that runs the jobs
     ray_version: str = "2.60.0"
+    """--mode cluster: the RayCluster's Ray version (the image must have it)."""
     ray_workers: int = Field(default=2, ge=0, le=1000)
+    """--mode cluster: CPU workers to start with."""
     ray_min_workers: int = Field(default=1, ge=0, le=1000)
+    """--mode cluster: the autoscaler's fewest CPU workers."""
     ray_max_workers: int = Field(default=8, ge=0, le=1000)
+    """--mode cluster: the autoscaler's most CPU workers."""
     ray_worker_cpu: int = Field(default=2, ge=1, le=512)
+    """--mode cluster: CPUs of each worker."""
     ray_worker_memory: str = "8Gi"
+    """--mode cluster: memory of each worker."""
     ray_job_cpus: int = Field(default=1, ge=1, le=512, description="CPUs each job declares (jobs per worker = "
                                                                      "ray_worker_cpu / ray_job_cpus)")
     # GPUs: the pods that train get `gpu_resource` limits, and land on GPU nodes through these three
@@ -101,6 +123,7 @@ class KubernetesConfig(_Model):
 
 class ExecutorConfig(_Model):
     kind: Literal["local", "ray"] = "local"
+    """local: jobs run in the scheduler's process; ray: a Ray task per job."""
     address: str | None = Field(default=None, max_length=500, description="Ray cluster address (HOST:PORT).")
     num_cpus: float = Field(default=1.0, gt=0, le=1024, description="CPUs each job declares to Ray.")
     max_retries: int = Field(default=3, ge=0, le=100, description="Ray's retries of a job lost with its node.")
@@ -108,19 +131,27 @@ class ExecutorConfig(_Model):
 
 class SchedulerConfig(_Model):
     profile: str = "local"
+    """A label for the deployment (local, staging, production)."""
     workspace: str = "runs"
+    """The workspace (relative to where the scheduler runs)."""
     state_dir: str | None = None
+    """The scheduler's state, webhook outbox and control-plane log (default <workspace>/_state)."""
     max_concurrent_jobs: int = Field(default_factory=settings.default_concurrent_jobs,
                                      description="Jobs running at once (default: one per two CPUs, at least one).")
     poll_interval_s: float = 5.0
+    """How often the scheduler looks for due slots."""
     grace_period_s: float = 120.0
+    """On SIGTERM: how long running trainings get to checkpoint."""
     health: HealthConfig = Field(default_factory=HealthConfig)
+    """The health server."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    """Endpoints that receive lifecycle events."""
     webhook_retry_schedule_s: list[float] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE_S),
         description="Delays before each webhook retry (default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); a "
                     "delivery is dead-lettered after the last one fails.")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    """What `k8s render` writes."""
     vertex: VertexSettings | None = Field(default=None, description="Register every version in Vertex AI too.")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where jobs run: local or ray.")
     registry: str | None = Field(default=None, min_length=1, max_length=2000,
@@ -135,6 +166,7 @@ class SchedulerConfig(_Model):
                                               "models, checkpoints and reports; default: the local workspace only, "
                                               "or UNITY_MLOPS_ARTIFACTS.")
     schedules: list[TrainingSchedule] = Field(default_factory=list)
+    """The schedules."""
 
     @field_validator("schedules")
     @classmethod

@@ -11,17 +11,24 @@ from .base import PlainDict, _check_identifier, _check_safe_id, _Model
 
 class UnityAssetSpec(_Model):
     """A plain description of one agent. `observation_space`/`action_space` are optional: the behavior's
-    archetype fills in what the task needs (README "The behaviors")."""
+    archetype fills in what the task needs (docs/how-to/behaviours.md)."""
 
     asset_id: str
+    """Your identifier of the asset (letters, digits, '-', '_', '.')."""
     name: str
+    """The agent's name: a C# identifier (the class is <name>Agent, the behavior name defaults to it)."""
     asset_type: str = "behavior"
+    """What kind of asset (behavior, agent, npc, ...); with the description it picks the archetype."""
     description: str = ""
+    """What the agent should do, in plain words ("reach the target while avoiding obstacles")."""
     observation_space: dict[str, int] | None = None
+    """Observation keys and sizes, e.g. {raycast: 8, velocity: 2} (default: the archetype's)."""
     action_space: dict[str, Any] | None = None
+    """{type: continuous|discrete|hybrid, size: N, branches: [..]} (default: the archetype's)."""
     behavior_name: str | None = Field(default=None, description="ML-Agents behavior name; defaults to `name`.")
     archetype: str | None = Field(default=None, description="Override the archetype chosen from the text.")
     metadata: PlainDict = Field(default_factory=dict)
+    """Your own labels, kept with every version."""
 
     @field_validator("asset_id")
     @classmethod

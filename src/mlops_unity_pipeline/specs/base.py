@@ -57,7 +57,7 @@ PlainDict = Annotated[dict[str, Any], AfterValidator(_plain)]
 class _Model(BaseModel):
     # NaN and infinities are refused in every float field: they pass range checks and fail an hour later
     model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=True,
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 LIMITS = {"max_steps": 10**10, "num_envs": 64, "seed": 2**31 - 1, "bc_updates": 10**6, "agents_per_env": 1024,

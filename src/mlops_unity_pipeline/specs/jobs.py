@@ -19,7 +19,9 @@ class VertexSettings(_Model):
     `VERTEX_REGION`, `UNITY_MLOPS_VERTEX_BUCKET`; `UNITY_MLOPS_VERTEX=off` keeps models local regardless."""
 
     project: str = Field(min_length=1, max_length=200)
+    """The Google Cloud project."""
     region: str = Field(default="us-central1", max_length=100)
+    """Vertex AI's region."""
     bucket: str | None = Field(default=None, description="gs://bucket (default: <project>-mlops-unity-models)")
     serving_image: str | None = Field(default=None, description="An ONNX-capable serving container you host "
                                                                 "(default: none; models are for Unity clients).")
@@ -89,8 +91,11 @@ class TrainingJob(_Model):
     """One run of the pipeline for one asset."""
 
     job_id: str
+    """The job's name: its folder in the workspace and part of its run key."""
     asset_spec: UnityAssetSpec
+    """What to train."""
     rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    """How to train it."""
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
                                     description="Stop training (with a checkpoint) after this.")
     vertex: VertexSettings | None = Field(default=None, description="Also register the version in Vertex AI.")
@@ -136,10 +141,15 @@ class TrainingSchedule(_Model):
     """Retrain assets on a cron schedule."""
 
     schedule_id: str
+    """The schedule's name (its runs are keyed by schedule, slot and asset)."""
     cron_expression: str
+    """When: 5 cron fields (6 with seconds), read in `timezone`."""
     asset_specs: list[UnityAssetSpec]
+    """What each run trains: one job per asset."""
     rl_config: RLTrainingConfig = Field(default_factory=RLTrainingConfig)
+    """How to train it."""
     enabled: bool = True
+    """A disabled schedule fires nothing (its CronJob is suspended)."""
     timezone: str = Field(default="UTC", description="IANA time zone the cron expression is read in.")
     missed_run_policy: Literal["skip", "latest", "all"] = Field(
         default="latest", description="After downtime: run nothing missed, only the latest slot, or all (bounded)."
@@ -154,7 +164,9 @@ class TrainingSchedule(_Model):
     jitter_s: float = Field(default=0.0, description="Deterministic delay in [0, jitter_s) per slot.")
     job_timeout_s: float | None = Field(default=None, description="Stop a run's training after this long.")
     max_retries: int = 2
+    """Retries of a failed run, with exponential backoff."""
     retry_backoff_s: float = 60.0
+    """The first retry's delay; it doubles each time."""
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings,
                                            description="Where and how each run's model is judged.")
     resources: Resources = Field(default_factory=Resources, description="GPUs and the torch device of each run.")

@@ -14,30 +14,44 @@ class RLTrainingConfig(_Model):
     """How to train. Unset hyperparameters come from the behavior archetype's tuned defaults."""
 
     algorithm: str = "PPO"
+    """PPO, SAC or POCA (case-insensitive); POCA for agents in groups."""
     max_steps: int = 500_000
+    """Steps to train for (all agents together, as ML-Agents counts them)."""
     num_envs: int = 1
+    """Player processes the trainer steps at once (`--num-envs`)."""
     time_scale: float = 20.0
+    """Unity's time scale while training (engine_settings.time_scale)."""
     seed: int = 42
+    """The training seed (`--seed`); held-out evaluation uses other seeds."""
     agents_per_env: int | None = Field(
         default=None, description="Agents simulated per headless player; default per archetype."
     )
     trainer: Literal["mlagents", "fast"] = Field(
         default="mlagents", description="mlagents: the real ML-Agents trainer; fast: in-process PPO on the simulator.")
     use_offline_rl: bool = False
+    """Train from the demonstrations first (`offline_mode`)."""
     demonstrations_path: str | None = None
+    """A .demo file or a folder of them (recorded in Unity or with `unity-mlops demos record`)."""
     offline_mode: Literal["hybrid", "offline_only"] = Field(
         default="hybrid", description="With use_offline_rl: behavior cloning only, or BC then online fine-tuning.")
     bc_updates: int = Field(default=100, description="Offline behavior-cloning updates (epochs over the demos).")
     hyperparameters: PlainDict = Field(default_factory=dict)
+    """ML-Agents hyperparameters over the archetype's defaults (batch_size, buffer_size, learning_rate, ...)."""
     network_settings: PlainDict = Field(default_factory=dict)
+    """ML-Agents network_settings over the archetype's (hidden_units, num_layers, normalize, memory, ...)."""
     summary_freq: int | None = None
+    """Steps between summaries (TensorBoard, progress)."""
     checkpoint_interval: int | None = None
+    """Steps between checkpoints (a restart resumes from the last one)."""
     keep_checkpoints: int | None = None
+    """Checkpoints kept (ML-Agents' keep_checkpoints, default 5)."""
     time_horizon: int | None = None
+    """Steps an agent collects before its experience is used (default: derived from the buffer)."""
     reward_signals: dict[str, PlainDict] | None = Field(
         default=None, description="ML-Agents reward_signals block; default: extrinsic, gamma 0.99."
     )
     behavioral_cloning: PlainDict | None = None
+    """ML-Agents' behavioral_cloning settings (demo_path, strength, steps)."""
     environment_parameters: PlainDict | None = Field(
         default=None, description="ML-Agents environment_parameters (samplers, curriculum)."
     )

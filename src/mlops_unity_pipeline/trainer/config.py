@@ -8,6 +8,7 @@ hard-coded `resume:` in a YAML is a known trap.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # the specs validate configs with this module's helpers: no i
     from ..specs import RLTrainingConfig
 
 # The shared bases; each archetype's `TrainerDefaults` adjust them (tuned on this machine class so each archetype is
-# learnable with the default step budgets: README "The behaviors", learning figures in README "Performance").
+# learnable with the default step budgets: docs/how-to/behaviours.md; learning figures: docs/benchmarks/quickstart.md).
 _PPO_BASE: dict[str, Any] = {
     "batch_size": 256,
     "buffer_size": 2048,
@@ -54,8 +55,7 @@ def on_policy_time_horizon(archetype_horizon: int, buffer_size: int, agents: int
     ends). With 8 players x 32 agents and a horizon of 64, one round of trajectories is 16,384 steps for a 4,096-step
     buffer: each update learns from experience gathered by up to four policies ago, and PPO's clipped ratio then
     throws most of the update away. A horizon of buffer_size / agents keeps each update on-policy, which is what
-    the fast trainer (and SB3) do by construction. Figures: README "The setup guide's quick start, on either
-    trainer"."""
+    the fast trainer (and SB3) do by construction. Figures: docs/benchmarks/quickstart.md#learning-with-the-defaults."""
     return max(MIN_TIME_HORIZON, min(archetype_horizon, buffer_size // max(1, agents)))
 
 
@@ -149,7 +149,11 @@ def users_config(definition: BehaviorDefinition, config: RLTrainingConfig) -> di
     name when it names it otherwise (its curriculum lessons follow)."""
     doc = copy.deepcopy(config.mlagents_config)
     assert isinstance(doc, dict)
-    (doc.get("env_settings") or {}).pop("env_path", None)
+    named = (doc.get("env_settings") or {}).pop("env_path", None)
+    if named:  # said, not silently replaced
+        logging.getLogger("unity_mlops").warning(
+            "the config's env_settings.env_path (%s) is not used: a job trains on the build its build stage makes "
+            "(UNITY_BUILD_COMMAND, or the headless player)", named)
     behaviors = doc.setdefault("behaviors", {})
     source, name = config.mlagents_behavior, definition.behavior_name
     if source and source != name and name not in behaviors and source in behaviors:
