@@ -52,6 +52,9 @@ class LocalExecutor:
                 self._free_gpus = sorted(self._free_gpus + mine)
                 self._gpu_released.notify_all()
 
+    def close(self) -> None:
+        return None
+
     def _on(self, job: TrainingJob, gpu: str) -> TrainingJob:
         env = (self.orchestrator.trainer_env_path or default_env_path()).expanduser()
         device, _ = resolve_device(job.resources.device, env)

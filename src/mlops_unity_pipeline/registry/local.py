@@ -112,11 +112,16 @@ class LocalModelRegistry(ModelRegistry):
 
     # ------------------------------------------------------------------ API
     def register(self, request: RegistrationRequest) -> ModelVersion:
-        return self.register_many([request])[0]
+        return self._register_all([request])[0]
 
     def register_many(self, requests: list[RegistrationRequest]) -> list[ModelVersion]:
         """Several versions (one per behaviour of a run) in one transaction: all or none. Idempotent per run key,
-        like `register`."""
+        like `register`. One request is `register` itself (which a subclass may extend)."""
+        if len(requests) == 1:
+            return [self.register(requests[0])]
+        return self._register_all(requests)
+
+    def _register_all(self, requests: list[RegistrationRequest]) -> list[ModelVersion]:
         keys = [r.run_key for r in requests]
         if all(keys):
             existing = [self.find_run(k) for k in keys]  # type: ignore[arg-type]
