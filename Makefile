@@ -17,13 +17,13 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python scripts/single_job_test.py
 
-# real servers the tests start themselves: a headless Chromium for the dashboard (Debian's chromium +
-# chromium-driver) and PostgreSQL for the store tests (Debian's postgresql, run by the tests as the postgres user)
+# what the tests need from Debian: a headless Chromium for the dashboard (chromium + chromium-driver), PostgreSQL for
+# the store tests (run by the tests as the postgres user) and a C# compiler for the generated Agents (mono-mcs)
 servers:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && ls /usr/lib/postgresql/*/bin/initdb \
-	  >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	  chromium chromium-driver postgresql; } || \
-	  echo "could not install chromium, chromium-driver and postgresql: the tests will say what is missing"
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v mcs >/dev/null && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver postgresql mono-mcs; } || \
+	  echo "could not install chromium, chromium-driver, postgresql and mono-mcs: the tests will say what is missing"
 
 test: setup servers
 	$(BIN)/ruff check src tests bench scripts

@@ -45,6 +45,17 @@ public static class Harness
         return agent;
     }
 
+    static object NewArena(Type agentType, Agent[] agents)
+    {
+        var arenaType = agentType.Assembly.GetTypes().First(t => t.Name == agentType.Name + "Arena");
+        var arena = Activator.CreateInstance(arenaType);
+        ((Component)arena).gameObject = new GameObject();
+        var slots = Array.CreateInstance(agentType, agents.Length);
+        for (int i = 0; i < agents.Length; i++) { slots.SetValue(agents[i], i); }
+        Set(arena, "agents", slots);
+        return arena;
+    }
+
     static Transform NewTransform(string tag = "Untagged")
     {
         var go = new GameObject();
@@ -75,21 +86,15 @@ public static class Harness
         if (kind == "pads")
         {
             agents = new[] { NewAgent(type, 0), NewAgent(type, 0) };
-            var arenaType = type.Assembly.GetTypes().First(t => t.Name == type.Name + "Arena");
-            var go = new GameObject();
-            arena = Activator.CreateInstance(arenaType);
-            ((Component)arena).gameObject = go;
-            Set(arena, "agents", Array.CreateInstance(type, 2));
-            ((Array)Get(arena, "agents")).SetValue(agents[0], 0);
-            ((Array)Get(arena, "agents")).SetValue(agents[1], 1);
-            Set(arena, "pads", new[] { NewTransform(), NewTransform() });
+            Set(arena = NewArena(type, agents), "pads", new[] { NewTransform(), NewTransform() });
             for (int i = 0; i < 2; i++) { Set(agents[i], "arena", arena); Set(agents[i], "partner", agents[1 - i]); }
         }
         else if (kind == "duel")
         {
             agents = new[] { NewAgent(type, 0), NewAgent(type, 1) };
-            var flag = NewTransform();
-            for (int i = 0; i < 2; i++) { Set(agents[i], "flag", flag); Set(agents[i], "opponent", agents[1 - i]); }
+            arena = NewArena(type, agents);
+            Set(arena, "flag", NewTransform());
+            for (int i = 0; i < 2; i++) { Set(agents[i], "arena", arena); Set(agents[i], "opponent", agents[1 - i]); }
         }
         else
         {
@@ -126,7 +131,7 @@ public static class Harness
                     Set(agents[0], "cue", int.Parse(w[1]));
                 }
                 else if (kind == "pads") { ResetPads(arena, agents, w); }
-                else { ResetDuel(agents, w, first); }
+                else { ResetDuel(arena, agents, w); }
                 first = false;
                 Console.WriteLine("O " + Fmt(agents.SelectMany(a => Observe(a))));
                 continue;
@@ -140,6 +145,7 @@ public static class Harness
             }
             foreach (var a in agents)
             {
+                if (a.done) { k += continuous + discrete; continue; }  // ended by another this step: no action
                 var cont = new float[continuous];
                 var disc = new int[discrete];
                 for (int i = 0; i < continuous; i++) { cont[i] = F(w[k++]); }
@@ -161,15 +167,17 @@ public static class Harness
             float group = 0f;
             if (arena != null)
             {
-                var g = (SimpleMultiAgentGroup)Get(arena, "group");
-                g.groupReward = 0f;
+                var field = arena.GetType().GetField("group", Any);
+                var g = field == null ? null : (SimpleMultiAgentGroup)field.GetValue(arena);
+                if (g != null) { g.groupReward = 0f; }
                 Call(arena, "FixedUpdate");
-                group = g.groupReward;
+                group = g == null ? 0f : g.groupReward;
             }
             foreach (var a in agents)
             {
+                if (a.done) { continue; }  // a new episode began: it has taken no step yet
                 a.StepCount += period;
-                if (!a.done && a.MaxStep > 0 && a.StepCount >= a.MaxStep) { a.EpisodeInterrupted(); }
+                if (a.MaxStep > 0 && a.StepCount >= a.MaxStep) { a.EpisodeInterrupted(); }
             }
             var results = new List<string>();
             for (int i = 0; i < agents.Length; i++)
@@ -235,10 +243,10 @@ public static class Harness
         foreach (var a in agents) { Set(a, "velocity", Vector3.zero); }
     }
 
-    static void ResetDuel(Agent[] agents, string[] w, bool first)
+    static void ResetDuel(object arena, Agent[] agents, string[] w)
     {
-        if (first) { foreach (var a in agents) { a.OnEpisodeBegin(); } }
-        var flag = (Transform)Get(agents[0], "flag");
+        var flag = (Transform)Get(arena, "flag");
+        Set(arena, "decisions", 0);
         flag.localPosition = new Vector3(F(w[1]), 0f, F(w[2]));
         agents[0].transform.localPosition = new Vector3(F(w[3]), 0f, F(w[4]));
         agents[1].transform.localPosition = new Vector3(F(w[5]), 0f, F(w[6]));

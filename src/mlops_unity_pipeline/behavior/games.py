@@ -21,8 +21,8 @@ _DIAG = 2.0 * np.sqrt(2.0)
 
 
 def _move(pos: np.ndarray, vel: np.ndarray, acc: np.ndarray, p) -> tuple[np.ndarray, np.ndarray]:
-    """One `dt` of the arenas' kinematics (damping, acceleration, speed cap, walls), for [..., 2] arrays."""
-    acc = np.clip(acc, -1.0, 1.0)
+    """One `dt` of the arenas' kinematics (damping, acceleration, speed cap, walls), for [..., 2] arrays; `acc` in
+    world axes, already clamped as the C# Agent clamps its actions."""
     vel = vel * p.damping + acc * (p.acceleration * p.dt)
     speed = np.linalg.norm(vel, axis=-1, keepdims=True)
     vel = vel * (p.max_speed / np.maximum(speed, p.max_speed))
@@ -87,24 +87,28 @@ class DuelTask(Task):
         return self._observe()
 
     def step(self, actions: list[tuple[np.ndarray, np.ndarray]]) -> list[SlotFrame]:
+        """As Unity steps the generated agents: team 0 moves, then team 1 (each blocked by where the other is
+        now), then the arena looks at the flag: the first alone there wins, both there at once both lose."""
         p = self.p
-        uv = _frame_of(self.flag[:, None, :] - self.pos)  # [n, 2 teams, 2, 2]
-        acc = np.stack([np.einsum("nij,ni->nj", uv[:, t], np.asarray(actions[t][0], np.float32)[:, :2])
-                        for t in (0, 1)], axis=1)
-        self.pos, self.vel = _move(self.pos, self.vel, acc, p)
-        gap = self.pos[:, 0] - self.pos[:, 1]
-        touching = np.linalg.norm(gap, axis=-1) < 2 * p.agent_radius
-        if touching.any():  # they block each other: pushed apart, stopped
-            push = gap[touching] / np.maximum(np.linalg.norm(gap[touching], axis=-1, keepdims=True), 1e-6)
-            mid = (self.pos[touching, 0] + self.pos[touching, 1]) / 2
-            self.pos[touching, 0] = mid + push * p.agent_radius
-            self.pos[touching, 1] = mid - push * p.agent_radius
-            self.vel[touching] = 0.0
+        reward = np.empty((self.n, 2), np.float32)
+        for t in (0, 1):
+            act = np.clip(np.asarray(actions[t][0], np.float32)[:, :2], -1.0, 1.0)
+            acc = np.einsum("nij,ni->nj", _frame_of(self.flag - self.pos[:, t]), act)  # au * u + av * v
+            pos, vel = _move(self.pos[:, t], self.vel[:, t], acc, p)
+            gap = pos - self.pos[:, 1 - t]
+            norm = np.linalg.norm(gap, axis=-1)
+            touching = norm < 2 * p.agent_radius
+            if touching.any():  # blocked: pushed back to touching distance, both stopped
+                push = gap[touching] / np.where(norm[touching] > 1e-5, norm[touching], np.inf)[:, None]
+                pos[touching] = self.pos[touching, 1 - t] + push * (2 * p.agent_radius)
+                vel[touching] = 0.0
+                self.vel[touching, 1 - t] = 0.0
+            self.pos[:, t], self.vel[:, t] = pos, vel
+            dist = np.linalg.norm(pos - self.flag, axis=-1)
+            reward[:, t] = p.step_penalty + p.shaping_per_metre * (self.prev[:, t] - dist)
+            self.prev[:, t] = dist
         self.steps += 1
-        dist = np.linalg.norm(self.pos - self.flag[:, None], axis=-1)  # [n, 2]
-        reward = p.step_penalty + p.shaping_per_metre * (self.prev - dist)
-        self.prev = dist
-        there = dist < p.goal_radius
+        there = self.prev < p.goal_radius
         won = there & ~there[:, ::-1]  # first alone at the flag
         decided = there.any(axis=1)
         reward = reward + np.where(won, p.success_reward, np.where(decided[:, None] & ~won, -p.success_reward, 0.0))
@@ -183,7 +187,7 @@ class PadsTask(Task):
 
     def step(self, actions: list[tuple[np.ndarray, np.ndarray]]) -> list[SlotFrame]:
         p = self.p
-        acc = np.asarray(actions[0][0], np.float32)[:, :2].reshape(self.n, 2, 2)
+        acc = np.clip(np.asarray(actions[0][0], np.float32)[:, :2], -1.0, 1.0).reshape(self.n, 2, 2)
         self.pos, self.vel = _move(self.pos, self.vel, acc, p)
         self.steps += 1
         on = self._occupied()
@@ -242,7 +246,7 @@ class CorridorTask(Task):
     def step(self, actions: list[tuple[np.ndarray, np.ndarray]]) -> list[SlotFrame]:
         p = self.p
         before = self.pos[:, 1].copy()
-        self.pos, self.vel = _move(self.pos, self.vel, np.asarray(actions[0][0], np.float32)[:, :2], p)
+        self.pos, self.vel = _move(self.pos, self.vel, np.clip(np.asarray(actions[0][0], np.float32)[:, :2], -1, 1), p)
         inside = self.pos[:, 1] < self.JUNCTION_Y  # the corridor's walls
         hit = inside & (np.abs(self.pos[:, 0]) > self.HALF_WIDTH)
         self.pos[inside, 0] = np.clip(self.pos[inside, 0], -self.HALF_WIDTH, self.HALF_WIDTH)

@@ -71,12 +71,14 @@ class CodeGenerator(ABC):
 
 
 class TemplateGenerator(CodeGenerator):
-    """Renders the built-in Jinja2 templates."""
+    """Renders the built-in Jinja2 templates, or a team's own copy of them (`templates`: a directory with the same
+    file names)."""
 
-    def __init__(self) -> None:
+    def __init__(self, templates: str | Path | None = None) -> None:
         import jinja2
 
-        loader = jinja2.PackageLoader("mlops_unity_pipeline.generate", "templates")
+        loader = jinja2.FileSystemLoader(str(templates)) if templates else \
+            jinja2.PackageLoader("mlops_unity_pipeline.generate", "templates")
         self.env = jinja2.Environment(
             loader=loader, autoescape=False, trim_blocks=True, lstrip_blocks=True,
             keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
