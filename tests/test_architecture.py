@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "mlops_unity_pipeline"
 ROOT = PKG.name
 SHARED = {f"{ROOT}.behavior", f"{ROOT}.behavior.definition", f"{ROOT}.behavior.archetypes",
           f"{ROOT}.behavior.simulator", f"{ROOT}.behavior.tasks", f"{ROOT}.behavior.games", f"{ROOT}.behavior.worlds",
-          f"{ROOT}.wire"}  # what both Python environments run
+          f"{ROOT}.behavior.observations", f"{ROOT}.wire"}  # what both Python environments run
 
 
 def _modules() -> dict[str, Path]:

@@ -1,71 +1,181 @@
-"""The "where to change what" of docs/explanation/architecture.md, proven: each extension is made the documented way,
-in this file only, and works end to end: a registry backend chosen by URI, an event listener and a new event type,
-an archetype, a CLI command group, a trainer."""
+"""Extending the product the documented way (docs/how-to/extending.md), proven end to end. Each extension is a third
+party's package — its modules in `tests/thirdparty/` and entry points in a `*.dist-info` directory, installed as
+pip would — and nothing of the product is edited or patched:
+
+* an archetype with a new observation kind (one module, two entry points): chosen from a description, trained,
+  evaluated and registered, its generated C# compiled and run in lockstep with the simulator, its headless player
+  built with the plugin inside;
+* a registry backend with its own store (one module, one entry point): a job registers in it, the CLI lists it,
+  governance promotes in it;
+* a trainer, a listener, a new event type, a CLI command group.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import pytest
-from sqlalchemy import text
 
-from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
-from mlops_unity_pipeline.behavior import ARCHETYPES, Archetype, TaskParameters, TrainerDefaults, build_behavior
-from mlops_unity_pipeline.behavior.archetypes import register_archetype
-from mlops_unity_pipeline.behavior.simulator import Simulator
+from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator, plugins
+from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.events import EVENT_CLASSES, Event, JobCompleted, JobStarted, ModelRegistered
-from mlops_unity_pipeline.registry.base import ModelVersion, RegistrationRequest
 from mlops_unity_pipeline.registry.ledger import Ledger
-from mlops_unity_pipeline.registry.local import LocalModelRegistry
-from mlops_unity_pipeline.registry.uri import _BACKENDS, open_registry, register_backend
+from mlops_unity_pipeline.registry.uri import open_registry
+from plugin_package import PluginPackage
 
+THIRDPARTY = Path(__file__).with_name("thirdparty")
 FAST = RLTrainingConfig(trainer="fast", max_steps=2048, checkpoint_interval=1024, summary_freq=1024,
                         hyperparameters={"buffer_size": 1024, "batch_size": 256})
 ASSET = UnityAssetSpec(asset_id="ext-1", name="ExtAgent", description="Reach target position")
 
 
-class AuditedRegistry(LocalModelRegistry):
-    """A toy backend: the local store, plus an audit table of every registration (what a deployment might add)."""
-
-    def register(self, request: RegistrationRequest) -> ModelVersion:
-        version = super().register(request)
-        with self.db.write("registry") as conn:  # the registry's database, in one transaction
-            conn.execute(text("CREATE TABLE IF NOT EXISTS audit (version TEXT, run_key TEXT)"))
-            conn.execute(text("INSERT INTO audit VALUES (:v, :k)"), {"v": version.version, "k": request.run_key})
-        return version
+def package(tmp_path: Path, name: str, modules: list[str], entry_points: dict[str, dict[str, str]]) -> PluginPackage:
+    return PluginPackage(tmp_path / "site", name, {m: (THIRDPARTY / f"{m}.py").read_text() for m in modules},
+                         entry_points)
 
 
 @pytest.fixture
-def audited_backend():
-    register_backend("audited", lambda uri, _root: AuditedRegistry(uri.split("://", 1)[1]))
-    yield
-    _BACKENDS.pop("audited")
+def sprint(tmp_path):
+    pkg = package(tmp_path, "sprint-plugin", ["sprint_plugin"],
+                  {"unity_mlops.observations": {"heading": "sprint_plugin:HEADING"},
+                   "unity_mlops.archetypes": {"sprint": "sprint_plugin:SPRINT"}}).install()
+    yield pkg
+    pkg.uninstall()
 
 
-def test_a_registry_backend_is_chosen_by_uri_and_a_listener_sees_the_typed_events(tmp_path, audited_backend):
-    store = tmp_path / "audited-store"
+def test_an_archetype_with_a_new_observation_kind_is_one_module_and_two_entry_points(sprint, tmp_path):
+    listed = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "plugins", "--json"], capture_output=True,
+                            text=True, timeout=120, env=sprint.env())
+    assert listed.returncode == 0, listed.stderr
+    rows = {(r["family"], r["name"]): r for r in json.loads(listed.stdout)}
+    assert rows["archetypes", "sprint"]["package"] == "sprint-plugin" and rows["archetypes", "sprint"]["status"] == "ok"
+    assert rows["observations", "heading"]["package"] == "sprint-plugin"
+    assert rows["trainers", "fast"]["package"] == "unity-mlops", "the product's own, registered the same way"
+
+    d = build_behavior(behavior_name="Dasher", description="Sprint to the target")
+    assert d.archetype == "sprint" and [c.key for c in d.observations] == ["heading", "velocity", "target"]
+    with pytest.raises(Exception, match="'heading' only exists for sprint"):
+        build_behavior(behavior_name="X", description="reach the target", observation_space={"heading": 2})
+
+    orch = UnityMLOpsOrchestrator(tmp_path / "runs", evaluation_episodes=50, show_progress=False)
+    spec = UnityAssetSpec(asset_id="dash-1", name="Dasher", description="Sprint to the target")
+    result = orch.execute_training_job_sync(TrainingJob(job_id="dash", asset_spec=spec, rl_config=FAST))
+    assert result.succeeded, (result.failed_stage, result.error)
+    agent = (tmp_path / "runs" / "dash" / "generated" / "DasherAgent.cs").read_text()
+    assert "// heading: the unit velocity in the goal frame" in agent
+
+    from test_csharp_agents import arena_script, compare, compile_agent, play
+
+    commands, expected = arena_script(d, 1_500, seed=2)  # the C# and the simulator agree on the new kind too
+    compare(expected, play(compile_agent(d, tmp_path / "cs"), "arena", d, commands))
+
+
+@pytest.mark.trainer
+def test_the_headless_player_of_a_plugin_archetype_carries_the_plugin(sprint, tmp_path, trainer_env):
+    from mlops_unity_pipeline.build.headless import build_headless_player
+    from mlops_unity_pipeline.evaluation.build_env import BuildEnvironment
+    from mlops_unity_pipeline.evaluation.environments import SimulatorEnvironment
+    from mlops_unity_pipeline.evaluation.evaluate import evaluate_model
+    from onnx_policies import make_policy
+
+    d = build_behavior(behavior_name="Dasher", description="Sprint to the target")
+    exe = build_headless_player(d, tmp_path / "build" / "Dasher", trainer_env.python, 16)
+    assert (exe.parent / "lib" / "sprint_plugin.py").is_file()
+    assert json.loads((exe.parent / "player.json").read_text())["plugins"] == ["sprint_plugin"]
+    model = make_policy(tmp_path / "Dasher.onnx", [(d.observation_size,)], continuous=2)
+    with BuildEnvironment(exe, kind="headless-player", envs=1) as env:
+        on_build, _ = evaluate_model(model, env, "Dasher", 32)
+    in_sim, _ = evaluate_model(model, SimulatorEnvironment(d), "Dasher", 32)
+    assert on_build.episodes == in_sim.episodes == 32
+
+
+@pytest.fixture
+def jsonreg(tmp_path):
+    pkg = package(tmp_path, "jsonreg-plugin", ["jsonreg_plugin"],
+                  {"unity_mlops.registries": {"jsonreg": "jsonreg_plugin:open_json"}}).install()
+    yield pkg
+    pkg.uninstall()
+
+
+def test_a_registry_backend_with_its_own_store_is_one_module_and_one_entry_point(jsonreg, tmp_path):
+    store = tmp_path / "json-store"
     orch = UnityMLOpsOrchestrator(tmp_path / "runs", evaluation_episodes=20, show_progress=False)
     seen: list[Event] = []
     orch.events.subscribe(seen.append)
-    job = TrainingJob(job_id="ext", asset_spec=ASSET, rl_config=FAST, registry=f"audited://{store}")
+    job = TrainingJob(job_id="ext", asset_spec=ASSET, rl_config=FAST, registry=f"jsonreg://{store}")
     result = orch.execute_training_job_sync(job)
     assert result.succeeded, (result.failed_stage, result.error, result.log_tail)
-    with sqlite3.connect(store / "registry.db") as conn:
-        assert conn.execute("SELECT version, run_key FROM audit").fetchall() == [(result.model_version, "ext#1")]
+    rows = json.loads((store / "versions.json").read_text())
+    assert [(r["version"], r["run_key"]) for r in rows] == [(result.model_version, "ext#1")]
     assert not (tmp_path / "runs" / "_registry" / "registry.db").exists(), "the default registry was not used"
     assert [type(e) for e in seen] == [JobStarted, ModelRegistered, JobCompleted]
-    done = seen[-1]
-    assert isinstance(done, JobCompleted) and done.model_version == result.model_version
-    assert done.text().startswith(f"Training job ext completed: model {result.model_version}")
-    assert isinstance(open_registry(f"audited://{store}"), AuditedRegistry)
+
+    listed = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", "list", "--json", "--registry",
+                             f"jsonreg://{store}"], capture_output=True, text=True, timeout=120, env=jsonreg.env())
+    assert listed.returncode == 0, listed.stderr
+    assert [v["version"] for v in json.loads(listed.stdout)] == [result.model_version]
+    promoted = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", "promote",
+                               result.model_version, "--to", "staging", "--registry", f"jsonreg://{store}"],
+                              capture_output=True, text=True, timeout=300, env=jsonreg.env())
+    assert promoted.returncode == 0, promoted.stderr
+    assert open_registry(f"jsonreg://{store}").ledger.aliases("extagent") == {"staging": result.model_version}
     with pytest.raises(Exception, match="no registry backend for nosuch"):
         open_registry("nosuch://x")
+
+
+def test_a_trainer_and_a_listener_are_entry_points(tmp_path):
+    pkg = PluginPackage(tmp_path / "site", "steady-plugin", {"steady_plugin": '''
+        from mlops_unity_pipeline.trainer.fast_trainer import FastTrainer
+
+        HEARD = []
+
+        class SteadyTrainer(FastTrainer):
+            """The fast trainer, under another name: what a team's own trainer plugs into."""
+            name = "steady"
+
+        def remember(event):
+            HEARD.append(event.type)
+    '''}, {"unity_mlops.trainers": {"steady": "steady_plugin:SteadyTrainer"},
+           "unity_mlops.listeners": {"remember": "steady_plugin:remember"}}).install()
+    try:
+        from mlops_unity_pipeline.trainer.select import select_trainer
+
+        assert select_trainer("steady").name == "steady" and "steady" in plugins.names("trainers")
+        orch = UnityMLOpsOrchestrator(tmp_path / "runs", evaluation_episodes=20, show_progress=False)
+        cfg = FAST.model_copy(update={"trainer": "steady"})
+        result = orch.execute_training_job_sync(TrainingJob(job_id="steady", asset_spec=ASSET, rl_config=cfg))
+        assert result.succeeded, (result.failed_stage, result.error)
+        assert sys.modules["steady_plugin"].HEARD == ["job.started", "model.registered", "job.completed"]
+        with pytest.raises(Exception, match="trainer 'nosuch' is not installed; installed: fast, mlagents, steady"):
+            RLTrainingConfig(trainer="nosuch")
+    finally:
+        pkg.uninstall()
+
+
+def test_a_broken_plugin_is_one_clear_error_naming_its_package(tmp_path):
+    pkg = PluginPackage(tmp_path / "site", "broken-plugin", {"broken_plugin": "import nonexistent_module\n",
+                                                             "shapeless_plugin": "NOT_A_TRAINER = 3\n"},
+                        {"unity_mlops.trainers": {"broken": "broken_plugin:Trainer",
+                                                  "shapeless": "shapeless_plugin:NOT_A_TRAINER"}}).install()
+    try:
+        with pytest.raises(plugins.PluginError, match=r"broken_plugin:Trainer \(from broken-plugin\) does not load: "
+                                                      "ModuleNotFoundError"):
+            plugins.load("trainers", "broken")
+        with pytest.raises(plugins.PluginError, match="has no name, needs_player, checker_python, train"):
+            plugins.load("trainers", "shapeless")
+        listed = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "plugins", "--family", "trainers"],
+                                capture_output=True, text=True, timeout=120, env=pkg.env())
+        assert listed.returncode == 1 and "BROKEN" in listed.stdout and "Traceback" not in listed.stderr
+    finally:
+        pkg.uninstall()
 
 
 def test_a_new_event_type_reaches_listeners_and_the_webhook_outbox_with_its_own_text(tmp_path):
@@ -104,34 +214,6 @@ def test_a_new_event_type_reaches_listeners_and_the_webhook_outbox_with_its_own_
         EVENT_CLASSES.pop("model.exported", None)
 
 
-def test_an_archetype_is_one_object_registered_in_one_place(tmp_path):
-    from mlops_unity_pipeline.generate.base import TemplateGenerator
-    from mlops_unity_pipeline.trainer.config import behavior_settings
-
-    collect = Archetype(
-        "collect", "Pick up the coin, then reach the target; touching an obstacle fails.", ("collect", "coin"),
-        {"raycast": 6, "velocity": 2, "target": 2}, TaskParameters(num_obstacles=1, max_steps=250),
-        trainer=TrainerDefaults(ppo={"buffer_size": 3072}, hidden_units=64, time_horizon=96))
-    register_archetype(collect)
-    try:
-        d = build_behavior(behavior_name="Collector", description="Collect the coin near the obstacle")
-        assert d.archetype == "collect" and d.params.max_steps == 250 and d.observation_size == 10
-        settings = behavior_settings(d, RLTrainingConfig(max_steps=10_000))
-        assert settings["hyperparameters"]["buffer_size"] == 3072
-        assert settings["network_settings"]["hidden_units"] == 64 and settings["time_horizon"] == 96
-        spec = UnityAssetSpec(asset_id="c1", name="Collector", description="Collect the coin near the obstacle")
-        out = TemplateGenerator().generate(spec, d, RLTrainingConfig(max_steps=10_000), tmp_path / "gen")
-        assert collect.summary in out.agent_source.read_text()
-        sim = Simulator(d, num_agents=8, seed=1)
-        obs = sim.reset(np.ones(8, bool))
-        assert obs.shape == (8, 10)
-        assert sim.step(np.zeros((8, 2), np.float32)).obs.shape == (8, 10)
-        with pytest.raises(Exception, match="waypoint_progress' only exists for patrol"):
-            build_behavior(behavior_name="C", description="collect", observation_space={"waypoint_progress": 1})
-    finally:
-        ARCHETYPES.pop("collect")
-
-
 def test_a_cli_command_group_is_one_module_with_its_parser_and_handlers(capsys):
     from mlops_unity_pipeline import cli
 
@@ -149,19 +231,9 @@ def test_a_cli_command_group_is_one_module_with_its_parser_and_handlers(capsys):
         cli.build_parser().parse_args(["hello", "--name", "x"])
 
 
-def test_a_trainer_is_registered_under_the_name_configs_use(tmp_path):
-    from mlops_unity_pipeline.specs import TRAINERS
-    from mlops_unity_pipeline.trainer.select import TRAINERS as REGISTERED
-    from mlops_unity_pipeline.trainer.select import select_trainer
-
-    assert set(REGISTERED) == set(TRAINERS), "every trainer a config may name is registered"
-    assert select_trainer("fast").needs_player is False and select_trainer("mlagents").needs_player is True
-    with pytest.raises(Exception, match="unknown trainer"):
-        select_trainer("nosuch")
-
-
 def test_the_ledger_is_reached_through_the_registry_interface(tmp_path):
     reg = open_registry(tmp_path / "reg")
     assert isinstance(reg.ledger, Ledger) and reg.ledger is reg.ledger
     assert reg.ledger.aliases("Nothing") == {}
     assert isinstance(Path(reg.root), Path)
+    assert shutil.which("mcs"), "the C# compiler the generated Agents are checked with"

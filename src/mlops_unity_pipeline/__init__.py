@@ -29,6 +29,22 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
+def _behavior_plugins() -> None:
+    from .plugins import install_behavior_plugins
+
+    install_behavior_plugins()
+
+
+def _register_providers() -> None:
+    from .behavior.archetypes import PROVIDERS  # standard library only: cheap
+
+    if _behavior_plugins not in PROVIDERS:
+        PROVIDERS.append(_behavior_plugins)
+
+
+_register_providers()
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

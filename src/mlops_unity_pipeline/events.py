@@ -160,6 +160,14 @@ class EventBus:
             self._listeners.append((listener, wanted))
         return listener
 
+    def subscribe_installed(self) -> None:
+        """Every listener an installed package registers (`unity_mlops.listeners`; the product's log is one)."""
+        from .plugins import load_all
+
+        for listener in load_all("listeners").values():
+            if listener not in self.listeners:
+                self.subscribe(listener)
+
     def unsubscribe(self, listener: Listener) -> None:
         with self._lock:
             self._listeners = [(fn, t) for fn, t in self._listeners if fn is not listener]

@@ -151,3 +151,17 @@ def describe() -> list[dict[str, Any]]:
             rows.append({"family": family, "name": name, "object": ep.value,
                          "package": ep.dist.name if ep.dist else None, "status": status})
     return rows
+
+
+def install_behavior_plugins() -> None:
+    """The archetypes and observation kinds of installed packages, into the behaviour registries (the product's
+    own are registered there already, and again here as the same objects)."""
+    from .behavior.archetypes import ARCHETYPES, register_archetype
+    from .behavior.observations import KINDS, register_observation
+
+    for kind in load_all("observations").values():
+        if KINDS.get(kind.key) is not kind:
+            register_observation(kind)
+    for archetype in load_all("archetypes").values():
+        if ARCHETYPES.get(archetype.name) is not archetype:
+            register_archetype(archetype)

@@ -47,13 +47,12 @@ class App:
     def governed_registry(self):
         """The registry governance moves aliases in: with the setup guide's Vertex AI variables set, Vertex AI's
         aliases follow the local ledger."""
-        from ..registry.local import LocalModelRegistry
         from ..registry.uri import vertex_registry
         from ..specs import VertexSettings
 
         registry = self.registry()
         vertex = VertexSettings.from_environment()
-        if vertex is not None and isinstance(registry, LocalModelRegistry):
+        if vertex is not None and registry.local_history:
             return vertex_registry(registry, vertex.project, vertex.region, vertex.bucket)
         return registry
 

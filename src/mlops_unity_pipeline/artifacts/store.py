@@ -45,7 +45,8 @@ def _download_atomic(local: Path, write) -> None:
 
 class DirectoryStore:
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).resolve()
+        text = str(root)
+        self.root = Path(unquote(urlsplit(text).path) if text.startswith("file:") else text).resolve()
         self.uri = f"file://{self.root}"
 
     def _path(self, key: str) -> Path:
@@ -151,10 +152,12 @@ def open_artifacts(uri: str | Path | None) -> ArtifactStore | None:
     """The store a URI names; None (no shared store: artifacts stay in the local workspace) for an empty one."""
     if not uri:
         return None
+    from .. import plugins
+
     text = str(uri)
-    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
-    if scheme == "gs":
-        return GCSStore(text)
-    if scheme in ("", "file"):
-        return DirectoryStore(unquote(urlsplit(text).path) if scheme else text)
-    raise ArtifactError(f"no artifact store for {scheme}:// URIs", hint="use gs://BUCKET/PREFIX or a directory")
+    scheme = urlsplit(text).scheme.lower() if "://" in text else "file"
+    if scheme not in plugins.names("artifact_stores"):
+        raise ArtifactError(f"no artifact store for {scheme}:// URIs (installed: "
+                            f"{', '.join(plugins.names('artifact_stores'))})",
+                            hint="use gs://BUCKET/PREFIX or a directory, or install the package that adds it")
+    return plugins.load("artifact_stores", scheme)(text)

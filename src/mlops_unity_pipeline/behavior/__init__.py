@@ -5,7 +5,6 @@ Imports only the standard library and numpy, so it runs in both Python environme
 
 from .archetypes import ARCHETYPES, Archetype, TrainerDefaults, register_archetype
 from .definition import (
-    OBSERVATION_KEYS,
     ActionSpec,
     BehaviorDefinition,
     BehaviorError,
@@ -13,14 +12,19 @@ from .definition import (
     TaskParameters,
     build_behavior,
     choose_archetype,
+    observation_keys,
 )
+from .observations import ObservationKind, ObservationState, register_observation
 
 __all__ = [
     "ARCHETYPES",
     "Archetype",
     "TrainerDefaults",
     "register_archetype",
-    "OBSERVATION_KEYS",
+    "ObservationKind",
+    "ObservationState",
+    "register_observation",
+    "observation_keys",
     "ActionSpec",
     "BehaviorDefinition",
     "BehaviorError",

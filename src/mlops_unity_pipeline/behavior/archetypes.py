@@ -3,13 +3,15 @@
 An archetype carries everything that differs between tasks: the words that select it, its default and required
 observations, its physical and reward constants (`TaskParameters`, which the simulator, the headless player, the
 C# template and the scripted expert all read: none of them has per-archetype code), and its trainer defaults.
-Adding one: an `Archetype(...)` passed to `register_archetype` (below, or from a deployment's own module).
+Adding one: an `Archetype(...)` passed to `register_archetype` (below), or a package's `unity_mlops.archetypes`
+entry point naming one.
 
 Imports only the standard library: it runs inside the trainer environment too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,18 @@ class Archetype:
 
 ARCHETYPES: dict[str, Archetype] = {}
 DEFAULT_ARCHETYPE = "reach_target"
+# Called once, before the first lookup: they register more archetypes and observation kinds (the product's plugin
+# loader, which reads the `unity_mlops.archetypes` and `unity_mlops.observations` entry points, is one). The
+# headless player has none: what its build needs was copied next to it.
+PROVIDERS: list[Callable[[], None]] = []
+_provided: list[bool] = []
+
+
+def provided() -> None:
+    if not _provided:
+        for provide in PROVIDERS:
+            provide()
+        _provided.append(True)
 
 
 def register_archetype(archetype: Archetype) -> Archetype:
@@ -83,8 +97,14 @@ def register_archetype(archetype: Archetype) -> Archetype:
     return archetype
 
 
+def archetype(name: str) -> Archetype:
+    provided()
+    return ARCHETYPES[name]
+
+
 def archetype_for(text: str) -> Archetype:
     """The archetype whose keywords the text contains (the most recently registered first), else the default."""
+    provided()
     text = text.lower()
     for archetype in reversed(ARCHETYPES.values()):
         if any(w in text for w in archetype.keywords):
@@ -93,11 +113,11 @@ def archetype_for(text: str) -> Archetype:
 
 
 _WIDER = TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 512})
-register_archetype(Archetype(
+REACH_TARGET = register_archetype(Archetype(
     "reach_target", "Move to a randomly placed target in a walled arena.",
     ("reach", "target", "goal", "move to", "go to"), {"velocity": 2, "target": 2, "position": 2},
     TaskParameters(max_steps=200)))
-register_archetype(Archetype(
+NAVIGATION = register_archetype(Archetype(
     "navigation", "Reach a randomly placed target while avoiding 3 round obstacles; touching one fails.",
     ("obstacle", "avoid", "navigat", "maze", "collision"), {"raycast": 8, "velocity": 2, "target": 2},
     TaskParameters(num_obstacles=3, max_steps=300),
@@ -105,12 +125,12 @@ register_archetype(Archetype(
     # docs/benchmarks/quickstart.md#learning-with-the-defaults
     trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 256, "learning_rate": 3.0e-3},
                             normalize=False)))
-register_archetype(Archetype(
+PATROL = register_archetype(Archetype(
     "patrol", "Visit 3 waypoints in order while avoiding 2 round obstacles; touching one fails.",
     ("patrol", "waypoint", "guard route"), {"raycast": 8, "velocity": 2, "target": 2, "waypoint_progress": 1},
     TaskParameters(num_obstacles=2, num_waypoints=3, max_steps=500), exclusive_observations=("waypoint_progress",),
     trainer=TrainerDefaults(ppo=_WIDER.ppo, time_horizon=128)))
-register_archetype(Archetype(
+OBSTACLE_COURSE = register_archetype(Archetype(
     "obstacle_course", "Visit 4 targets in turn across a wide arena cluttered with 10 round obstacles, with little "
     "reward shaping; touching an obstacle fails.",
     ("obstacle course", "cluttered", "dense obstacles", "crowded arena"),
@@ -120,7 +140,7 @@ register_archetype(Archetype(
                    max_steps=800, shaping_per_metre=0.02),
     trainer=TrainerDefaults(ppo=_WIDER.ppo, time_horizon=128)))
 
-register_archetype(Archetype(
+DUEL = register_archetype(Archetype(
     "duel", "Two agents of rival teams race for one flag; the first there wins, and they block each other.",
     ("duel", "race against", "compete", "opponent", "self-play", "self play"),
     {"target": 2, "velocity": 2, "opponent": 4},
@@ -129,7 +149,7 @@ register_archetype(Archetype(
     trainer=TrainerDefaults(ppo={"buffer_size": 4096, "batch_size": 512, "learning_rate": 1.0e-3},
                             self_play={"save_steps": 4000, "team_change": 16000, "swap_steps": 2000, "window": 10,
                                        "play_against_latest_model_ratio": 0.5, "initial_elo": 1200.0})))
-register_archetype(Archetype(
+PADS = register_archetype(Archetype(
     "pads", "Two agents of one group must hold both pads at the same time; only the group is rewarded.",
     ("cooperat", "together", "both pads", "pads", "pair of agents", "team of two"),
     {"velocity": 2, "pads": 4, "partner": 4},
@@ -138,7 +158,7 @@ register_archetype(Archetype(
     parameters=("pad_radius",),
     trainer=TrainerDefaults(trainer_type="poca",
                             ppo={"buffer_size": 4096, "batch_size": 512, "learning_rate": 1.0e-3})))
-register_archetype(Archetype(
+CORRIDOR = register_archetype(Archetype(
     "corridor", "A cue shows which of two goals is right, only at the start of a narrow corridor; the choice comes "
     "at its end, so the agent must remember.", ("remember", "memory", "cue", "hallway"),
     {"cue": 2, "position": 2, "velocity": 2},

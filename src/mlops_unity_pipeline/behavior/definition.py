@@ -17,20 +17,18 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .archetypes import ARCHETYPES, TaskParameters, archetype_for
+from .archetypes import ARCHETYPES, TaskParameters, archetype_for, provided
+from .archetypes import archetype as archetype_named
+from .observations import KINDS
 
 # What an episode meant and how an evaluator replays starts: shared by the headless player, the generated C# Agent
 # and the evaluator (ML-Agents statistics and environment-parameter names).
 SUCCESS_STAT, COLLISION_STAT = "Episode/Success", "Episode/Collision"
 EVALUATION_SEED = "evaluation_seed"
 
-# Observation keys: canonical name -> (fixed size or None for "any size >= 1", meaning).
-OBSERVATION_KEYS: dict[str, tuple[int | None, str]] = {
-    "raycast": (None, "N ray distances over 360 degrees, ray 0 towards the goal; hit distance / ray length"),
-    "velocity": (2, "velocity in the goal frame (u, v) / max speed"),
-    "target": (2, "goal in the goal frame: (distance / arena diagonal, exp(-distance))"),
-    "position": (2, "agent position in world axes / arena half-size"),
-    "waypoint_progress": (1, "fraction of the patrol route already visited"),
+# Observation keys the worlds own (a camera is a sensor of its own; the games compute theirs), beside the arenas'
+# observation kinds (observations.py): canonical name -> (fixed size or None, meaning).
+WORLD_KEYS: dict[str, tuple[int | None, str]] = {
     "camera": (None, "S x S top-down image around the agent, goal ahead (RGB: obstacles, walls, goal); a camera "
                      "sensor of its own, not part of the vector"),
     "cue": (2, "which of two goals is right (one-hot), shown only during the first steps (memory task)"),
@@ -39,11 +37,18 @@ OBSERVATION_KEYS: dict[str, tuple[int | None, str]] = {
     "partner": (4, "the partner's position relative to the agent and whether each pad is held (pads)"),
 }
 CAMERA_SIZES = (8, 84)  # smallest and largest camera side, in pixels
-OBSERVATION_ALIASES = {
-    "rays": "raycast", "ray": "raycast", "raycasts": "raycast", "vel": "velocity",
-    "goal": "target", "target_direction": "target", "target_position": "target",
-    "pos": "position", "progress": "waypoint_progress", "image": "camera", "visual": "camera",
-}
+
+
+def observation_keys() -> dict[str, tuple[int | None, str]]:
+    """Every observation key: the arenas' kinds (plugins' included) and the worlds' own."""
+    provided()
+    return {**{k: (kind.size, kind.description) for k, kind in KINDS.items()}, **WORLD_KEYS}
+
+
+def observation_aliases() -> dict[str, str]:
+    provided()
+    return {"image": "camera", "visual": "camera", **{a: k for k, kind in KINDS.items() for a in kind.aliases}}
+
 
 @dataclass(frozen=True)
 class ObservationComponent:
@@ -139,37 +144,40 @@ def choose_archetype(asset_type: str, description: str, override: str | None = N
     """Pick the archetype from the words of the description; `override` wins."""
     if override:
         key = override.strip().lower().replace("-", "_").replace(" ", "_")
+        provided()
         if key not in ARCHETYPES:
             raise BehaviorError(f"archetype {override!r} is unknown; choose one of {', '.join(ARCHETYPES)}")
         return key
     return archetype_for(f"{asset_type} {description}").name
 
 
-def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[ObservationComponent, ...]:
+def _observations(name: str, requested: dict[str, int] | None) -> tuple[ObservationComponent, ...]:
     layout: dict[str, int] = {}
     problems: list[str] = []
-    arch = ARCHETYPES[archetype]
+    arch = archetype_named(name)
+    keys, aliases = observation_keys(), observation_aliases()
     if arch.params.task != "arena" and requested and \
-            {OBSERVATION_ALIASES.get(k.lower(), k.lower()): v for k, v in requested.items()} != arch.observations:
-        raise BehaviorError(f"archetype {archetype} observes exactly {arch.observations}; leave observation_space "
+            {aliases.get(k.lower(), k.lower()): v for k, v in requested.items()} != arch.observations:
+        raise BehaviorError(f"archetype {name} observes exactly {arch.observations}; leave observation_space "
                             f"out (got {requested})")
     source = requested if requested else arch.observations
     for raw_key, size in source.items():
-        key = OBSERVATION_ALIASES.get(raw_key.lower(), raw_key.lower())
-        if key not in OBSERVATION_KEYS:
-            near = difflib.get_close_matches(key, [*OBSERVATION_KEYS, *OBSERVATION_ALIASES], n=1)
+        key = aliases.get(raw_key.lower(), raw_key.lower())
+        if key not in keys:
+            near = difflib.get_close_matches(key, [*keys, *aliases], n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             problems.append(f"observation_space key {raw_key!r} is unknown{hint}; known keys: "
-                            f"{', '.join(sorted(OBSERVATION_KEYS))}")
+                            f"{', '.join(sorted(keys))}")
             continue
         if key in layout:
             problems.append(f"observation_space lists {key!r} twice (aliases count as the same key)")
             continue
-        fixed, _ = OBSERVATION_KEYS[key]
+        fixed, _ = keys[key]
         if fixed is not None and size != fixed:
             problems.append(f"observation_space[{raw_key!r}] must be {fixed}, got {size}")
-        elif key == "raycast" and not 1 <= size <= 64:
-            problems.append(f"observation_space[{raw_key!r}] must be between 1 and 64 rays, got {size}")
+        elif key in KINDS and fixed is None and not KINDS[key].sizes[0] <= size <= KINDS[key].sizes[1]:
+            low, high = KINDS[key].sizes
+            problems.append(f"observation_space[{raw_key!r}] must be between {low} and {high}, got {size}")
         elif key == "camera" and not CAMERA_SIZES[0] <= size <= CAMERA_SIZES[1]:
             problems.append(f"observation_space[{raw_key!r}] is the camera image's side, between "
                             f"{CAMERA_SIZES[0]} and {CAMERA_SIZES[1]} pixels, got {size}")
@@ -180,7 +188,7 @@ def _observations(archetype: str, requested: dict[str, int] | None) -> tuple[Obs
         raise BehaviorError("; ".join(problems))
     if "camera" not in layout:  # the task cannot be solved without them (a camera sees the goal)
         for key in arch.required_observations:
-            layout.setdefault(key, OBSERVATION_KEYS[key][0] or 1)
+            layout.setdefault(key, keys[key][0] or 1)
     return tuple(ObservationComponent(k, s) for k, s in layout.items())
 
 
@@ -246,7 +254,7 @@ def build_behavior(
         observations = _observations(kind, observation_space)
     except BehaviorError as exc:
         problems.append(str(exc))
-    fixed = ARCHETYPES[kind].action
+    fixed = archetype_named(kind).action
     try:
         action = _action(action_space or fixed)
         if action_space and fixed and action != _action(fixed):
@@ -260,6 +268,6 @@ def build_behavior(
         archetype=kind,
         observations=observations,
         action=action,
-        params=ARCHETYPES[kind].params,
+        params=archetype_named(kind).params,
         description=description,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .definition import BehaviorDefinition
+from .observations import KINDS, ObservationState
 
 _DISCRETE5 = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
 _DISCRETE3 = np.array([0.0, 1.0, -1.0], dtype=np.float32)
@@ -222,21 +223,12 @@ class Simulator:
     def _observe(self, pos: np.ndarray, vel: np.ndarray, goal: np.ndarray, goal_idx: np.ndarray,
                  obstacles: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(observations, goal frames (u, v), distances to the goal) of agents in the given state."""
-        p = self.p
         uv, dist = self._goal_frame(pos, goal)
         out = np.empty((len(pos), self.definition.observation_size), np.float32)
+        state = ObservationState(pos, vel, goal, goal_idx, self.n_way, uv, dist, self.p,
+                                 lambda: self._rays(pos, uv, obstacles, radii))
         for key, sl in self._slices.items():
-            if key == "raycast":
-                out[:, sl] = self._rays(pos, uv, obstacles, radii)
-            elif key == "velocity":  # (vel . u, vel . v) / max speed
-                out[:, sl] = np.matmul(uv.reshape(-1, 2, 2), vel[:, :, None])[:, :, 0] * (1.0 / p.max_speed)
-            elif key == "target":
-                out[:, sl.start] = dist * (1.0 / (2.0 * np.sqrt(2.0) * p.arena_half_size))
-                out[:, sl.start + 1] = np.exp(-dist)
-            elif key == "position":
-                out[:, sl] = pos * (1.0 / p.arena_half_size)
-            elif key == "waypoint_progress":
-                out[:, sl.start] = goal_idx / self.n_way
+            out[:, sl] = KINDS[key].compute(state, sl.stop - sl.start)  # observations.py: each kind, once
         return out, uv, dist
 
     def observe(self, idx: np.ndarray | None = None) -> np.ndarray:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 from ..behavior.definition import BehaviorDefinition
@@ -57,8 +58,14 @@ def build_headless_player(
     shutil.copyfile(_PKG_ROOT / "wire.py", lib / "wire.py")
     (lib / "__init__.py").write_text('"""Runtime subset of mlops_unity_pipeline for the headless player."""\n')
     (tmp / "lib" / "run_player.py").write_text(_RUNNER)
+    modules = _plugin_modules(definitions)
+    for module in modules:  # a plugin's archetype or observation kind runs in the player too
+        source = Path(sys.modules[module].__file__ or "")
+        target = tmp / "lib" / Path(*module.split("."))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target.with_suffix(".py"))
     config = {"behavior": definition.to_dict(), "behaviors": [d.to_dict() for d in definitions], "agents": agents,
-              "camera_compression": camera_compression}
+              "camera_compression": camera_compression, "plugins": modules}
     (tmp / "player.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     exe = tmp / definition.behavior_name
     exe.write_text(_LAUNCHER.format(behavior=definition.behavior_name, name=exe.name, python=_quote(str(python))))
@@ -66,6 +73,22 @@ def build_headless_player(
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out / definition.behavior_name
+
+
+def _plugin_modules(definitions: list[BehaviorDefinition]) -> list[str]:
+    """The modules of the plugins (not the product's own) whose archetypes or observation kinds the build uses."""
+    from .. import plugins
+    from ..behavior.observations import KINDS
+
+    used = [("archetypes", d.archetype) for d in definitions]
+    used += [("observations", c.key) for d in definitions for c in d.observations if c.key in KINDS]
+    modules = []
+    for family, name in used:
+        ep = plugins.entries(family).get(name)
+        if ep is not None and not ep.module.startswith("mlops_unity_pipeline.") and ep.module not in modules:
+            plugins.load(family, name)  # imported, so its file is known
+            modules.append(ep.module)
+    return modules
 
 
 def build_digest(build_dir: str | Path) -> str:

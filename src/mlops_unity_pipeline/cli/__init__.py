@@ -15,9 +15,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from . import controlplane, db, jobs, models, schedule, ui
+from . import controlplane, db, jobs, models, plugins, schedule, ui
 
-GROUPS = (jobs, models, schedule, controlplane, ui, db)  # the order of `--help`
+GROUPS = (jobs, models, schedule, controlplane, ui, db, plugins)  # the order of `--help`
 
 EPILOG = """examples:
   unity-mlops trainer setup                 create the ML-Agents trainer environment (once)

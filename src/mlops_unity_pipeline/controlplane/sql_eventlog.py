@@ -130,6 +130,10 @@ class SqlEventLog:
 
 
 def open_event_log(where: str | Path) -> EventLog | SqlEventLog:
-    """A file path is the JSONL log; a database URL (the shared database) is the log in the database."""
+    """A file path is the JSONL log; a database URL (the shared database) is the log in the database. Each is a
+    plugin of the `unity_mlops.event_logs` family, named by the location's scheme (`file` for a path)."""
+    from .. import plugins
+
     url = str(where)
-    return SqlEventLog(url) if url.startswith(("postgresql", "postgres://", "sqlite://")) else EventLog(where)
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else "file"
+    return plugins.load("event_logs", scheme)(url if scheme != "file" else where)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import settings
 from ..devices import resolve_device, visible_gpus
 from ..specs import TrainingJob, TrainingResult
 from ..trainer.environment import default_env_path
@@ -64,13 +63,12 @@ class LocalExecutor:
 
 
 def executor_from_config(config: Any, orchestrator: UnityMLOpsOrchestrator) -> Executor:
-    """`executor:` of a scheduler config (`kind: local | ray`)."""
-    if config is None or config.kind == "local":
-        return LocalExecutor(orchestrator)
-    from .ray_executor import RayExecutor
+    """`executor:` of a scheduler config: `kind` names a plugin of the `unity_mlops.executors` family, a function
+    (config, orchestrator) -> Executor."""
+    from .. import plugins
 
-    paths = orchestrator.paths
-    default = paths.registry == str(paths.workspace / settings.REGISTRY_DIRNAME)  # then: the worker's workspace's
-    return RayExecutor(config.address, orchestrator.workspace, None if default else paths.registry,
-                       num_cpus=config.num_cpus,
-                       max_retries=config.max_retries, database=paths.database, artifacts=paths.artifacts)
+    return plugins.load("executors", "local" if config is None else config.kind)(config, orchestrator)
+
+
+def local_executor(config: Any, orchestrator: UnityMLOpsOrchestrator) -> Executor:
+    return LocalExecutor(orchestrator)

@@ -77,3 +77,15 @@ class RayExecutor:
     def close(self) -> None:
         if self.ray.is_initialized():
             self.ray.shutdown()
+
+
+def ray_executor(config: Any, orchestrator: Any) -> RayExecutor:
+    """The `ray` executor of a config (`executor: {kind: ray, address, num_cpus, max_retries}`): its jobs use the
+    orchestrator's workspace, registry, database and artifact store."""
+    from .. import settings
+
+    paths = orchestrator.paths
+    default = paths.registry == str(paths.workspace / settings.REGISTRY_DIRNAME)  # then: the worker's workspace's
+    return RayExecutor(config.address, orchestrator.workspace, None if default else paths.registry,
+                       num_cpus=config.num_cpus, max_retries=config.max_retries, database=paths.database,
+                       artifacts=paths.artifacts)

@@ -12,8 +12,9 @@ from pathlib import Path
 import yaml
 
 from .. import __version__
-from ..behavior.archetypes import ARCHETYPES
-from ..behavior.definition import COLLISION_STAT, EVALUATION_SEED, OBSERVATION_KEYS, SUCCESS_STAT, BehaviorDefinition
+from ..behavior.archetypes import archetype
+from ..behavior.definition import COLLISION_STAT, EVALUATION_SEED, SUCCESS_STAT, BehaviorDefinition, observation_keys
+from ..behavior.observations import KINDS
 from ..specs import RLTrainingConfig, UnityAssetSpec
 from ..trainer.config import trainer_config
 
@@ -107,10 +108,11 @@ class TemplateGenerator(CodeGenerator):
             behavior_name=definition.behavior_name,
             class_name=agent_class_name(definition),
             archetype=definition.archetype,
-            summary=ARCHETYPES[definition.archetype].summary,
+            summary=archetype(definition.archetype).summary,
             description_literal=csharp_string_literal(asset.description),
             observation_size=definition.observation_size,
             observations=definition.observations,
+            observation_code=[KINDS[c.key].code(c.size) for c in definition.observations if c.key in KINDS],
             action_summary=action_summary,
             action_setup=action_setup,
             continuous=a.is_continuous,
@@ -123,9 +125,9 @@ class TemplateGenerator(CodeGenerator):
             num_obstacles=p.num_obstacles,
             p=p,
             action_setup_text=action_setup_text,
-            observation_rows=[{"key": c.key, "size": c.size, "meaning": OBSERVATION_KEYS[c.key][1]}
+            observation_rows=[{"key": c.key, "size": c.size, "meaning": observation_keys()[c.key][1]}
                               for c in definition.observations if c.key != "camera"],
-            parameters=ARCHETYPES[definition.archetype].parameters,
+            parameters=archetype(definition.archetype).parameters,
             archetype_task=p.task,
         )
 

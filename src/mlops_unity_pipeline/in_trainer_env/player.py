@@ -116,6 +116,20 @@ def _setup_logging(log_file: str | None) -> None:
     root.setLevel(logging.INFO)
 
 
+def install_plugin_module(name: str) -> None:
+    """Register what a plugin module defines (the product's entry points are not installed here)."""
+    import importlib
+
+    from ..behavior.archetypes import Archetype, register_archetype
+    from ..behavior.observations import ObservationKind, register_observation
+
+    for value in vars(importlib.import_module(name)).values():
+        if isinstance(value, ObservationKind):
+            register_observation(value)
+        elif isinstance(value, Archetype):
+            register_archetype(value)
+
+
 def load_config(path: Path) -> tuple[list[BehaviorDefinition], int, bool]:
     """(behaviours, agents per behaviour, PNG cameras?) from the build's player.json."""
     try:
@@ -124,6 +138,8 @@ def load_config(path: Path) -> tuple[list[BehaviorDefinition], int, bool]:
         raise PlayerArgumentError(f"player config not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise PlayerArgumentError(f"cannot read player config {path}: {exc}") from None
+    for module in data.get("plugins", []):  # the archetypes and observation kinds of plugins, copied into the build
+        install_plugin_module(module)
     behaviors = data.get("behaviors") or [data["behavior"]]
     return ([BehaviorDefinition.from_dict(b) for b in behaviors], int(data.get("agents", 16)),
             data.get("camera_compression", "png") == "png")

@@ -21,7 +21,7 @@ from ..behavior.definition import BehaviorError, build_behavior
 from ..build.builders import BuildArtifact, EnvironmentBuilder, log_tail, select_builder, unity_build_requested
 from ..errors import StageError, UserError
 from ..evaluation.evaluate import log_to_tensorboard
-from ..events import EventBus, JobStarted, log_listener
+from ..events import EventBus, JobStarted
 from ..failpoints import failpoint
 from ..generate.base import CodeGenerator, TemplateGenerator
 from ..generate.validate import validate_generated
@@ -73,8 +73,7 @@ class UnityMLOpsOrchestrator:
         self.builder = builder  # a fixed build (the reproducibility gate's); default: chosen per job
         self.evaluation_episodes, self.show_progress = evaluation_episodes, show_progress
         self.events = events or EventBus()
-        if log_listener not in self.events.listeners:
-            self.events.subscribe(log_listener)
+        self.events.subscribe_installed()  # the log's, and any listener an installed package adds
         if webhooks is None and settings.webhook_env():
             webhooks = WebhookOutbox.from_environment(self.paths.outbox, database=self.paths.database)
         self.webhooks = webhooks

@@ -16,7 +16,6 @@ from .. import settings
 from ..artifacts import open_artifacts
 from ..errors import UserError
 from ..registry.base import ModelRegistry, RegistryError
-from ..registry.local import LocalModelRegistry
 from ..registry.uri import open_registry, vertex_registry
 from ..specs import TrainingJob, VertexSettings
 
@@ -30,8 +29,8 @@ class Registries:
         self.artifacts = open_artifacts(paths.artifacts)
         chosen = registry if isinstance(registry, ModelRegistry) else _open(paths.registry, default_root,
                                                                             paths.database, self.artifacts)
-        self.local = chosen if isinstance(chosen, LocalModelRegistry) else LocalModelRegistry(
-            default_root, paths.database, self.artifacts)
+        self.local = chosen if chosen.local_history else _open(str(default_root), default_root, paths.database,
+                                                               self.artifacts)
         self._open: dict[Any, ModelRegistry] = {}
         if vertex is None and registry is None:
             vertex = VertexSettings.from_environment()  # GOOGLE_CLOUD_PROJECT / VERTEX_REGION, as in the setup guide

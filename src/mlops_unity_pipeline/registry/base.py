@@ -96,6 +96,8 @@ class ModelRegistry(ABC):
     (`registry.uri.open_registry`). `root` is where the registry keeps its files (reports)."""
 
     root: Path
+    # a store of record on this side (files, SQL) that a remote registry (Vertex AI) can be layered on
+    local_history: bool = False
 
     @property
     @abstractmethod

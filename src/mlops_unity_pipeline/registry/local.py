@@ -67,6 +67,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalModelRegistry(ModelRegistry):
+    local_history = True
+
     def __init__(self, root: str | Path, database: str | None = None, artifacts: ArtifactStore | None = None) -> None:
         self.root = Path(root).resolve()
         self.db: Database = open_database(database or self.root / "registry.db")

@@ -2,33 +2,26 @@
 
     runs/_registry  or  file:///srv/registry       the local store (SQLite + content-addressed files)
     sqlite:///srv/registry/registry.db             the same, named by its database file
+    postgresql://user@host/db                      the local store's index in PostgreSQL, its files local
     vertex://PROJECT/REGION?bucket=gs://B          Vertex AI Model Registry, over the local store
 
-A new backend registers a factory for its scheme (`register_backend`); configs then name it in `registry:`.
+A backend is a plugin of the `unity_mlops.registries` family (`plugins.py`), named by its URI scheme: a function
+`(uri, local_root, database, artifacts) -> ModelRegistry`. The product's own are registered the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .. import settings
+from .. import plugins, settings
 from ..artifacts import ArtifactStore
 from .base import ModelRegistry, RegistryError
 from .local import LocalModelRegistry
 
-# (the URI, the local store's root for backends that layer on it) -> registry
-Factory = Callable[[str, Path], ModelRegistry]
-_BACKENDS: dict[str, Factory] = {}
-
-
-def register_backend(scheme: str, factory: Factory) -> None:
-    _BACKENDS[scheme.lower()] = factory
-
 
 def backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return plugins.names("registries")
 
 
 def open_registry(uri: str | Path, *, local_root: str | Path | None = None, database: str | None = None,
@@ -37,21 +30,28 @@ def open_registry(uri: str | Path, *, local_root: str | Path | None = None, data
     keep their local history of record (default: the workspace's `_registry`). With a shared `database`, a local
     store keeps its index there (its directory then holds only artifacts)."""
     text = str(uri)
-    scheme = urlsplit(text).scheme.lower() if "://" in text or text.startswith(("file:", "sqlite:")) else ""
+    scheme = urlsplit(text).scheme.lower() if "://" in text or text.startswith(("file:", "sqlite:")) else "file"
     root = Path(local_root) if local_root else settings.Paths.resolve().workspace / settings.REGISTRY_DIRNAME
-    if not scheme:
-        return LocalModelRegistry(text, database, artifacts)
-    if scheme in ("file", "sqlite"):
-        path = Path(unquote(urlsplit(text).path))
-        return LocalModelRegistry(path.parent if path.suffix == ".db" else path, database, artifacts)
-    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):  # the index in PostgreSQL, artifacts local
-        return LocalModelRegistry(root, text, artifacts)
-    try:
-        factory = _BACKENDS[scheme]
-    except KeyError:
-        raise RegistryError(f"no registry backend for {scheme}: URIs (known: {', '.join(backends())}); "
-                            "a plain path is a local registry") from None
-    return factory(text, root)
+    if scheme not in backends():
+        raise RegistryError(f"no registry backend for {scheme}: URIs (installed: {', '.join(backends())}); "
+                            "a plain path is a local registry")
+    registry = plugins.load("registries", scheme)(text, root, database, artifacts)
+    if not isinstance(registry, ModelRegistry):
+        raise RegistryError(f"the registry backend {scheme!r} made a {type(registry).__name__}, not a ModelRegistry")
+    return registry
+
+
+def local_backend(uri: str, local_root: Path, database: str | None, artifacts: ArtifactStore | None
+                  ) -> ModelRegistry:
+    """A directory, `file://DIR` or `sqlite:///DIR/registry.db`."""
+    path = Path(unquote(urlsplit(uri).path)) if "://" in uri or uri.startswith(("file:", "sqlite:")) else Path(uri)
+    return LocalModelRegistry(path.parent if path.suffix == ".db" else path, database, artifacts)
+
+
+def database_backend(uri: str, local_root: Path, database: str | None, artifacts: ArtifactStore | None
+                     ) -> ModelRegistry:
+    """The index in that PostgreSQL database, the artifacts under the workspace's registry directory."""
+    return LocalModelRegistry(local_root, uri, artifacts)
 
 
 def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None, bucket: str | None = None,
@@ -71,14 +71,12 @@ def vertex_registry(local: LocalModelRegistry, project: str, region: str | None 
                                api_endpoint=endpoint, credentials=credentials, serving_image=serving_image)
 
 
-def _vertex(uri: str, root: Path) -> ModelRegistry:
+def vertex_backend(uri: str, local_root: Path, database: str | None, artifacts: ArtifactStore | None
+                   ) -> ModelRegistry:
     parts = urlsplit(uri)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     region = parts.path.strip("/") or None
     if not parts.hostname:
         raise RegistryError(f"{uri}: name the project, as vertex://PROJECT/REGION?bucket=gs://BUCKET")
-    return vertex_registry(LocalModelRegistry(query.get("local") or root), parts.netloc, region,
-                           query.get("bucket"), query.get("serving_image"))
-
-
-register_backend("vertex", _vertex)
+    return vertex_registry(LocalModelRegistry(query.get("local") or local_root, database, artifacts), parts.netloc,
+                           region, query.get("bucket"), query.get("serving_image"))

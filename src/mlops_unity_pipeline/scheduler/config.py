@@ -122,11 +122,20 @@ class KubernetesConfig(_Model):
 
 
 class ExecutorConfig(_Model):
-    kind: Literal["local", "ray"] = "local"
+    kind: str = "local"
     """local: jobs run in the scheduler's process; ray: a Ray task per job."""
     address: str | None = Field(default=None, max_length=500, description="Ray cluster address (HOST:PORT).")
     num_cpus: float = Field(default=1.0, gt=0, le=1024, description="CPUs each job declares to Ray.")
     max_retries: int = Field(default=3, ge=0, le=100, description="Ray's retries of a job lost with its node.")
+
+    @field_validator("kind")
+    @classmethod
+    def _installed(cls, v: str) -> str:
+        from ..plugins import names
+
+        if v.lower() not in names("executors"):
+            raise ValueError(f"executor {v!r} is not installed; installed: {', '.join(names('executors'))}")
+        return v.lower()
 
 
 class SchedulerConfig(_Model):

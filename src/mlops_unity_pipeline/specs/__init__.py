@@ -10,7 +10,6 @@ from .base import (
     ALGORITHMS,
     LIMITS,
     MAX_SECONDS,
-    TRAINERS,
     _check_identifier,
     _check_safe_id,
     _Model,
@@ -21,7 +20,7 @@ from .documents import load_asset_spec, load_document, load_job
 from .jobs import EvaluationSettings, Resources, TrainingJob, TrainingResult, TrainingSchedule, VertexSettings
 from .training import RLTrainingConfig
 
-__all__ = ["ALGORITHMS", "LIMITS", "MAX_SECONDS", "TRAINERS", "EvaluationSettings", "RLTrainingConfig",
+__all__ = ["ALGORITHMS", "LIMITS", "MAX_SECONDS", "EvaluationSettings", "RLTrainingConfig",
            "Resources", "TrainingJob", "TrainingResult", "TrainingSchedule", "UnityAssetSpec", "VertexSettings",
            "_Model", "_check_identifier", "_check_safe_id", "format_validation_error", "load_asset_spec",
            "load_document", "load_job", "parse_model"]

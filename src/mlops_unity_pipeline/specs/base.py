@@ -11,7 +11,6 @@ from ..documents import plain_data_problem
 from ..errors import SpecError
 
 ALGORITHMS = ("PPO", "SAC", "POCA")
-TRAINERS = ("mlagents", "fast")
 
 _CSHARP_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

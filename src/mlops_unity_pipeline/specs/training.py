@@ -26,8 +26,9 @@ class RLTrainingConfig(_Model):
     agents_per_env: int | None = Field(
         default=None, description="Agents simulated per headless player; default per archetype."
     )
-    trainer: Literal["mlagents", "fast"] = Field(
-        default="mlagents", description="mlagents: the real ML-Agents trainer; fast: in-process PPO on the simulator.")
+    trainer: str = Field(
+        default="mlagents", description="mlagents: the real ML-Agents trainer; fast: in-process PPO on the simulator; "
+                                        "or an installed trainer plugin (`unity-mlops plugins`).")
     use_offline_rl: bool = False
     """Train from the demonstrations first (`offline_mode`)."""
     demonstrations_path: str | None = None
@@ -68,6 +69,16 @@ class RLTrainingConfig(_Model):
         default=None, description="The behaviour of mlagents_config that is this job's (default: its only one); "
                                   "it trains under the job's behaviour name when the config names it otherwise.")
     mlagents_config_path: str | None = Field(default=None, description="Where mlagents_config was read from.")
+
+    @field_validator("trainer")
+    @classmethod
+    def _installed_trainer(cls, v: str) -> str:
+        from ..plugins import names
+
+        installed = names("trainers")
+        if v.lower() not in installed:
+            raise ValueError(f"trainer {v!r} is not installed; installed: {', '.join(installed)}")
+        return v.lower()
 
     @field_validator("algorithm")
     @classmethod

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..behavior.archetypes import ARCHETYPES
+from ..behavior.archetypes import archetype
 from ..behavior.definition import BehaviorDefinition
 
 if TYPE_CHECKING:  # the specs validate configs with this module's helpers: no import back at run time
@@ -61,7 +61,7 @@ def on_policy_time_horizon(archetype_horizon: int, buffer_size: int, agents: int
 
 def behavior_settings(definition: BehaviorDefinition, config: RLTrainingConfig) -> dict[str, Any]:
     """The `behaviors.<name>` block."""
-    arch = ARCHETYPES[definition.archetype].trainer
+    arch = archetype(definition.archetype).trainer
     if config.algorithm == "SAC":
         trainer_type, hyper = "sac", copy.deepcopy(_SAC_BASE)
     else:  # PPO on a group task means ML-Agents' PPO for groups, MA-POCA
