@@ -128,6 +128,62 @@ class ScheduleMissed(JobEvent):
         return f"Schedule {self.schedule_id} missed its {self.slot} run ({self.reason})"
 
 
+@dataclass(frozen=True, kw_only=True)
+class AssetEvent(Event):
+    """What governance did to an asset's versions: who did it, and the ledger entry that records it."""
+
+    asset_name: str = ""
+    version: str | None = None
+    actor: str = ""
+    reason: str = ""
+    ledger_seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelPromoted(AssetEvent):
+    """An alias (staging or production) moved to a version, its gates passed."""
+
+    type: ClassVar[str] = "model.promoted"
+    alias: str = ""
+    from_version: str | None = None
+
+    def text(self) -> str:
+        return (f"{self.asset_name}: {self.alias} moved from {self.from_version or 'nothing'} to {self.version} "
+                f"by {self.actor}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRolledBack(AssetEvent):
+    """Production went back to the last known-good version; an incident is open and the asset frozen."""
+
+    type: ClassVar[str] = "model.rolled_back"
+    from_version: str | None = None
+
+    def text(self) -> str:
+        return (f"{self.asset_name}: production rolled back from {self.from_version} to {self.version} by "
+                f"{self.actor} ({self.reason})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssetFrozen(AssetEvent):
+    """Promotions of an asset are blocked (a rollback freezes it too)."""
+
+    type: ClassVar[str] = "asset.frozen"
+
+    def text(self) -> str:
+        return f"{self.asset_name} frozen by {self.actor}: {self.reason}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssetUnfrozen(AssetEvent):
+    """Promotions of an asset are allowed again."""
+
+    type: ClassVar[str] = "asset.unfrozen"
+
+    def text(self) -> str:
+        return f"{self.asset_name} unfrozen by {self.actor}: {self.reason}"
+
+
 def event_types() -> tuple[str, ...]:
     return tuple(EVENT_CLASSES)
 

@@ -84,6 +84,10 @@ FAMILIES: dict[str, Family] = {
                            _instance_of("mlops_unity_pipeline.behavior.observations", "ObservationKind")),
     "listeners": Family("unity_mlops.listeners", "(every one is subscribed)",
                         "a callable taking each lifecycle event", _callable),
+    "actions": Family("unity_mlops.actions", "its id: a command (`unity-mlops GROUP NAME`), a dashboard button, "
+                                             "an MCP tool where the control-plane bundle lists it",
+                      "an Action (app/actions.py): its inputs' JSON Schema, what it does, where it appears",
+                      _instance_of("mlops_unity_pipeline.app.actions", "Action")),
 }
 
 

@@ -1,6 +1,7 @@
 """A third party's archetype with a new observation kind, in one module (numpy and the product's `behavior` package
 only: the headless player gets a copy of it). Installed with two entry points:
-`[unity_mlops.observations] heading = sprint_plugin:HEADING` and `[unity_mlops.archetypes] sprint = sprint_plugin:SPRINT`.
+`[unity_mlops.observations] heading = sprint_plugin:HEADING` and
+`[unity_mlops.archetypes] sprint = sprint_plugin:SPRINT`.
 """
 
 from mlops_unity_pipeline.behavior import Archetype, ObservationKind, TaskParameters, TrainerDefaults

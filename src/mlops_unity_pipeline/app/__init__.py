@@ -86,7 +86,22 @@ class App:
 
             retrain = Retrainer(self.paths.workspace)
         return Governance(self.governed_registry(), gates, approval_hook=hook, retrain=retrain,
-                          workspace=self.paths.workspace)
+                          workspace=self.paths.workspace, events=self.bus())
+
+    def bus(self):
+        """The event bus governance publishes on: every installed listener, and the webhook outbox when the setup
+        guide's WEBHOOK_URL is set (a scheduler's endpoints receive the events its own processes publish)."""
+        if getattr(self, "_events", None) is None:
+            from ..events import EventBus
+
+            self._events = EventBus()
+            self._events.subscribe_installed()
+            if settings.webhook_env():
+                from ..webhooks.outbox import WebhookOutbox
+
+                self._events.subscribe(WebhookOutbox.from_environment(self.paths.outbox,
+                                                                      database=self.paths.database))
+        return self._events
 
     # ------------------------------------------------------------------ control plane
     def control_plane(self):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .options import where
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -221,12 +222,10 @@ def _cmd_demos_show(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="run one training job (generate, build, train, evaluate, register)",
                        description="Run a training job from a YAML/JSON file with keys job_id, asset_spec, "
-                                   "rl_config (as in the Python API). Exits 1 if the job fails.")
+                                   "rl_config (as in the Python API). Exits 1 if the job fails.",
+                       parents=[where()])
     t.add_argument("job", help="job file (YAML or JSON)")
     t.add_argument("--job-id", help="override the job_id from the file")
-    t.add_argument("--workspace", help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
-    t.add_argument("--registry", help="registry directory or URI (file:, sqlite:, vertex://; default: "
-                                      "<workspace>/_registry)")
     t.add_argument("--episodes", type=int, default=500, help="held-out evaluation episodes (default 500)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.add_argument("--vertex-project", help="also register in Vertex AI (default: the job file's `vertex:`, else "
@@ -242,18 +241,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "sets hyperparameters. Re-running a sweep continues it (nothing registers "
                                     "twice). Exits 1 if a trial failed.",
                         epilog="example: unity-mlops sweep examples/reach_target_job.yaml --param learning_rate="
-                               "3e-4,1e-3 --param batch_size=128,256 --parallel 2")
+                               "3e-4,1e-3 --param batch_size=128,256 --parallel 2", parents=[where()])
     sw.add_argument("job", help="the base job file (YAML or JSON)")
     sw.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
                     help="V1,V2,... (a grid axis) or LOW..HIGH (with --random); repeatable")
     sw.add_argument("--random", type=int, metavar="N", help="random search: N trials drawn from the axes")
     sw.add_argument("--seed", type=int, default=0, help="the random search's seed (default 0)")
     sw.add_argument("--parallel", type=int, default=1, help="trials at once (default 1)")
-    sw.add_argument("--executor", choices=("local", "ray"), default="local", help="where trials run (default local)")
+    sw.add_argument("--executor", default="local", help="where trials run: local (default), ray, or an installed "
+                                                          "executor (`unity-mlops plugins --family executors`)")
     sw.add_argument("--address", help="Ray cluster address for --executor ray (default: auto)")
     sw.add_argument("--cpus", type=float, default=1.0, help="CPUs each trial declares to Ray (default 1)")
-    sw.add_argument("--workspace", help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
-    sw.add_argument("--registry", help="registry directory or URI (default: <workspace>/_registry)")
     sw.add_argument("--episodes", type=int, default=500, help="held-out evaluation episodes per trial (default 500)")
     sw.add_argument("--json", action="store_true", help="print the table as JSON")
     sw.set_defaults(func=_cmd_sweep)

@@ -1,23 +1,20 @@
-"""`models`: the registry, promotions behind gates, rollback, freezes, history, reports."""
+"""`models`: the registry, history, reports; promotions, rollback and freezes are actions (`app/operations.py`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from .. import settings
 from ..app import App
+from ..app.actions import add_commands
 from ..errors import UserError
+from .options import where
 
 
 def _registry(args: argparse.Namespace):
     return App.from_args(args).registry()
-
-
-def _governance(args: argparse.Namespace):
-    return App.from_args(args).governance()
 
 
 def _get_version(args: argparse.Namespace):
@@ -56,46 +53,6 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 def _cmd_models_show(args: argparse.Namespace) -> int:
     print(json.dumps(_get_version(args).to_dict(), indent=2, sort_keys=True))  # JSON already
-    return 0
-
-
-def _governance_call(fn):
-    from ..governance import GovernanceError, PromotionBlocked
-
-    try:
-        return fn()
-    except PromotionBlocked as exc:
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(4) from None
-    except GovernanceError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _cmd_models_promote(args: argparse.Namespace) -> int:
-    gov = _governance(args)
-    _get_version(args)
-    version = _get_version(args).version
-    outcome = _governance_call(lambda: gov.promote(version, args.to, reason=args.reason or ""))
-    for g in outcome.report.results:
-        print(f"PASS {g.name}: {g.message}")
-    print(f"{args.to}: {outcome.entry.from_version or '-'} -> {outcome.entry.to_version} (ledger #{outcome.entry.seq})")
-    return 0
-
-
-def _cmd_models_rollback(args: argparse.Namespace) -> int:
-    gov = _governance(args)
-    e = _governance_call(lambda: gov.rollback(args.asset, reason=args.reason,
-                                              corrective_action=args.corrective_action or ""))
-    print(f"production: {e.from_version} -> {e.to_version}; incident recorded; {e.asset_name} is frozen until "
-          f"`unity-mlops models unfreeze {e.asset_name}`")
-    return 0
-
-
-def _cmd_models_freeze(args: argparse.Namespace) -> int:
-    gov = _governance(args)
-    fn = gov.freeze if args.models_command == "freeze" else gov.unfreeze
-    e = fn(args.asset, args.reason or args.models_command)
-    print(f"{e.asset_name}: {e.action} (ledger #{e.seq})")
     return 0
 
 
@@ -145,19 +102,15 @@ def _cmd_models_path(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    where = argparse.ArgumentParser(add_help=False)  # accepted before or after the action
-    where.add_argument("--registry", default=argparse.SUPPRESS,
-                       help="registry directory or URI (default: $UNITY_MLOPS_REGISTRY or <workspace>/_registry)")
-    where.add_argument("--workspace", default=argparse.SUPPRESS,
-                       help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
+    common = where(suppress=True)  # accepted before or after the action
     m = sub.add_parser("models", help="the model registry: versions, aliases, promotions, rollback",
-                       parents=[where])
+                       parents=[common])
     sub_parser = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     class Actions:  # every action takes --registry/--workspace too
         @staticmethod
         def add_parser(name: str, **kw):
-            return sub_parser.add_parser(name, parents=[where], **kw)
+            return sub_parser.add_parser(name, parents=[common], **kw)
 
     ms = Actions()
     ml = ms.add_parser("list", help="list registered versions")
@@ -170,28 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mp = ms.add_parser("path", help="print the path of a version's ONNX model")
     mp.add_argument("version")
     mp.set_defaults(func=_cmd_models_path)
-    mpr = ms.add_parser("promote", help="move the staging or production alias to a version (behind gates)",
-                        description="To staging: the ONNX contract gate. To production: the version must hold "
-                                    "staging, and the reward, safety, reproducibility and contract gates must pass "
-                                    "against the current production version. Exit 4 when a gate blocks it.")
-    mpr.add_argument("version")
-    mpr.add_argument("--to", required=True, choices=("staging", "production"))
-    mpr.add_argument("--reason", help="why (recorded in the ledger)")
-    mpr.add_argument("--gates", help="gate settings file (YAML/JSON): seeds, episodes_per_seed, thresholds ...")
-    mpr.add_argument("--reproducibility", choices=("auto", "reevaluate", "retrain", "off"),
-                     help="auto (default): retrain the candidate's job with further seeds where it has one")
-    mpr.set_defaults(func=_cmd_models_promote)
-    mrb = ms.add_parser("rollback", help="re-point production to the last known-good version",
-                        description="Moves production back, records an incident and freezes the asset.")
-    mrb.add_argument("asset")
-    mrb.add_argument("--reason", required=True)
-    mrb.add_argument("--corrective-action", help="what will be done about it (incident record)")
-    mrb.set_defaults(func=_cmd_models_rollback)
-    for name, helptext in (("freeze", "block promotions of an asset"), ("unfreeze", "allow promotions again")):
-        mf = ms.add_parser(name, help=helptext, description=helptext)
-        mf.add_argument("asset")
-        mf.add_argument("--reason")
-        mf.set_defaults(func=_cmd_models_freeze)
+    add_commands(sub_parser, "models", [common])  # promote, rollback, freeze, unfreeze: actions (app/operations.py)
     mh = ms.add_parser("history", help="aliases, the promotion ledger and incidents of an asset")
     mh.add_argument("asset")
     mh.set_defaults(func=_cmd_models_history)

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from .. import settings
+from ..app.actions import add_commands
 from ..errors import UserError
+from .options import scheduler_config
 
 
 def _scheduler_parts(args: argparse.Namespace):
@@ -91,40 +93,19 @@ def _cmd_schedule_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_schedule_pause(args: argparse.Namespace) -> int:
-    from ..scheduler.scheduler import utc_now
+def config_context(args: argparse.Namespace):
+    """An action's context on the command line of a scheduler config: its workspace, state store and webhooks."""
+    from ..app import App
+    from ..app.actions import Context
+    from ..scheduler.config import load_scheduler_config
 
-    _, store = _scheduler_parts(args)
-    store.set_paused(args.schedule_id, args.schedule_command == "pause", utc_now())
-    print(f"{args.schedule_id}: {'paused' if args.schedule_command == 'pause' else 'resumed'}")
-    return 0
-
-
-def _cmd_schedule_trigger(args: argparse.Namespace) -> int:
-    from ..scheduler.scheduler import trigger_now, utc_now
-
-    cfg, store = _scheduler_parts(args)
-    now = utc_now()
-    spec = next((s for s in cfg.schedules if s.schedule_id == args.schedule_id), None)
-    if spec is None:
-        raise UserError(f"schedule {args.schedule_id!r} is not in {args.config}")
-    store.insert_schedule_if_absent(spec.schedule_id, spec.model_dump(mode="json"), now)
-    for job_id in trigger_now(store, args.schedule_id, now):
-        print(f"queued {job_id}")
-    return 0
+    cfg = load_scheduler_config(args.config)
+    return Context(App(workspace=cfg.workspace), config=cfg, state_dir=Path(args.state_dir) if args.state_dir else None)
 
 
 def _cmd_webhooks(args: argparse.Namespace) -> int:
-
     cfg, store = _scheduler_parts(args)
     outbox = cfg.outbox(store.dir)
-    if args.webhooks_command == "replay":
-        n = outbox.replay(args.id)
-        print(f"{n} dead delivery(ies) queued again; the scheduler (or the next job) sends them")
-        if args.send:
-            outbox.deliver_due()
-            print(json.dumps(outbox.counts()))
-        return 0
     print(json.dumps({"counts": outbox.counts(), "dead": outbox.dead_letters()}, indent=2))
     return 0
 
@@ -161,36 +142,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="The scheduler reads CONFIG.yaml (schedules, webhooks, health port) and keeps "
                                     "its state in <workspace>/_state (or --state-dir).")
     scs = sc.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    config = scheduler_config()
     for name, helptext in (("run", "run the scheduler until SIGTERM/SIGINT"),
                            ("list", "show schedules, next fire times and recent runs"),
-                           ("pause", "pause a schedule (no catch-up burst on resume)"),
-                           ("resume", "resume a paused schedule from now"),
-                           ("trigger", "queue a run of a schedule's assets now"),
                            ("run-once", "run a schedule's assets once, now (what a CronJob pod does)")):
-        cmd = scs.add_parser(name, help=helptext, description=helptext)
-        cmd.add_argument("config", help="scheduler config (YAML/JSON)")
-        cmd.add_argument("--state-dir", help="state store directory (default <workspace>/_state)")
-        if name in ("pause", "resume", "trigger", "run-once"):
+        cmd = scs.add_parser(name, help=helptext, description=helptext, parents=[config])
+        if name == "run-once":
             cmd.add_argument("schedule_id")
         if name == "run":
             cmd.add_argument("--health-port", type=int, help="serve /healthz, /readyz, /metrics on this port")
         if name == "list":
             cmd.add_argument("--runs", type=int, default=5, help="recent runs to show per schedule")
-        cmd.set_defaults(func={"run": _cmd_schedule_run, "list": _cmd_schedule_list, "pause": _cmd_schedule_pause,
-                               "resume": _cmd_schedule_pause, "trigger": _cmd_schedule_trigger,
+        cmd.set_defaults(func={"run": _cmd_schedule_run, "list": _cmd_schedule_list,
                                "run-once": _cmd_schedule_run_once}[name], timestamps=name in ("run", "run-once"))
+    add_commands(scs, "schedule", [config], context=config_context)  # pause, resume, trigger: actions
 
     wh = sub.add_parser("webhooks", help="the webhook outbox: status, dead letters, replay")
     whs = wh.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
-    for name, helptext in (("list", "delivery counts and dead letters"),
-                           ("replay", "queue dead deliveries again (same webhook-id)")):
-        cmd = whs.add_parser(name, help=helptext, description=helptext)
-        cmd.add_argument("config", help="scheduler config (for the endpoints and the state directory)")
-        cmd.add_argument("--state-dir", help="state store directory (default <workspace>/_state)")
-        if name == "replay":
-            cmd.add_argument("--id", help="only this webhook-id")
-            cmd.add_argument("--send", action="store_true", help="attempt delivery now")
-        cmd.set_defaults(func=_cmd_webhooks)
+    cmd = whs.add_parser("list", help="delivery counts and dead letters", description="delivery counts and dead "
+                         "letters", parents=[config])
+    cmd.set_defaults(func=_cmd_webhooks)
+    add_commands(whs, "webhooks", [config], context=config_context)  # replay: an action
 
     k8 = sub.add_parser("k8s", help="Kubernetes deployment")
     k8s = k8.add_subparsers(dest="k8s_command", metavar="ACTION", required=True)

@@ -7,6 +7,7 @@ import sys
 
 from ..app import App
 from ..errors import UserError
+from .options import where, workspace
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -37,14 +38,13 @@ def _cmd_ui_token(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("ui", help="the web dashboard: runs, curves, models, schedules, webhooks, control plane",
                        description="Serve the dashboard over the workspace's stores. Read-only until an operator "
-                                   "signs in with a token from `unity-mlops ui-token NAME`.")
-    u.add_argument("--workspace", help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)")
-    u.add_argument("--registry", help="registry directory or URI (default: <workspace>/_registry)")
+                                   "signs in with a token from `unity-mlops ui-token NAME`.",
+                       parents=[where()])
     u.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     u.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     u.set_defaults(func=_cmd_ui)
     t = sub.add_parser("ui-token", help="create (or replace) an operator's dashboard token",
-                       description="Prints a new random token for NAME once; only its SHA-256 is stored.")
+                       description="Prints a new random token for NAME once; only its SHA-256 is stored.",
+                       parents=[workspace("workspace root (tokens live in <workspace>/_state/ui-tokens)")])
     t.add_argument("name", help="the operator's name, recorded as the actor in the ledger")
-    t.add_argument("--workspace", help="workspace root (tokens live in <workspace>/_state/ui-tokens)")
     t.set_defaults(func=_cmd_ui_token)

@@ -61,6 +61,18 @@ class UnknownAction(KeyError):
         return f"unknown action id {self.args[0]!r}"
 
 
+def _installed_schema(action_id: str) -> dict[str, Any] | None:
+    """The input schema of an installed action (the `unity_mlops.actions` plugins), for a bundle that lists it
+    without a schema file of its own."""
+    from .. import plugins
+
+    try:
+        found = [a for a in plugins.load_all("actions").values() if a.id == action_id]
+    except plugins.PluginError:
+        return None
+    return dict(found[0].schema) if found else None
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_REJECTED_CHARS else f"{text[:MAX_REJECTED_CHARS]}... ({len(text)} chars)"
 
@@ -192,8 +204,11 @@ class BundleSchemas:
             except ValueError as exc:
                 self._fail(f"schema {path.name} is not valid JSON: {exc}", f"fix {path}")
         for aid in self.actions:
+            if aid not in docs and _installed_schema(aid) is not None:  # an installed action brings its own
+                docs[aid] = _installed_schema(aid)
             if aid not in docs:
-                self._fail(f"action {aid!r} has no schema", f"add {self.schemas_dir / (aid + '.json')}")
+                self._fail(f"action {aid!r} has no schema", f"add {self.schemas_dir / (aid + '.json')}, or install "
+                                                            "the package whose action it is")
         resources = [(d["$id"], Resource.from_contents(d, default_specification=_spec())) for d in docs.values()
                      if isinstance(d, dict) and "$id" in d]
         registry = Registry(retrieve=_refuse).with_resources(resources)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
+from ..events import AssetEvent, AssetFrozen, AssetUnfrozen, EventBus, ModelPromoted, ModelRolledBack
 from ..registry.base import ModelRegistry, ModelVersion, registry_asset_name
 from .gates import GateConfig, GateReport, contract_gate, run_gates, spec_of
 from .ledger import LedgerEntry
@@ -74,8 +75,10 @@ def _same_contract(candidate: ModelVersion, baseline: ModelVersion) -> None:
 class Governance:
     def __init__(self, registry: ModelRegistry, gate_config: GateConfig | None = None,
                  retrain: Callable[..., Path] | None = None,
-                 approval_hook: ApprovalHook | None = None, workspace: Path | None = None) -> None:
+                 approval_hook: ApprovalHook | None = None, workspace: Path | None = None,
+                 events: EventBus | None = None) -> None:
         self.registry = registry
+        self.events = events or EventBus()  # model.promoted, model.rolled_back, asset.frozen, asset.unfrozen
         self.workspace = workspace  # where a gate rebuilds a build that is gone (<workspace>/_builds)
         self.ledger = registry.ledger
         self.gate_config = gate_config or GateConfig()
@@ -126,7 +129,13 @@ class Governance:
         if ticket is not None:
             self.approval_hook.done(ticket, {"version": version, "to": to}, {"ledger_seq": entry.seq})
         self._mirror(version, to)
+        self._publish(ModelPromoted, entry, version=version, alias=to, from_version=entry.from_version)
         return PromotionOutcome(entry, report)
+
+    def _publish(self, kind: type[AssetEvent], entry: LedgerEntry, **fields: Any) -> None:
+        """One event per ledger entry (its key), so a retried delivery is one message."""
+        self.events.publish(kind(asset_name=entry.asset_name, actor=entry.actor, reason=entry.reason,
+                                 ledger_seq=entry.seq, key=f"ledger:{entry.asset_name}:{entry.seq}", **fields))
 
     def _mirror(self, version: str, alias: str) -> None:
         from .ledger import GovernanceError
@@ -161,10 +170,15 @@ class Governance:
         if ticket is not None:
             self.approval_hook.done(ticket, hook_payload, {"ledger_seq": entry.seq, "to": target})
         self._mirror(target, "production")
+        self._publish(ModelRolledBack, entry, version=target, from_version=current)
         return entry
 
     def freeze(self, asset_name: str, reason: str, actor: str | None = None) -> LedgerEntry:
-        return self.ledger.set_frozen(asset_name, True, reason, actor)
+        entry = self.ledger.set_frozen(asset_name, True, reason, actor)
+        self._publish(AssetFrozen, entry)
+        return entry
 
     def unfreeze(self, asset_name: str, reason: str, actor: str | None = None) -> LedgerEntry:
-        return self.ledger.set_frozen(asset_name, False, reason, actor)
+        entry = self.ledger.set_frozen(asset_name, False, reason, actor)
+        self._publish(AssetUnfrozen, entry)
+        return entry

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..scheduler.scheduler import trigger_now, utc_now
+from ..errors import UserError
+from ..scheduler.scheduler import utc_now
 from ..scheduler.store import StateStore
 from . import charts
 from .runs import CURVE_TAGS, detail, flatten
@@ -111,42 +112,49 @@ def asset_page(dash: Dashboard, request: Request) -> Response:
     return dash.render(request, "asset.html", asset=asset, versions=versions, total=total, page=page,
                        pages=max(1, -(-total // PAGE)), aliases=aliases, holders=holders,
                        frozen=ledger.frozen(asset), history=ledger.history(asset)[-50:][::-1],
-                       incidents=ledger.incidents(asset), lineage=lineage, reports=reports)
+                       incidents=ledger.incidents(asset), lineage=lineage, reports=reports,
+                       more_actions=_more_actions("asset"))
+
+
+BUILT_IN_BUTTONS = {"model.promote", "model.rollback", "model.freeze", "schedule.pause", "schedule.trigger",
+                    "webhook.replay"}  # placed by hand in the templates; any other action gets a generated form
+
+
+def _more_actions(page: str) -> list:
+    from ..app.actions import page_commands
+
+    return [(a, c) for a, c in page_commands(page) if a.id not in BUILT_IN_BUTTONS]
 
 
 async def asset_action(dash: Dashboard, request: Request) -> Response:
     operator, form = await dash.acting(request)
-    return await asyncio.to_thread(_govern, dash, request, operator, form)  # gates may evaluate (or retrain)
+    values = {"asset": request.path_params["asset"], **{k: str(v)[:500] for k, v in form.items()}}
+    # gates may evaluate (or retrain): off the event loop
+    return await asyncio.to_thread(perform_button, dash, request, operator, "asset", values,
+                                   f"/models/{request.path_params['asset']}")
 
 
-def _govern(dash: Dashboard, request: Request, operator: str, form: Any) -> Response:
+def perform_button(dash: Dashboard, request: Request, operator: str, page: str, values: dict[str, Any],
+                   back: str) -> Response:
+    """A dashboard button is an action's command (`app/actions.py`): the same action the command line and the MCP
+    server run, with the signed-in operator as its actor."""
+    from ..app.actions import Context, command_for, payload_of, perform
     from ..governance import GovernanceError, PromotionBlocked
 
-    asset, action = request.path_params["asset"], str(form.get("action", ""))
-    reason = str(form.get("reason", ""))[:500]
-    back = f"/models/{asset}"
-    gov = dash.app.governance()
+    found = command_for(page, str(values.get("action", "")))
+    if found is None:
+        raise ValueError(f"unknown action {values.get('action')!r}")
+    act, cmd = found
     try:
-        if action == "promote":
-            to = str(form.get("to", ""))
-            out = gov.promote(str(form.get("version", "")), to, reason=reason, actor=operator)
-            return dash.outcome(request, "Promoted", f"{to}: {out.entry.from_version or '-'} -> "
-                                f"{out.entry.to_version} (ledger #{out.entry.seq}, by {operator})", True, back,
-                                details=[g.to_dict() for g in out.report.results])
-        if action == "rollback":
-            e = gov.rollback(asset, reason=reason or "rolled back from the dashboard", actor=operator)
-            return dash.outcome(request, "Rolled back", f"production: {e.from_version} -> {e.to_version}; incident "
-                                f"recorded; {e.asset_name} is frozen (by {operator})", True, back)
-        if action in ("freeze", "unfreeze"):
-            e = (gov.freeze if action == "freeze" else gov.unfreeze)(asset, reason or action, actor=operator)
-            return dash.outcome(request, action.capitalize(), f"{e.asset_name}: {e.action} (ledger #{e.seq})", True,
-                                back)
+        result = perform(act, payload_of(act, cmd, values), Context(dash.app, actor=operator,
+                                                                    state_dir=dash.paths.state_dir))
     except PromotionBlocked as exc:
         return dash.outcome(request, "Blocked by the gates", str(exc), False, back, status=409,
                             details=[g.to_dict() for g in exc.report.results])
-    except GovernanceError as exc:
+    except (GovernanceError, UserError) as exc:
         return dash.outcome(request, "Refused", str(exc), False, back, status=409)
-    raise ValueError(f"unknown action {action!r}")
+    title = {"promote": "Promoted", "rollback": "Rolled back"}.get(cmd.name, cmd.name.capitalize())
+    return dash.outcome(request, title, act.text(result), True, back, details=result.get("gates"))
 
 
 # ---------------------------------------------------------------------------------------------------- schedules
@@ -163,17 +171,10 @@ def schedules_page(dash: Dashboard, request: Request) -> Response:
 
 async def schedule_action(dash: Dashboard, request: Request) -> Response:
     operator, form = await dash.acting(request)
-    schedule_id, action = request.path_params["schedule_id"], str(form.get("action", ""))
-    store = _store(dash)
-    store.get_schedule(schedule_id)  # KeyError -> 404 for an unknown schedule
-    if action in ("pause", "resume"):
-        store.set_paused(schedule_id, action == "pause", utc_now())
-        message = f"{schedule_id}: {'paused' if action == 'pause' else 'resumed'} by {operator}"
-    elif action == "trigger":
-        message = f"queued {', '.join(trigger_now(store, schedule_id, utc_now()))} (by {operator})"
-    else:
-        raise ValueError(f"unknown action {action!r}")
-    return dash.outcome(request, "Done", message, True, "/schedules")
+    schedule_id = request.path_params["schedule_id"]
+    _store(dash).get_schedule(schedule_id)  # KeyError -> 404 for an unknown schedule
+    values = {"schedule_id": schedule_id, **{k: str(v)[:500] for k, v in form.items()}}
+    return await asyncio.to_thread(perform_button, dash, request, operator, "schedules", values, "/schedules")
 
 
 # ---------------------------------------------------------------------------------------------------- webhooks
@@ -193,9 +194,8 @@ def webhooks_page(dash: Dashboard, request: Request) -> Response:
 
 async def webhooks_replay(dash: Dashboard, request: Request) -> Response:
     operator, form = await dash.acting(request)
-    n = _outbox(dash).replay(str(form.get("id", "")) or None)
-    return dash.outcome(request, "Queued again", f"{n} dead delivery(ies) queued again by {operator}; the scheduler "
-                        "(or the next job) sends them with their original webhook-id", True, "/webhooks")
+    values = {"action": "replay", "id": str(form.get("id", ""))[:200]}
+    return await asyncio.to_thread(perform_button, dash, request, operator, "webhooks", values, "/webhooks")
 
 
 # ---------------------------------------------------------------------------------------------------- control plane
