@@ -14,15 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlops_unity_pipeline.controlplane import ControlPlaneRuntime, IntegrityError
-from mlops_unity_pipeline.controlplane.eventlog import (
-    GENESIS,
-    EventLog,
-    Position,
-    _parse_line_strictly,
-    canonical,
-    parse_line,
-    record_hash,
-)
+from mlops_unity_pipeline.controlplane.chain import _parse_line_strictly
+from mlops_unity_pipeline.controlplane.eventlog import GENESIS, EventLog, Position, canonical, parse_line, record_hash
 from mlops_unity_pipeline.controlplane.runtime import DEFAULT_BUNDLE
 from mlops_unity_pipeline.controlplane.sql_eventlog import SqlEventLog
 from mlops_unity_pipeline.controlplane.state import Folder, State, StateCache

@@ -237,3 +237,105 @@ def test_the_ledger_is_reached_through_the_registry_interface(tmp_path):
     assert reg.ledger.aliases("Nothing") == {}
     assert isinstance(Path(reg.root), Path)
     assert shutil.which("mcs"), "the C# compiler the generated Agents are checked with"
+
+
+@pytest.fixture
+def annotate(tmp_path):
+    pkg = package(tmp_path, "annotate-plugin", ["annotate_plugin"],
+                  {"unity_mlops.actions": {"annotate": "annotate_plugin:ANNOTATE"}}).install()
+    yield pkg
+    pkg.uninstall()
+    EVENT_CLASSES.pop("model.annotated", None)
+
+
+def test_an_action_is_a_command_a_dashboard_form_and_an_mcp_tool_and_its_events_reach_webhooks(
+        annotate, tmp_path, monkeypatch):
+    """(d) one module and one entry point give `models annotate`, the asset page's form and the MCP tool; (b) its
+    `model.annotated` event and governance's own `model.promoted` reach a signed webhook receiver."""
+    import re
+
+    import anyio
+    import yaml
+    from mcp import Client
+    from starlette.testclient import TestClient
+
+    from mlops_unity_pipeline.app import App
+    from mlops_unity_pipeline.app.actions import PipelineActions
+    from mlops_unity_pipeline.controlplane import ControlPlaneRuntime
+    from mlops_unity_pipeline.controlplane.bundle_schemas import BundleError
+    from mlops_unity_pipeline.controlplane.keys import generate
+    from mlops_unity_pipeline.controlplane.mcp_server import build_server
+    from mlops_unity_pipeline.controlplane.runtime import DEFAULT_BUNDLE
+    from mlops_unity_pipeline.ui.auth import create_token
+    from mlops_unity_pipeline.ui.server import create_app
+    from test_mcp import registered_version
+    from test_webhooks import SECRET, Receiver
+
+    workspace = tmp_path / "runs"
+    version = registered_version(workspace / "_registry", tmp_path)
+    rx = Receiver()
+    monkeypatch.setenv("WEBHOOK_URL", rx.url)
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
+    env = {**annotate.env(), "WEBHOOK_URL": rx.url, "WEBHOOK_SECRET": SECRET, "UNITY_MLOPS_ACTOR": "ana"}
+    try:
+        def cli(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", *args, "--workspace",
+                                   str(workspace)], capture_output=True, text=True, timeout=300, env=env)
+
+        assert "annotate" in cli("--help").stdout
+        noted = cli("annotate", version, "--note", "jumps too early")
+        assert noted.returncode == 0 and noted.stdout.strip() == f"nav {version}: noted", noted.stderr
+        refused = cli("annotate", "unity-nope-v001", "--note", "x")
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert cli("promote", version, "--to", "staging").returncode == 0
+
+        client = TestClient(create_app(App(workspace=str(workspace))))  # the dashboard, signed in as bob
+        client.post("/login", data={"token": create_token(workspace / "_state" / "ui-tokens", "bob")})
+        page = client.get("/models/nav").text
+        assert 'data-action="model.annotate"' in page and 'aria-label="note"' in page
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+        done = client.post("/models/nav/act", data={"action": "annotate", "version": version,
+                                                    "note": "fine after retrain", "csrf": csrf})
+        assert done.status_code == 200 and "noted" in done.text
+
+        bundle = tmp_path / "bundle"  # the bundle is the policy: the tool exists once the operator lists it
+        shutil.copytree(DEFAULT_BUNDLE.parent, bundle)
+        data = yaml.safe_load((bundle / "bundle.yaml").read_text())
+        entry = {"id": "model.annotate", "description": "Write a note on a version.",
+                 "annotations": {"destructiveHint": False, "readOnlyHint": False}}
+        data["api_surface"]["tools"].append({"name": "notes", "actions": [entry]})
+        (bundle / "bundle.yaml").write_text(yaml.safe_dump(data))
+        monkeypatch.setenv("UNITY_MLOPS_IDENTITY_KEY", str(generate(tmp_path / "keys", "agent")[0]))
+        with pytest.raises(BundleError, match="'model.annotate' has no schema"):  # fail closed: not by default
+            unchecked = ControlPlaneRuntime(bundle / "bundle.yaml", events_path=tmp_path / "unused.jsonl")
+            unchecked.load_bundle()
+            unchecked.compile_schemas()
+        entry["schema"] = "installed"  # the operator's explicit choice: the schema the installed package brings
+        (bundle / "bundle.yaml").write_text(yaml.safe_dump(data))
+        rt = ControlPlaneRuntime(bundle / "bundle.yaml", events_path=tmp_path / "events.jsonl")
+        rt.load_bundle()
+        rt.compile_schemas()
+
+        async def agent():
+            async with Client(build_server(rt, PipelineActions(rt, workspace)), raise_exceptions=True) as c:
+                tools = {t.name: t for t in (await c.list_tools()).tools}
+                assert tools["model.annotate"].input_schema["required"] == ["version", "note"]
+                bad = await c.call_tool("model.annotate", {"version": version})
+                assert bad.is_error and "'note' is a required property" in bad.content[0].text
+                halted = await c.call_tool("model.annotate", {"version": version, "note": "agent: looks stable"})
+                assert halted.structured_content["missing"] == ["guardrails_ok"]  # the bundle's guardrails hold
+                rt.assert_fact("guardrails_ok")
+                ok = await c.call_tool("model.annotate", {"version": version, "note": "agent: looks stable"})
+                assert not ok.is_error, ok.content[0].text
+
+        anyio.run(agent)
+        notes = [json.loads(line) for line in (workspace / "_notes.jsonl").read_text().splitlines()]
+        assert [(n["note"], n["actor"]) for n in notes] == [("jumps too early", "ana"), ("fine after retrain", "bob"),
+                                                            ("agent: looks stable", "agent")]
+        App(workspace=str(workspace)).bus().flush(30.0)
+        got = sorted((m["type"], m["data"].get("note", m["data"].get("alias"))) for m in rx.received)
+        assert got == [("model.annotated", "agent: looks stable"), ("model.annotated", "fine after retrain"),
+                       ("model.annotated", "jumps too early"), ("model.promoted", "staging")], rx.received
+    finally:
+        rx.stop()

@@ -121,8 +121,13 @@ def perform(act: Action, payload: dict[str, Any], ctx: Context) -> dict[str, Any
     errors = sorted(f"{e.json_path}: {e.message}" for e in validator.iter_errors(payload))
     if errors:
         raise UserError(f"invalid input for {act.id}: " + "; ".join(errors))
+    from ..registry.base import VersionNotFound
+
     try:
         return act.run(ctx, payload)
+    except VersionNotFound as exc:  # a version the user named: their input, said the same way on every front end
+        raise UserError(str(exc), hint="`unity-mlops models list` shows the versions; a version is its full name or "
+                                       "ASSET@ALIAS (e.g. navagent@production)") from None
     finally:
         ctx.app.bus().flush(5.0)  # the events it published: a moment for the webhook sender
 

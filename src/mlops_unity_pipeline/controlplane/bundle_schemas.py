@@ -204,11 +204,14 @@ class BundleSchemas:
             except ValueError as exc:
                 self._fail(f"schema {path.name} is not valid JSON: {exc}", f"fix {path}")
         for aid in self.actions:
-            if aid not in docs and _installed_schema(aid) is not None:  # an installed action brings its own
-                docs[aid] = _installed_schema(aid)
+            if aid not in docs and self.actions[aid].get("schema") == "installed":  # the operator's explicit
+                docs[aid] = _installed_schema(aid)  # choice: the installed package's action brings its schema
+                if docs[aid] is None:
+                    self._fail(f"action {aid!r} takes its schema from its installed package, but no installed "
+                               "package has it", "install it (`unity-mlops plugins --family actions` lists them)")
             if aid not in docs:
-                self._fail(f"action {aid!r} has no schema", f"add {self.schemas_dir / (aid + '.json')}, or install "
-                                                            "the package whose action it is")
+                self._fail(f"action {aid!r} has no schema", f"add {self.schemas_dir / (aid + '.json')}, or say "
+                                                            "`schema: installed` to use its installed package's")
         resources = [(d["$id"], Resource.from_contents(d, default_specification=_spec())) for d in docs.values()
                      if isinstance(d, dict) and "$id" in d]
         registry = Registry(retrieve=_refuse).with_resources(resources)

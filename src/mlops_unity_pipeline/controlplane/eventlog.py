@@ -29,108 +29,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
-
-GENESIS = "0" * 64
-RECORD_KEYS = {"seq", "ts", "type", "payload", "idempotency_key", "bundle_digest", "prev_hash", "hash"}
-
-
-class IntegrityError(Exception):
-    """The log was edited, reordered or corrupted before its tail."""
-
-
-class ConcurrencyError(Exception):
-    """The caller's expected seq is not the log's current seq."""
-
-
-def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+from .chain import (  # noqa: F401  (the chain's names, where callers have always found them)
+    GENESIS,
+    ChainedLog,
+    ConcurrencyError,
+    IntegrityError,
+    Position,
+    _no_duplicates,
+    canonical,
+    check_against,
+    parse_line,
+    record_hash,
+)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise IntegrityError(f"duplicate key {dup!r} (readers would disagree on its value)")
-    return dict(pairs)
+class EventLog(ChainedLog):
+    unit = "line"
 
-
-def parse_line(line: bytes) -> tuple[dict[str, Any], str]:
-    """One stored record, strictly, and its recomputed hash: the line must be byte for byte what the writer writes
-    (so a reformatted line, or one with a duplicate key, is refused). One canonical encoding serves both checks:
-    the record without its hash is what the hash covers, and the line is that with the hash member in place.
-
-    The common case takes orjson's path: a line that orjson reads and writes back byte for byte (sorted keys, no
-    duplicate, compact) is canonical, and the hash covers the line without its hash member. Anything else takes
-    the standard library's path, which decides as before: NaN, integers beyond 64 bits, a bad line, and any line
-    that may hold a float under 1e-4 (the two encoders spell those differently: 1e-05 / 0.00001, 1.5e-07 / 1.5e-7).
-    tests/test_eventlog_fast.py checks that the two paths decide alike, on written, re-encoded and mutated lines."""
-    if b"0.0000" not in line and b"e-" not in line:
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            rec = None
-        if isinstance(rec, dict) and rec.keys() == RECORD_KEYS \
-                and orjson.dumps(rec, option=orjson.OPT_SORT_KEYS) == line:
-            digest, prev = rec["hash"], rec["prev_hash"]
-            member = b'"hash":"' + digest.encode() + b'",' if isinstance(digest, str) else b""
-            at = line.find(member) if member and isinstance(prev, str) else -1
-            if at > 0 and line[at - 1:at] == b",":
-                body = line[:at] + line[at + len(member):]
-                return rec, hashlib.sha256(prev.encode() + body).hexdigest()
-    return _parse_line_strictly(line)
-
-
-def _parse_line_strictly(line: bytes) -> tuple[dict[str, Any], str]:
-    rec = json.loads(line)
-    if not isinstance(rec, dict) or not isinstance(rec.get("prev_hash"), str) or not isinstance(rec.get("hash"), str):
-        raise IntegrityError("not a record of this log")
-    body = canonical({k: v for k, v in rec.items() if k != "hash"})
-    expected = body.replace(b',"idempotency_key":', b',"hash":"' + rec["hash"].encode() + b'","idempotency_key":', 1)
-    if expected != line:
-        json.loads(line, object_pairs_hook=_no_duplicates)  # the precise reason when it is a duplicate key
-        raise IntegrityError("not in canonical form (reformatted or re-encoded)")
-    return rec, hashlib.sha256(rec["prev_hash"].encode() + body).hexdigest()
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(record["prev_hash"].encode() + canonical(body)).hexdigest()
-
-
-def check_against(records: Iterator[dict[str, Any]], name: str, checkpoints: Checkpoints | None,
-                  expect_head: tuple[int, str] | None) -> dict[str, Any]:
-    """Walk verified records and compare them with the signed checkpoints and an externally kept head (both the file
-    log and the database log)."""
-    n, head = 0, GENESIS
-    cps = checkpoints.load() if checkpoints is not None else []
-    wanted: dict[int, str] = {cp["seq"]: cp["head"] for cp in cps}
-    if expect_head is not None:
-        wanted[expect_head[0]] = expect_head[1]
-    for rec in records:
-        n, head = rec["seq"], rec["hash"]
-        if n in wanted and wanted[n] != head:
-            raise IntegrityError(f"{name}: event {n} has hash {head[:16]}..., but a checkpoint or the expected head "
-                                 f"says {wanted[n][:16]}...: history was rewritten")
-    missing = [seq for seq in wanted if seq > n]
-    if missing:
-        raise IntegrityError(f"{name} ends at event {n}, but a checkpoint or the expected head vouches for event "
-                             f"{max(missing)}: events were deleted or the file was truncated")
-    return {"events": n, "head": head, "checkpoints": len(cps)}
-
-
-class Position(NamedTuple):
-    """Where a reader stands in a chain: after event `seq`, whose hash is `head`, `offset` bytes into the file (the
-    database log has no offsets: 0)."""
-
-    seq: int = 0
-    head: str = GENESIS
-    offset: int = 0
-
-
-class EventLog:
     def __init__(self, path: str | Path, checkpoints: Checkpoints | None = None) -> None:
         self.path = Path(path)
         self.checkpoints = checkpoints
@@ -143,8 +60,8 @@ class EventLog:
         self.recovered: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ reading
-    def _parse_from(self, data: bytes, base_offset: int, seq: int, head: str, strict_tail: bool):
-        """Yield (record, end_offset) for complete, chained lines; stop at a torn tail (or raise if strict)."""
+    def _split(self, data: bytes, base_offset: int, strict_tail: bool) -> Iterator[tuple[bytes, str, int]]:
+        """The complete lines of `data` (read from `base_offset`); a torn tail stops it (or raises if strict)."""
         pos = 0
         while pos < len(data):
             nl = data.find(b"\n", pos)
@@ -152,21 +69,8 @@ class EventLog:
                 if strict_tail:
                     raise IntegrityError(f"{self.path}: incomplete last line at byte {base_offset + pos}")
                 return
-            line = data[pos:nl]
-            why = "breaks the hash chain or the sequence"
-            try:
-                rec, digest = parse_line(line)
-                ok = rec.get("seq") == seq + 1 and rec.get("prev_hash") == head and rec["hash"] == digest
-            except IntegrityError as exc:
-                ok, rec, why = False, None, str(exc)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                ok, rec = False, None
-            if not ok:
-                raise IntegrityError(f"{self.path}: line {seq + 1} (byte {base_offset + pos}) {why}: the log was "
-                                     "edited or corrupted")
-            seq, head = rec["seq"], rec["hash"]
+            yield data[pos:nl], f"byte {base_offset + pos}", base_offset + nl + 1
             pos = nl + 1
-            yield rec, base_offset + pos
 
     def _catch_up(self, fd: int) -> None:
         size = os.fstat(fd).st_size
@@ -181,7 +85,8 @@ class EventLog:
             if not chunk:
                 break
             data += chunk
-        for rec, end in self._parse_from(data, self._offset, self._seq, self._head, strict_tail=False):
+        for line, where, end in self._split(data, self._offset, strict_tail=False):
+            rec = self.link(line, self._seq, self._head, where)
             if rec.get("idempotency_key"):
                 self._keys.setdefault(rec["idempotency_key"], self._offset)
             self._seq, self._head, self._offset = rec["seq"], rec["hash"], end
@@ -205,19 +110,10 @@ class EventLog:
             raise IntegrityError(f"{self.path}: the event for idempotency key {key!r} is not where it was")
         return rec
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.read()
-
-    def read(self) -> Iterator[dict[str, Any]]:
-        """Every event, verified link by link (an incomplete last line is not returned)."""
-        return (rec for rec, _ in self.read_after(Position()))
-
-    def read_after(self, at: Position) -> Iterator[tuple[dict[str, Any], Position]]:
-        """The events after a position (trusted: see `anchored`), verified link by link from it, each with the
-        position after it."""
+    def _lines_after(self, at: Position) -> Iterator[tuple[bytes, str, int]]:
         if not self.path.exists():
             return
-        seq, head, offset = at
+        offset = at.offset
         with self.path.open("rb") as fh:
             fh.seek(offset)
             buf = b""
@@ -227,9 +123,7 @@ class EventLog:
                     break
                 buf += chunk
                 cut = buf.rfind(b"\n") + 1
-                for rec, end in self._parse_from(buf[:cut], offset, seq, head, strict_tail=True):
-                    seq, head = rec["seq"], rec["hash"]
-                    yield rec, Position(seq, head, end)
+                yield from self._split(buf[:cut], offset, strict_tail=True)
                 offset += cut
                 buf = buf[cut:]
 
@@ -260,14 +154,10 @@ class EventLog:
     def name(self) -> str:
         return str(self.path)
 
-    def verify(self, expect_head: tuple[int, str] | None = None,
-               checkpoints: Checkpoints | None = None) -> dict[str, Any]:
-        """Walk the whole chain and check it against the signed checkpoints and an externally kept head.
-        Returns {events, head, checkpoints}; raises IntegrityError naming the first problem."""
-        info = check_against(self.read(), str(self.path), checkpoints, expect_head)
+    def _check_end(self) -> None:
         if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
-            raise IntegrityError(f"{self.path}: torn last line after seq {info['events']} (an append will recover it)")
-        return info
+            raise IntegrityError(f"{self.path}: torn last line after the last complete event (an append will "
+                                 "recover it)")
 
     # ------------------------------------------------------------------ writing
     @contextmanager
