@@ -247,7 +247,20 @@ def mcp_reference() -> str:
     return "\n".join(lines)
 
 
-REFERENCES = {"cli": cli_reference, "environment": environment_reference, "schemas": schema_reference,
+def plugins_reference() -> str:
+    """The extension families (`plugins.FAMILIES`) and the product's own implementations of each."""
+    from mlops_unity_pipeline import plugins
+
+    rows = ["| family | entry-point group | chosen by | an entry is | the product's own |", "|---|---|---|---|---|"]
+    for name, fam in plugins.FAMILIES.items():
+        own = sorted(n for n, ep in plugins.entries(name).items() if ep.value.startswith("mlops_unity_pipeline."))
+        rows.append(f"| {name} | `{fam.group}` | {_cell(fam.chosen_by)} | {_cell(fam.shape)} | "
+                    f"{', '.join(f'`{n}`' for n in own)} |")
+    return "\n".join(rows)
+
+
+REFERENCES = {"plugins": plugins_reference, "cli": cli_reference, "environment": environment_reference,
+              "schemas": schema_reference,
               "webhooks": webhook_reference, "exit-codes": exit_code_reference, "mcp": mcp_reference}
 
 

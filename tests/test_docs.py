@@ -20,9 +20,20 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_command_line_matches_the_parsers(page):
-    parser = build_parser()
-    problems = {line: check_line(parser, line) for line in command_lines(page.read_text())}
+def test_every_command_line_matches_the_parsers(page, tmp_path):
+    plugin = None
+    if page.name == "extending.md":  # its commands are those of its example plugin: installed, as the page says
+        from plugin_package import PluginPackage
+
+        plugin = PluginPackage(tmp_path / "site", "annotate-plugin", {"annotate_plugin": (
+            ROOT / "tests" / "thirdparty" / "annotate_plugin.py").read_text()},
+            {"unity_mlops.actions": {"annotate": "annotate_plugin:ANNOTATE"}}).install()
+    try:
+        parser = build_parser()
+        problems = {line: check_line(parser, line) for line in command_lines(page.read_text())}
+    finally:
+        if plugin is not None:
+            plugin.uninstall()
     assert {line: p for line, p in problems.items() if p} == {}
 
 
@@ -89,7 +100,7 @@ def _check_csharp(code: str) -> None:
 def test_every_code_block_of_the_docs_is_valid(page, lang, code, line, tmp_path, samples):
     """Python compiles, YAML loads (a job file as a job, a kubernetes block as the config's), shell parses,
     C# parses; `text` is output or a synopsis (whose command lines the test above checks)."""
-    assert lang in ("python", "yaml", "bash", "json", "csharp", "text"), f"untagged or unknown block: {lang!r}"
+    assert lang in ("python", "yaml", "bash", "json", "toml", "csharp", "text"), f"untagged or unknown block: {lang!r}"
     if lang == "python":
         compile(code, f"{page.name}:{line}", "exec")
     elif lang == "yaml":
@@ -99,6 +110,9 @@ def test_every_code_block_of_the_docs_is_valid(page, lang, code, line, tmp_path,
         assert proc.returncode == 0, proc.stderr
     elif lang == "json":
         json.loads(code)
+    elif lang == "toml":
+        tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ parses TOML")
+        tomllib.loads(code)
     elif lang == "csharp":
         _check_csharp(code)
 

@@ -17,7 +17,7 @@ from mlops_unity_pipeline.evaluation.onnx_policy import OnnxPolicy  # noqa: E402
 from mlops_unity_pipeline.evaluation.tfevents import read_scalars  # noqa: E402
 from mlops_unity_pipeline.fast.export import export_onnx  # noqa: E402
 from mlops_unity_pipeline.fast.loss import Minibatch, continuous_grads, discrete_grads  # noqa: E402
-from mlops_unity_pipeline.fast.network import ActorCritic  # noqa: E402
+from mlops_unity_pipeline.fast.network import ActorCritic, Adam  # noqa: E402
 from mlops_unity_pipeline.fast.ppo import unsupported_options  # noqa: E402
 from mlops_unity_pipeline.fast.rollout import gae  # noqa: E402
 
@@ -56,64 +56,80 @@ def test_discrete_actions_learn(tmp_path):
     assert evaluation["model"]["success_rate"] > evaluation["random_baseline"]["success_rate"] + 0.3
 
 
-def _autograd_loss(net: ActorCritic, x, mb: Minibatch, branches, eps: float, beta: float):
-    """The same PPO loss written the plain way, on a separate-parameter copy of the network, for autograd."""
-    import torch.nn.functional as F
+def _minibatch(net: ActorCritic, x: torch.Tensor, branches, seed: int) -> Minibatch:
+    """Actions, and old log-probs and values near the current ones: some ratios and values are clipped, some not."""
+    from mlops_unity_pipeline.fast.reference import ReferenceActorCritic
 
-    flat = net.flat.clone().requires_grad_()
-    p, offset = {}, 0
-    for name, t in net.params.items():
-        p[name] = flat[offset:offset + t.numel()].view(t.shape)
-        offset += t.numel()
-    h = x.expand(2, *x.shape)
-    for i in range(net.layers):
-        h = F.silu(torch.baddbmm(p[f"body.{i}.bias"], h, p[f"body.{i}.weight"]))
-    out = h[0] @ p["policy.weight"] + p["policy.bias"]
-    value = (h[1] @ p["value.weight"] + p["value.bias"]).squeeze(-1)
+    g = torch.Generator().manual_seed(seed)
+    B = len(x)
     if branches is None:
-        dist = torch.distributions.Normal(out, torch.exp(p["log_std"]).expand_as(out))
-        logp, entropy = dist.log_prob(mb.actions).sum(1), dist.entropy().sum(1)
+        actions = torch.randn(B, 2, generator=g)
     else:
-        logp = entropy = 0
-        for i, logits in enumerate(out.split(list(branches), 1)):
-            dist = torch.distributions.Categorical(logits=logits)
-            logp, entropy = logp + dist.log_prob(mb.actions[:, i]), entropy + dist.entropy()
+        actions = torch.stack([torch.randint(0, b, (B,), generator=g) for b in branches], 1)
+    model = ReferenceActorCritic.from_fast(net)
+    with torch.no_grad():
+        _, value = model(x)
+        logp = _logp(model, x, actions, branches)
+    mb = Minibatch(actions, logp + 0.3 * torch.randn(B, generator=g), torch.randn(B, generator=g),
+                   value + torch.randn(B, generator=g), value + 0.3 * torch.randn(B, generator=g))
     ratio = torch.exp(logp - mb.old_logp)
-    policy_loss = -torch.min(ratio * mb.advantages, torch.clamp(ratio, 1 - eps, 1 + eps) * mb.advantages).mean()
-    clipped = mb.old_values + torch.clamp(value - mb.old_values, -eps, eps)
-    value_loss = torch.max((mb.returns - value) ** 2, (mb.returns - clipped) ** 2).mean()
-    loss = policy_loss + 0.5 * value_loss - beta * entropy.mean()
-    return torch.autograd.grad(loss, flat)[0], torch.stack([policy_loss, value_loss, entropy.mean()]), logp.detach()
+    assert ((ratio - 1).abs() > 0.2).any() and ((ratio - 1).abs() < 0.2).any()
+    return mb
+
+
+def _logp(model, x, actions, branches):
+    out, _ = model(x)
+    if branches is None:
+        return torch.distributions.Normal(out, torch.exp(model.log_std).expand_as(out)).log_prob(actions).sum(1)
+    return sum(torch.distributions.Categorical(logits=logits).log_prob(actions[:, i])
+               for i, logits in enumerate(out.split(list(branches), 1)))
 
 
 @pytest.mark.parametrize("branches", [None, (3, 2)])
-def test_written_out_gradients_equal_autograd(branches):
+def test_the_written_out_update_equals_the_autograd_reference(branches):
+    """fast/network.py + fast/loss.py (hand-derived) against fast/reference.py (autograd, torch.optim.Adam): the
+    gradients of one minibatch, the loss's parts, and the parameters after 5 Adam steps on fresh minibatches."""
+    from mlops_unity_pipeline.fast.reference import ReferenceActorCritic, update
+
     torch.manual_seed(0)
     n_out = 2 if branches is None else sum(branches)
     net = ActorCritic(6, n_out, 16, 2, continuous=branches is None, normalize=False)
-    B = 256
-    x = torch.randn(B, 6)
-    if branches is None:
-        actions = torch.randn(B, 2)
-    else:
-        actions = torch.stack([torch.randint(0, b, (B,)) for b in branches], 1)
-    _, value = net.forward(x)
-    zeros = torch.zeros(B)
-    logp = _autograd_loss(net, x, Minibatch(actions, zeros, zeros, zeros, zeros), branches, 0.2, 0.01)[2]
-    # old log-probs and values near the current ones: some ratios and values are clipped, some are not
-    mb = Minibatch(actions, logp + 0.3 * torch.randn(B), torch.randn(B), value + torch.randn(B),
-                   value + 0.3 * torch.randn(B))
-    ratio = torch.exp(logp - mb.old_logp)
-    assert ((ratio - 1).abs() > 0.2).any() and ((ratio - 1).abs() < 0.2).any()
-    expected, expected_stats, _ = _autograd_loss(net, x, mb, branches, eps=0.2, beta=0.01)
+    model = ReferenceActorCritic.from_fast(net)
+    torch.testing.assert_close(model.flat(), net.flat, rtol=0, atol=0)
+    opt, ref_opt = Adam(net.flat, net.grad, lr=3e-3), torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(5):
+        x = torch.randn(256, 6)
+        mb = _minibatch(net, x, branches, seed=step)
+        ref_stats = update(model, ref_opt, x, mb, branches, eps=0.2, beta=0.01)
+        out, value = net.forward(x)
+        if branches is None:
+            g = continuous_grads(out, value, net.params["log_std"], mb, 0.2, 0.01)
+        else:
+            g = discrete_grads(out, value, branches, mb, 0.2, 0.01)
+        net.backward(g.out, g.value, g.log_std)
+        torch.testing.assert_close(net.grad, model.flat(grad=True), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(g.stats, ref_stats, rtol=1e-5, atol=1e-6)
+        opt.step()
+        torch.testing.assert_close(net.flat, model.flat(), rtol=1e-4, atol=1e-6)
+    assert not torch.equal(model.flat(), ReferenceActorCritic.from_fast(
+        ActorCritic(6, n_out, 16, 2, continuous=branches is None, normalize=False)).flat()), "the steps moved it"
+
+
+def test_the_comparison_fails_when_the_written_out_gradient_is_wrong():
+    """The check can fail: a loss term the written-out gradient leaves out (the entropy bonus) is caught."""
+    from mlops_unity_pipeline.fast.reference import ReferenceActorCritic, ppo_loss
+
+    torch.manual_seed(1)
+    net = ActorCritic(6, 5, 16, 2, continuous=False, normalize=False)
+    model = ReferenceActorCritic.from_fast(net)
+    x = torch.randn(256, 6)
+    mb = _minibatch(net, x, (3, 2), seed=9)
+    ppo_loss(model, x, mb, (3, 2), 0.2, 0.01)[0].backward()
     out, value = net.forward(x)
-    if branches is None:
-        g = continuous_grads(out, value, net.params["log_std"], mb, 0.2, 0.01)
-    else:
-        g = discrete_grads(out, value, branches, mb, 0.2, 0.01)
+    g = discrete_grads(out, value, (3, 2), mb, 0.2, beta=0.0)  # as if the entropy term's gradient were forgotten
     net.backward(g.out, g.value, g.log_std)
-    torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(g.stats, expected_stats, rtol=1e-5, atol=1e-6)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(net.grad, model.flat(grad=True), rtol=1e-4, atol=1e-6)
 
 
 def test_gae_matches_the_textbook_recursion():
