@@ -137,3 +137,16 @@ def test_every_package_is_a_regular_package():
     """A folder of modules without `__init__.py` is left out of a wheel (and of the Docker image)."""
     folders = {p.parent for p in PKG.rglob("*.py")}
     assert sorted(str(f.relative_to(PKG)) for f in folders if not (f / "__init__.py").is_file()) == []
+
+
+def test_the_command_line_declares_each_common_option_once():
+    """--workspace, --registry, --state-dir and --json mean the same everywhere: one declaration (cli/options.py),
+    which the commands take as parent parsers."""
+    import re
+
+    declared = {}
+    for path in sorted((PKG / "cli").glob("*.py")):
+        for option in re.findall(r"add_argument\(\s*\"(--workspace|--registry|--state-dir|--json)\"",
+                                 path.read_text()):
+            declared.setdefault(option, []).append(path.name)
+    assert declared and all(files == ["options.py"] for files in declared.values()), declared

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..app import App
 from ..errors import UserError
+from .options import workspace
 
 
 def _control_plane(args: argparse.Namespace):
@@ -130,16 +131,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                            ("assert", "record a fact (for example guardrails_ok) as this identity"),
                            ("keygen", "create an Ed25519 key pair (operator or approver)"),
                            ("checkpoint", "sign the log's current head with the operator key")):
-        c = cps.add_parser(name, help=helptext, description=helptext)
         if name == "keygen":
+            c = cps.add_parser(name, help=helptext, description=helptext)
             c.add_argument("name", help="key name: NAME.key and NAME.pub are written")
             c.add_argument("--dir", help="where (default: the user's config directory, keys/)")
             c.set_defaults(func=_cmd_cp_keygen)
             continue
+        c = cps.add_parser(name, help=helptext, description=helptext, parents=[workspace(
+            "workspace root (the log is <workspace>/_state/control-plane.jsonl)")])
         c.add_argument("--bundle", help="bundle YAML")
         c.add_argument("--schemas", help="schemas directory (default: next to the bundle)")
         c.add_argument("--events", help="event log (JSONL)")
-        c.add_argument("--workspace", help="workspace root (the log is <workspace>/_state/control-plane.jsonl)")
         c.add_argument("--checkpoints", help="signed checkpoints file (default: in the user's state directory, "
                                              "outside the log's; or $UNITY_MLOPS_CHECKPOINTS)")
         c.add_argument("--operator-pub", action="append", help="a trusted operator public key (base64 or .pub "

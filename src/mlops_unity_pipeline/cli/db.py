@@ -6,6 +6,7 @@ import argparse
 
 from .. import settings
 from ..errors import UserError
+from .options import workspace
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -54,7 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     for name, func, text in (("upgrade", _cmd_upgrade, "apply the schema migrations (idempotent, safe to race)"),
                              ("status", _cmd_status, "the database's schema revision; exit 1 if it needs upgrade")):
-        c = dsub.add_parser(name, help=text, description=text)
+        c = dsub.add_parser(name, help=text, description=text, parents=[workspace(help=None)])
         c.add_argument("--database", help="database URL (default: $UNITY_MLOPS_DATABASE_URL)")
-        c.add_argument("--workspace", help=argparse.SUPPRESS)
         c.set_defaults(func=func)

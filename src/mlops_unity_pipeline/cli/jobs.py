@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .options import where
+from .options import json_output, where
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -241,7 +241,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "sets hyperparameters. Re-running a sweep continues it (nothing registers "
                                     "twice). Exits 1 if a trial failed.",
                         epilog="example: unity-mlops sweep examples/reach_target_job.yaml --param learning_rate="
-                               "3e-4,1e-3 --param batch_size=128,256 --parallel 2", parents=[where()])
+                               "3e-4,1e-3 --param batch_size=128,256 --parallel 2",
+                        parents=[where(), json_output("print the table as JSON")])
     sw.add_argument("job", help="the base job file (YAML or JSON)")
     sw.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
                     help="V1,V2,... (a grid axis) or LOW..HIGH (with --random); repeatable")
@@ -253,7 +254,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--address", help="Ray cluster address for --executor ray (default: auto)")
     sw.add_argument("--cpus", type=float, default=1.0, help="CPUs each trial declares to Ray (default 1)")
     sw.add_argument("--episodes", type=int, default=500, help="held-out evaluation episodes per trial (default 500)")
-    sw.add_argument("--json", action="store_true", help="print the table as JSON")
     sw.set_defaults(func=_cmd_sweep)
 
     tr = sub.add_parser("trainer", help="manage the isolated ML-Agents trainer environment",

@@ -10,7 +10,7 @@ from .. import settings
 from ..app import App
 from ..app.actions import add_commands
 from ..errors import UserError
-from .options import where
+from .options import json_output, where
 
 
 def _registry(args: argparse.Namespace):
@@ -110,12 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     class Actions:  # every action takes --registry/--workspace too
         @staticmethod
         def add_parser(name: str, **kw):
-            return sub_parser.add_parser(name, parents=[common], **kw)
+            return sub_parser.add_parser(name, parents=[common, *kw.pop("parents", [])], **kw)
 
     ms = Actions()
-    ml = ms.add_parser("list", help="list registered versions")
+    ml = ms.add_parser("list", help="list registered versions", parents=[json_output(
+        "print JSON (with each version's aliases)")])
     ml.add_argument("--asset", help="only this asset (its name or asset_id)")
-    ml.add_argument("--json", action="store_true", help="print JSON (with each version's aliases)")
     ml.set_defaults(func=_cmd_models_list)
     mshow = ms.add_parser("show", help="print a version's record (metrics, lineage, files)")
     mshow.add_argument("version")

@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import argparse
 
+WORKSPACE_HELP = "workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)"
+
 
 def where(suppress: bool = False) -> argparse.ArgumentParser:
     """--workspace and --registry. `suppress`: accepted before or after a group's action (the default is the
     group's value, not None)."""
     p = argparse.ArgumentParser(add_help=False)
     default = {"default": argparse.SUPPRESS} if suppress else {}
-    p.add_argument("--workspace", help="workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)", **default)
+    _workspace(p, WORKSPACE_HELP, **default)
     p.add_argument("--registry", help="registry directory or URI (file:, sqlite:, postgresql:, vertex://, or an "
                                       "installed backend's; default: $UNITY_MLOPS_REGISTRY or <workspace>/_registry)",
                    **default)
     return p
 
 
-def workspace(help: str = "workspace root (default: $UNITY_MLOPS_WORKSPACE or ./runs)") -> argparse.ArgumentParser:
+def workspace(help: str | None = None) -> argparse.ArgumentParser:
+    """--workspace alone (`help`: what it means to this command; None: accepted, not shown)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--workspace", help=help)
+    _workspace(p, argparse.SUPPRESS if help is None else help)
+    return p
+
+
+def _workspace(p: argparse.ArgumentParser, help: str, **kw) -> None:
+    p.add_argument("--workspace", help=help, **kw)
+
+
+def json_output(help: str = "print JSON") -> argparse.ArgumentParser:
+    """--json: machine-readable output instead of the table."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", action="store_true", help=help)
     return p
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .options import json_output
+
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from ..plugins import FAMILIES, describe
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plugins", help="list the installed plugins of every extension family",
                        description="Every extension family is a group of Python entry points; the product's own "
                                    "implementations are registered the same way as a package's. Lists each "
-                                   "plugin, where it comes from, and whether it loads (exit 1 if one does not).")
+                                   "plugin, where it comes from, and whether it loads (exit 1 if one does not).",
+                       parents=[json_output("print the list as JSON")])
     p.add_argument("--family", choices=sorted(FAMILIES), help="only this family")
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=_cmd_plugins)
