@@ -47,6 +47,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if current == HEAD else 1
 
 
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    from ..pipeline.runindex import RunTable
+
+    paths = settings.Paths.resolve(args.workspace, database=args.database)
+    table = RunTable.for_paths(paths)
+    written = table.reindex(paths.workspace, drop_others=args.all)
+    print(f"runs index: {written} run(s) of {paths.workspace} indexed; {table.count()} in the index")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("db", help="the shared database: `db upgrade` before first use and after each upgrade",
                        description="Registry index, ledger, scheduler state and webhook outbox live in SQLite files "
@@ -58,3 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = dsub.add_parser(name, help=text, description=text, parents=[workspace(help=None)])
         c.add_argument("--database", help="database URL (default: $UNITY_MLOPS_DATABASE_URL)")
         c.set_defaults(func=func)
+    text = ("rebuild the runs index (what the dashboard and run listings read) from the workspace's run folders")
+    c = dsub.add_parser("reindex", help=text, description=text + ". Other machines' rows in a shared database are "
+                        "kept unless --all, which makes the index exactly this workspace's folders.",
+                        parents=[workspace("the workspace whose run folders are read (default: "
+                                           "$UNITY_MLOPS_WORKSPACE or ./runs)")])
+    c.add_argument("--database", help="database URL (default: $UNITY_MLOPS_DATABASE_URL; else the workspace's own "
+                                      "file)")
+    c.add_argument("--all", action="store_true", help="drop rows whose folder is not in this workspace")
+    c.set_defaults(func=_cmd_reindex)

@@ -16,7 +16,8 @@ most once however often it is killed and restarted:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class JobState:
     updated_at: str = field(default_factory=_now)
     transitions: list[list[str]] = field(default_factory=list)  # [phase, at] of this attempt
     file: Path | None = field(default=None, repr=False)
+    # told after each save (the runs index writes its row); never persisted
+    on_save: Callable[[JobState], None] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, job_dir: Path) -> JobState | None:
@@ -73,7 +76,10 @@ class JobState:
     def save(self) -> None:
         assert self.file is not None
         self.updated_at = _now()
-        atomic_write_json(self.file, {k: v for k, v in asdict(self).items() if k != "file"})
+        atomic_write_json(self.file, {f.name: getattr(self, f.name) for f in fields(self)
+                                      if f.name not in ("file", "on_save")})
+        if self.on_save is not None:
+            self.on_save(self)
 
     def move(self, phase: str, **fields: Any) -> None:
         assert phase in PHASES, phase

@@ -1,9 +1,8 @@
 """`UnityMLOpsOrchestrator`: one training job is generate -> build -> train -> evaluate -> register.
 
 Each stage is a small component behind an interface (generator, environment builder, trainer, evaluator,
-registry), chosen once per job. A failing stage raises `StageError`; the job then ends with status "failed", the
-stage named, its log tail quoted, `metrics.json` written and every artifact kept for inspection. What happened is
-published as typed events (`events.py`) to whoever listens: the webhook outbox, the log.
+registry), chosen once per job. A failing stage raises `StageError`; the job ends "failed", the stage named, its
+log tail quoted, `metrics.json` written, every artifact kept. Events (`events.py`) go to the outbox and the log.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from .judging import check_demonstrations, judge, preflight, training_device, ve
 from .lineage import registration_requests, run_versions
 from .progress import ConsoleProgress
 from .registries import Registries, vertex_settings
+from .runindex import index_run
 from .workspace import JobWorkspace, atomic_write_json
 
 log = logging.getLogger("unity_mlops")
@@ -104,6 +104,7 @@ class UnityMLOpsOrchestrator:
         try:
             sync.restore()
             state = JobState.begin(ws.dir, job.job_id, run_key)
+            state.on_save = index_run(self.paths, ws.dir, state)  # the runs index's row, at each transition
             ws.run_id = state.run_id
             if self.show_progress:
                 ensure_console_logging()

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import UserError
 
-HEAD = "0002"  # the newest migration; tests check it against the migration scripts
+HEAD = "0003"  # the newest migration; tests check it against the migration scripts
 
 
 class DatabaseError(UserError):

@@ -50,7 +50,7 @@ class Dashboard:
     def __init__(self, app: App, tokens_file: Path | None = None, session_key: bytes | None = None) -> None:
         self.app = app
         self.paths = app.paths
-        self.index = RunIndex(self.paths.workspace, open_artifacts(self.paths.artifacts))
+        self.index = RunIndex(self.paths.workspace, open_artifacts(self.paths.artifacts), database=self.paths.database)
         self._runtime: Any = None
         self._runtime_lock = threading.Lock()
         self.sessions = Sessions(tokens_file or self.paths.state_dir / "ui-tokens", session_key)
@@ -189,8 +189,8 @@ def create_app(app: App | None = None, tokens_file: Path | None = None, session_
 
 
 def _warm(dash: Dashboard) -> None:
-    """Read every run's summary and compile the control-plane bundle once, before the first visitor asks."""
-    dash.index.all()
+    """Index a workspace never indexed and compile the control-plane bundle once, before the first visitor asks."""
+    dash.index.start()
     try:
         dash.control_plane()
     except Exception:  # noqa: BLE001  (the page reports the problem when it is visited)
