@@ -77,6 +77,10 @@ def test_a_version_is_what_was_registered_and_runs_register_once(registry, tmp_p
     page, total = registry.page("nav", 1, 0)
     assert total == 2 and [v.version for v in page] == [second.version]
     assert registry.metric_series("nav", ("evaluation", "model", "success_rate")) == [(1, 0.5), (2, 0.5)]
+    listed, total = registry.versions_page(1, 1)  # the paginated listing of every asset (CLI `models list`)
+    assert total == 2 and [v.version for v in listed] == [second.version]
+    assert registry.has_asset("nav") and not registry.has_asset("nobody")
+    assert registry.asset_of_id("nav-1") == "nav" and registry.asset_of_id("nobody") is None
 
 
 def test_aliases_resolve_through_the_ledger_and_unknown_names_are_version_not_found(registry, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .. import settings
@@ -30,7 +31,11 @@ def _get_version(args: argparse.Namespace):
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    versions = registry.list(registry.asset_name_for(args.asset) if args.asset else None)
+    versions, total = registry.versions_page(args.limit, args.offset,
+                                             registry.asset_name_for(args.asset) if args.asset else None)
+    if total > args.offset + len(versions):  # on stderr: the JSON on stdout stays one document
+        print(f"({len(versions)} of {total} versions from {args.offset}: --offset {args.offset + len(versions)} "
+              "for the next page)", file=sys.stderr)
     held: dict[str, list[str]] = {}
     for name in {v.asset_name for v in versions}:
         for alias, version in registry.ledger.aliases(name).items():
@@ -116,6 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ml = ms.add_parser("list", help="list registered versions", parents=[json_output(
         "print JSON (with each version's aliases)")])
     ml.add_argument("--asset", help="only this asset (its name or asset_id)")
+    ml.add_argument("--limit", type=int, default=1000, help="at most this many versions (default 1000)")
+    ml.add_argument("--offset", type=int, default=0, help="skip this many first (the next page)")
     ml.set_defaults(func=_cmd_models_list)
     mshow = ms.add_parser("show", help="print a version's record (metrics, lineage, files)")
     mshow.add_argument("version")

@@ -150,14 +150,25 @@ class ModelRegistry(ABC):
             out.append((v.run_number, float(node) if isinstance(node, int | float) else None))
         return out
 
+    def versions_page(self, limit: int, offset: int = 0, asset_name: str | None = None
+                      ) -> tuple[list[ModelVersion], int]:
+        """One page of versions (all assets by name then run number, or one asset's), and how many there are."""
+        versions = self.list(asset_name)
+        return versions[offset:offset + limit], len(versions)
+
+    def has_asset(self, asset_name: str) -> bool:
+        return asset_name in {n for n, _ in self.assets()}
+
+    def asset_of_id(self, asset_id: str) -> str | None:
+        """The registry's name of the asset whose versions carry this `asset_id`, if any."""
+        return next((v.asset_name for v in self.list() if v.asset_id == asset_id), None)
+
     def asset_name_for(self, name_or_id: str) -> str:
         """The registry's name of an asset given as its name (any case) or as its `asset_id`."""
         wanted = registry_asset_name(name_or_id)
-        names = {n for n, _ in self.assets()}
-        if wanted in names:
+        if self.has_asset(wanted):
             return wanted
-        found = next((v.asset_name for v in self.list() if v.asset_id == name_or_id), None)
-        return found or wanted
+        return self.asset_of_id(name_or_id) or wanted
 
     def resolve(self, ref: str) -> ModelVersion:
         """A version string, or `ASSET@ALIAS` (also `ASSET:ALIAS`; the asset by name or `asset_id`)."""

@@ -289,6 +289,28 @@ class LocalModelRegistry(ModelRegistry):
     def assets(self) -> list[tuple[str, int]]:
         return self._rows("SELECT asset_name, COUNT(*) FROM versions GROUP BY asset_name ORDER BY asset_name")
 
+    def versions_page(self, limit: int, offset: int = 0, asset_name: str | None = None
+                      ) -> tuple[list[ModelVersion], int]:
+        if asset_name:
+            return self.page_ascending(registry_asset_name(asset_name), limit, offset)
+        total = self._rows("SELECT COUNT(*) FROM versions")
+        rows = self._rows(f"SELECT {_COLUMNS} FROM versions ORDER BY asset_name, run_number LIMIT :limit "
+                          "OFFSET :offset", limit=limit, offset=offset)
+        return [self._from_row(r) for r in rows], (total[0][0] if total else 0)
+
+    def page_ascending(self, asset: str, limit: int, offset: int) -> tuple[list[ModelVersion], int]:
+        total = self._rows("SELECT COUNT(*) FROM versions WHERE asset_name = :a", a=asset)
+        rows = self._rows(f"SELECT {_COLUMNS} FROM versions WHERE asset_name = :a ORDER BY run_number "
+                          "LIMIT :limit OFFSET :offset", a=asset, limit=limit, offset=offset)
+        return [self._from_row(r) for r in rows], (total[0][0] if total else 0)
+
+    def has_asset(self, asset_name: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM versions WHERE asset_name = :a LIMIT 1", a=asset_name))
+
+    def asset_of_id(self, asset_id: str) -> str | None:
+        rows = self._rows("SELECT asset_name FROM versions WHERE asset_id = :i LIMIT 1", i=asset_id)
+        return rows[0][0] if rows else None
+
     def page(self, asset_name: str, limit: int, offset: int = 0) -> tuple[list[ModelVersion], int]:
         asset = registry_asset_name(asset_name)
         total = self._rows("SELECT COUNT(*) FROM versions WHERE asset_name = :a", a=asset)

@@ -153,6 +153,28 @@ class VertexModelRegistry(ModelRegistry):
     def list(self, asset_name: str | None = None) -> list[ModelVersion]:
         return [self.get(v.version) for v in self.local.list(asset_name)]
 
+    # browsing: the local store of record answers in SQL (its pages' versions carry their Vertex URIs)
+    def versions_page(self, limit: int, offset: int = 0, asset_name: str | None = None
+                      ) -> tuple[list[ModelVersion], int]:
+        page, total = self.local.versions_page(limit, offset, asset_name)
+        return [self.get(v.version) for v in page], total
+
+    def page(self, asset_name: str, limit: int, offset: int = 0) -> tuple[list[ModelVersion], int]:
+        page, total = self.local.page(asset_name, limit, offset)
+        return [self.get(v.version) for v in page], total
+
+    def assets(self) -> list[tuple[str, int]]:
+        return self.local.assets()
+
+    def has_asset(self, asset_name: str) -> bool:
+        return self.local.has_asset(asset_name)
+
+    def asset_of_id(self, asset_id: str) -> str | None:
+        return self.local.asset_of_id(asset_id)
+
+    def metric_series(self, asset_name: str, path: tuple[str, ...]) -> list[tuple[int, float | None]]:
+        return self.local.metric_series(asset_name, path)
+
     # ------------------------------------------------------------------ aliases
     def set_alias(self, version: str, alias: str) -> None:
         """Point `alias` at `version` in Vertex (moving it off whichever version holds it)."""

@@ -147,10 +147,13 @@ class TrainingScheduler:
             self._dispatch(now)
 
     def fire_due(self, now: datetime | None = None) -> None:
-        """Record the runs of every slot that came due (without starting them)."""
+        """Record the runs of every slot that came due (without starting them). The store's index names the
+        schedules whose next fire time has come; the others are not looked at."""
         now = now or self.clock()
-        for sched in self.schedules.values():
-            self._fire(sched, now)
+        for schedule_id in self.store.due_schedules(now):
+            sched = self.schedules.get(schedule_id)
+            if sched is not None:  # a schedule still in the store but no longer in the configuration: left alone
+                self._fire(sched, now)
 
     def _fire(self, sched: _Schedule, now: datetime) -> None:
         spec = sched.spec

@@ -121,17 +121,33 @@ class StateStore:
                     ":now) ON CONFLICT (schedule_id) DO NOTHING", id=schedule_id,
                     spec=json.dumps(spec, sort_keys=True), now=iso(now))
 
+    @staticmethod
+    def _schedule(row: tuple) -> dict[str, Any]:
+        return {"schedule_id": row[0], "spec": json.loads(row[1]), "paused": bool(row[2]),
+                "last_fire": parse(row[3]), "next_fire": parse(row[4])}
+
     def get_schedule(self, schedule_id: str) -> dict[str, Any]:
         row = self.db.one("SELECT schedule_id, spec_json, paused, last_fire, next_fire FROM schedules "
                           "WHERE schedule_id=:id", {"id": schedule_id})
         if row is None:
             raise UserError(f"unknown schedule {schedule_id!r}", hint="`unity-mlops schedule list` shows them")
-        return {"schedule_id": row[0], "spec": json.loads(row[1]), "paused": bool(row[2]),
-                "last_fire": parse(row[3]), "next_fire": parse(row[4])}
+        return self._schedule(row)
 
-    def list_schedules(self) -> list[dict[str, Any]]:
-        ids = [r[0] for r in self.db.all("SELECT schedule_id FROM schedules ORDER BY schedule_id")]
-        return [self.get_schedule(i) for i in ids]
+    def list_schedules(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The schedules by id, in one query (a page of them with `limit`)."""
+        page = " LIMIT :limit OFFSET :offset" if limit is not None else ""
+        return [self._schedule(r) for r in self.db.all(
+            "SELECT schedule_id, spec_json, paused, last_fire, next_fire FROM schedules ORDER BY schedule_id" + page,
+            {"limit": limit, "offset": max(0, offset)})]
+
+    def count_schedules(self) -> int:
+        return int(self.db.one("SELECT COUNT(*) FROM schedules")[0])
+
+    def due_schedules(self, now: datetime) -> list[str]:
+        """The schedules not paused whose next fire time has come (or was never computed), by index: a tick costs
+        what is due, not how many schedules there are. (ISO times in UTC compare as strings.)"""
+        return [r[0] for r in self.db.all("SELECT schedule_id FROM schedules WHERE paused = 0 AND (next_fire IS NULL "
+                                          "OR next_fire <= :now) ORDER BY schedule_id", {"now": iso(now)})]
 
     def set_fire_times(self, schedule_id: str, last_fire: datetime | None, next_fire: datetime | None) -> None:
         self._write("UPDATE schedules SET last_fire=COALESCE(:last, last_fire), next_fire=:next WHERE schedule_id=:id",

@@ -164,9 +164,13 @@ def _store(dash: Dashboard) -> StateStore:
 
 def schedules_page(dash: Dashboard, request: Request) -> Response:
     store = _store(dash)
-    schedules = [(s, store.runs_for(s["schedule_id"], limit=10)) for s in store.list_schedules()] \
-        if dash.paths.database or dash.paths.scheduler_db.is_file() else []
-    return dash.render(request, "schedules.html", schedules=schedules)
+    page, total = _int(request.query_params.get("page"), 0), 0
+    schedules = []
+    if dash.paths.database or dash.paths.scheduler_db.is_file():
+        total = store.count_schedules()  # a page of them, each with its last runs: 10,000 schedules stay fast
+        schedules = [(s, store.runs_for(s["schedule_id"], limit=10)) for s in store.list_schedules(PAGE, page * PAGE)]
+    return dash.render(request, "schedules.html", schedules=schedules, page=page, total=total,
+                       pages=max(1, -(-total // PAGE)))
 
 
 async def schedule_action(dash: Dashboard, request: Request) -> Response:

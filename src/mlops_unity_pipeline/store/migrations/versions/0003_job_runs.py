@@ -1,6 +1,7 @@
-"""The runs index: one row per job run folder, written by the pipeline at each state transition it persists, so
-the dashboard and the CLI list, filter and sort runs in SQL instead of reading every folder. Derived data: `unity-mlops
-db reindex` rebuilds it from the folders."""
+"""Scale. The schedules due now are found by an index (a scheduler's tick looks only at what is due, not at
+10,000 schedules). The runs index: one row per job run folder, written by the pipeline at each state transition
+it persists, so the dashboard and the CLI list, filter and sort runs in SQL instead of reading every folder.
+Derived data: `unity-mlops db reindex` rebuilds it from the folders."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -37,5 +38,9 @@ def upgrade() -> None:
             op.create_index(f"job_runs_by_status_{column}", "job_runs", ["status", column, "job_id"])
 
 
+    op.create_index("schedules_due", "schedules", ["paused", "next_fire"])
+
+
 def downgrade() -> None:
+    op.drop_index("schedules_due", "schedules")
     op.drop_table("job_runs")
