@@ -1,5 +1,6 @@
 """The command line as a user meets it: help everywhere, clear errors, no tracebacks for mistakes."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -80,3 +81,14 @@ def test_no_library_log_line_reaches_the_console_on_a_new_workspace(tmp_path):
     console = [line for line in r.stderr.splitlines() if not line.startswith(progress)]
     assert console and set(console) <= logged, set(console) - logged
     assert (tmp_path / "runs" / "_registry" / "registry.db").is_file(), "the store was created and migrated"
+
+
+def test_each_command_is_built_by_the_group_that_owns_it():
+    """A command builds only its own group's parsers (a short command starts faster): the map says which."""
+    from mlops_unity_pipeline import cli
+
+    owners = {}
+    for group in cli.GROUPS:
+        sub = next(a for a in build_parser((group,))._actions if isinstance(a, argparse._SubParsersAction))
+        owners.update({name: group for name in sub.choices})
+    assert owners == cli.OWNER

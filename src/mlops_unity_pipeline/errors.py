@@ -35,3 +35,7 @@ class StageError(Exception):
         self.stage = stage
         self.message = message
         self.log_tail = log_tail
+
+
+class IntegrityError(Exception):
+    """The control-plane log was edited, reordered or corrupted before its tail (`controlplane/chain.py`)."""

@@ -97,7 +97,7 @@ def schema_registry():
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    from ..controlplane.runtime import DEFAULT_BUNDLE
+    from ..controlplane import DEFAULT_BUNDLE
 
     docs = [json.loads(p.read_text()) for p in sorted((DEFAULT_BUNDLE.parent / "schemas").glob("*.json"))]
     return Registry().with_resources([(d["$id"], Resource.from_contents(d, default_specification=DRAFT202012))
@@ -105,7 +105,7 @@ def schema_registry():
 
 
 def bundled_schema(action_id: str) -> dict[str, Any]:
-    from ..controlplane.runtime import DEFAULT_BUNDLE
+    from ..controlplane import DEFAULT_BUNDLE
 
     return json.loads((DEFAULT_BUNDLE.parent / "schemas" / f"{action_id}.json").read_text())
 

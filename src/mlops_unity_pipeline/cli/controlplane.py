@@ -116,6 +116,7 @@ def _cmd_cp_assert(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     cp = sub.add_parser("control-plane", help="the fail-closed control plane (MCP tools, event log, approvals)",
                         description="Bundle: --bundle, $UNITY_MLOPS_CONTROL_PLANE_BUNDLE, or the shipped default. "

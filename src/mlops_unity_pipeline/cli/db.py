@@ -57,6 +57,7 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("db", help="the shared database: `db upgrade` before first use and after each upgrade",
                        description="Registry index, ledger, scheduler state and webhook outbox live in SQLite files "

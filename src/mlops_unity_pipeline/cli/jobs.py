@@ -219,6 +219,7 @@ def _cmd_demos_show(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="run one training job (generate, build, train, evaluate, register)",
                        description="Run a training job from a YAML/JSON file with keys job_id, asset_spec, "

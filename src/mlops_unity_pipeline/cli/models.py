@@ -106,6 +106,7 @@ def _cmd_models_path(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     common = where(suppress=True)  # accepted before or after the action
     m = sub.add_parser("models", help="the model registry: versions, aliases, promotions, rollback",

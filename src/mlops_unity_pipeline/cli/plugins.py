@@ -25,6 +25,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     from ..plugins import FAMILIES
 

@@ -137,6 +137,7 @@ def _cmd_k8s_render(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     sc = sub.add_parser("schedule", help="run training on cron schedules, 24/7",
                         description="The scheduler reads CONFIG.yaml (schedules, webhooks, health port) and keeps "

@@ -35,6 +35,7 @@ def _cmd_ui_token(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("ui", help="the web dashboard: runs, curves, models, schedules, webhooks, control plane",
                        description="Serve the dashboard over the workspace's stores. Read-only until an operator "

@@ -231,7 +231,7 @@ class BundleSchemas:
             for fmt in _formats(schema):
                 if fmt not in checkable:  # jsonschema silently skips formats it cannot check: refuse instead
                     self._fail(f"schema for {aid!r} uses format {fmt!r}, which cannot be checked here",
-                               "install jsonschema[format-nongpl], or drop the format")
+                               "install its checker (jsonschema's format extras), or drop the format")
             base = schema.get("$id", f"urn:unity-mlops:action:{aid}")
             local = registry.with_resource(base, Resource.from_contents(schema, default_specification=_spec()))
             resolver = local.resolver(base_uri=base)

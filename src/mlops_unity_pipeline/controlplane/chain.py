@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from ..errors import IntegrityError  # defined there: the CLI catches it without importing the chain
+
 if TYPE_CHECKING:
     from .eventlog import Checkpoints
 
 GENESIS = "0" * 64
 RECORD_KEYS = {"seq", "ts", "type", "payload", "idempotency_key", "bundle_digest", "prev_hash", "hash"}
-
-
-class IntegrityError(Exception):
-    """The log was edited, reordered or corrupted before its tail."""
 
 
 class ConcurrencyError(Exception):

@@ -27,13 +27,14 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from .. import settings
+from . import DEFAULT_BUNDLE as _DEFAULT_BUNDLE
 from .bundle_schemas import APPROVAL, BundleSchemas, UnknownAction, _clip
 from .eventlog import Checkpoints, canonical
 from .keys import requester_key
 from .sql_eventlog import open_event_log
 from .state import MAX_APPROVAL_TTL_S, MAX_FACT_TTL_S, State, StateCache, check_ttl, expired
 
-DEFAULT_BUNDLE = Path(__file__).with_name("bundle") / "bundle.yaml"
+DEFAULT_BUNDLE = _DEFAULT_BUNDLE
 
 
 def approval_message(subject: dict[str, Any], expires_at: str, nonce: str) -> bytes:
