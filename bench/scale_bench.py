@@ -98,6 +98,12 @@ def fill(ws: Path, database: str | None, n_runs: int, n_versions: int, n_assets:
         with registry.db.write("registry") as conn:
             conn.execute(text(_INSERT), chunk)
     now = datetime.now(timezone.utc).isoformat()
+    with registry.db.write("registry") as conn:  # the per-asset counts registration keeps beside the versions
+        conn.execute(text("UPDATE registry_assets SET versions = versions + :n WHERE asset_name = :a"),
+                     [{"a": f"asset{a:04d}", "n": per_asset} for a in range(n_assets)])
+        conn.execute(text("INSERT INTO registry_assets (asset_name, versions) SELECT :a, :n WHERE NOT EXISTS "
+                          "(SELECT 1 FROM registry_assets WHERE asset_name = :a)"),
+                     [{"a": f"asset{a:04d}", "n": per_asset} for a in range(n_assets)])
     with registry.db.write("registry") as conn:
         conn.execute(text("INSERT INTO aliases (asset_name, alias, version, updated_at) VALUES (:a, 'production', "
                           ":v, :t)"), [{"a": f"asset{a:04d}", "v": f"unity-asset{a:04d}-20261207-abc1234-v"
@@ -138,8 +144,9 @@ def pages(ws: Path, asset: str, per_asset: int, repeats: int) -> list[tuple]:
         time.sleep(0.05)
     time.sleep(3.0)  # the server warms up in the background at start (a visitor arrives later)
     urls = ["/", "/?sort=success&desc=1&page=100", "/?q=run-0999&status=completed", "/?sort=duration_s&page=1000",
-            "/runs/seed-run", "/compare?run=seed-run&run=run-000001&run=run-000002", "/models", f"/models/{asset}",
-            f"/models/{asset}?page={max(0, per_asset // 50 - 1)}", "/schedules", "/schedules?page=150", "/webhooks"]
+            "/runs/seed-run", "/compare?run=seed-run&run=run-000001&run=run-000002", "/models", "/models?page=10",
+            f"/models/{asset}", f"/models/{asset}?page={max(0, per_asset // 50 - 1)}", "/schedules",
+            "/schedules?page=150", "/webhooks"]
     out = []
     with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=120) as client:
         for url in urls:

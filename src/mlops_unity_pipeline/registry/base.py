@@ -135,6 +135,11 @@ class ModelRegistry(ABC):
             counts[v.asset_name] = counts.get(v.asset_name, 0) + 1
         return sorted(counts.items())
 
+    def assets_page(self, limit: int | None, offset: int = 0) -> tuple[list[tuple[str, int]], int]:
+        """One page of `assets()` (all of them with `limit` None), and how many assets there are."""
+        assets = self.assets()
+        return (assets[offset:] if limit is None else assets[offset:offset + limit]), len(assets)
+
     def page(self, asset_name: str, limit: int, offset: int = 0) -> tuple[list[ModelVersion], int]:
         """One page of an asset's versions, newest first, and how many there are."""
         versions = self.list(asset_name)[::-1]

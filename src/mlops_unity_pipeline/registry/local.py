@@ -45,6 +45,8 @@ from .ledger import Ledger
 
 _COLUMNS = ("version, asset_name, asset_id, behavior_name, run_number, job_id, created_at, model_sha256, model_file, "
             "files_json, metrics_json, lineage_json, run_key")
+_COUNT_UP = ("INSERT INTO registry_assets (asset_name, versions) VALUES (:a, 1) ON CONFLICT (asset_name) DO UPDATE "
+             "SET versions = registry_assets.versions + 1")
 _INSERT = (f"INSERT INTO versions ({_COLUMNS}) VALUES (:version, :asset_name, :asset_id, :behavior_name, :run_number, "
            ":job_id, :created_at, :model_sha256, :model_file, :files_json, :metrics_json, :lineage_json, :run_key)")
 STORE = "registry"  # the write-lock name of the registry's tables (versions, aliases, ledger, Vertex AI links)
@@ -171,6 +173,7 @@ class LocalModelRegistry(ModelRegistry):
                         "lineage_json": json.dumps(request.lineage, sort_keys=True, default=str),
                         "run_key": request.run_key,
                     })
+                    conn.execute(text(_COUNT_UP), {"a": asset})
                     versions.append(version)
                 for version in versions:
                     if self.artifacts is not None:
@@ -269,7 +272,13 @@ class LocalModelRegistry(ModelRegistry):
         never complete, never aliased, and is removed whole, so that nothing exists on one side only."""
         staging = self.models / f".{version}.discarded"
         with self.db.write(STORE) as conn:
-            conn.execute(text("DELETE FROM versions WHERE version = :v"), {"v": version})
+            gone = conn.execute(text("DELETE FROM versions WHERE version = :v RETURNING asset_name"),
+                                {"v": version}).first()
+            if gone is not None:
+                conn.execute(text("UPDATE registry_assets SET versions = versions - 1 WHERE asset_name = :a"),
+                             {"a": gone[0]})
+                conn.execute(text("DELETE FROM registry_assets WHERE asset_name = :a AND versions <= 0"),
+                             {"a": gone[0]})
             if (self.models / version).exists():
                 os.replace(self.models / version, staging)
         shutil.rmtree(staging, ignore_errors=True)
@@ -287,7 +296,14 @@ class LocalModelRegistry(ModelRegistry):
         return [self._from_row(r) for r in rows]
 
     def assets(self) -> list[tuple[str, int]]:
-        return self._rows("SELECT asset_name, COUNT(*) FROM versions GROUP BY asset_name ORDER BY asset_name")
+        return self.assets_page(None)[0]
+
+    def assets_page(self, limit: int | None, offset: int = 0) -> tuple[list[tuple[str, int]], int]:
+        page = " LIMIT :limit OFFSET :offset" if limit is not None else ""
+        rows = self._rows("SELECT asset_name, versions FROM registry_assets ORDER BY asset_name" + page,
+                          limit=limit, offset=offset)
+        total = self._rows("SELECT COUNT(*) FROM registry_assets")
+        return [(a, int(n)) for a, n in rows], (total[0][0] if total else 0)
 
     def versions_page(self, limit: int, offset: int = 0, asset_name: str | None = None
                       ) -> tuple[list[ModelVersion], int]:

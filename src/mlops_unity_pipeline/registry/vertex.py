@@ -166,6 +166,9 @@ class VertexModelRegistry(ModelRegistry):
     def assets(self) -> list[tuple[str, int]]:
         return self.local.assets()
 
+    def assets_page(self, limit: int | None, offset: int = 0) -> tuple[list[tuple[str, int]], int]:
+        return self.local.assets_page(limit, offset)
+
     def has_asset(self, asset_name: str) -> bool:
         return self.local.has_asset(asset_name)
 

@@ -36,6 +36,7 @@ from ..failpoints import failpoint
 from ..logs import ensure_console_logging
 from ..pipeline.orchestrator import UnityMLOpsOrchestrator
 from ..specs import TrainingJob, TrainingResult, TrainingSchedule
+from ..store import DatabaseError
 from .store import RunRow, StateStore
 from .triggers import CronTrigger
 
@@ -110,6 +111,8 @@ class TrainingScheduler:
         self.ready = False
         self._stop: asyncio.Event | None = None
         self._stopping = False
+        self._unrecorded: list[tuple[RunRow, TrainingSchedule, TrainingResult, datetime]] = []
+        self._database_away: float | None = None
         ensure_console_logging(timestamps=True)
 
     # ------------------------------------------------------------------ configuration
@@ -139,12 +142,32 @@ class TrainingScheduler:
 
     # ------------------------------------------------------------------ the loop
     async def tick(self) -> None:
-        """One loop iteration: fire what came due, then start what may start."""
+        """One loop iteration: fire what came due, then start what may start. A shared database that is away
+        (PostgreSQL restarting) pauses firing and starting until it is back; nothing is lost meanwhile: the outcomes
+        of jobs that finished are kept and written then, and the store's lock is re-taken (or, if another scheduler
+        took it meanwhile, this one stops and leaves the store to it)."""
         now = self.clock()
         self.heartbeat = time.monotonic()
-        if not self._stopping:
+        if self._stopping:
+            return
+        try:
+            if not self.store.hold_lock():
+                log.error("another scheduler took over the state store while the database was away; stopping")
+                self.stop()
+                return
+            while self._unrecorded:
+                self._record(*self._unrecorded[0])
+                self._unrecorded.pop(0)
             self.fire_due(now)
             self._dispatch(now)
+        except DatabaseError as exc:
+            if self._database_away is None:
+                self._database_away = time.monotonic()
+                log.warning("state store unavailable (%s); waiting for it", exc)
+            return
+        if self._database_away is not None:
+            log.info("state store back after %.0f s", time.monotonic() - self._database_away)
+            self._database_away = None
 
     def fire_due(self, now: datetime | None = None) -> None:
         """Record the runs of every slot that came due (without starting them). The store's index names the
@@ -249,6 +272,12 @@ class TrainingScheduler:
             log.error("job %s crashed the orchestrator: %r", row.job_id, exc)
             result = TrainingResult(job_id=row.job_id, status="failed", failed_stage="orchestrator", error=str(exc))
         self.history.append(result)
+        try:
+            self._record(row, spec, result, now)
+        except DatabaseError:  # written when the store is back (`tick`)
+            self._unrecorded.append((row, spec, result, now))
+
+    def _record(self, row: RunRow, spec: TrainingSchedule, result: TrainingResult, now: datetime) -> None:
         if result.status == "cancelled" and self._stopping:  # not an attempt: it resumes on the next start
             self.store.update_run(row.run_key, status="interrupted", error="stopped by shutdown; resumes on restart")
             log.info("job %s interrupted with a checkpoint; it resumes on the next start", row.job_id)

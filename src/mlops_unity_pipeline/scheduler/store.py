@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..store import Database, open_database
+from ..store import Database, DatabaseError, open_database
 from ..store.database import lock_key, redact
+
+log = logging.getLogger("unity_mlops.scheduler")
 
 STORE = "scheduler"  # the write-lock name of the scheduler's tables
 ACTIVE = ("pending", "running")
@@ -94,6 +97,31 @@ class StateStore:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+
+    def hold_lock(self) -> bool:
+        """Whether this process is still the active scheduler. A PostgreSQL restart ends the session that held the
+        advisory lock: it is taken again on a new session, unless another scheduler took it meanwhile (False).
+        Raises DatabaseError while the server is away."""
+        if self._lock_conn is None:
+            return True  # the file lock (embedded store) cannot be lost; never acquired: nothing to hold
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            self._lock_conn.exec_driver_sql("SELECT 1")
+            self._lock_conn.commit()
+            return True
+        except DBAPIError:
+            self._lock_conn.invalidate()
+            self._lock_conn = None
+        try:
+            with self.db._errors():
+                self.acquire()
+        except DatabaseError:
+            raise
+        except UserError:
+            return False
+        log.warning("state store: the database restarted; the active-scheduler lock was taken again")
+        return True
 
     def release(self) -> None:
         if self._lock_conn is not None:

@@ -82,9 +82,11 @@ def compare_page(dash: Dashboard, request: Request) -> Response:
 # ---------------------------------------------------------------------------------------------------- models
 def models_page(dash: Dashboard, request: Request) -> Response:
     registry = dash.app.registry()
-    assets = [(name, count, registry.ledger.aliases(name), registry.ledger.frozen(name))
-              for name, count in registry.assets()]
-    return dash.render(request, "models.html", assets=assets, root=registry.root)
+    page = _int(request.query_params.get("page"), 0)
+    listed, total = registry.assets_page(PAGE, page * PAGE)  # a page of assets: 1,000 of them stay fast
+    assets = [(name, count, registry.ledger.aliases(name), registry.ledger.frozen(name)) for name, count in listed]
+    return dash.render(request, "models.html", assets=assets, root=registry.root, page=page, total=total,
+                       pages=max(1, -(-total // PAGE)))
 
 
 def asset_page(dash: Dashboard, request: Request) -> Response:

@@ -39,8 +39,15 @@ def upgrade() -> None:
 
 
     op.create_index("schedules_due", "schedules", ["paused", "next_fire"])
+    # the registry's assets and how many versions each has, kept with the versions (the models page lists 1,000
+    # assets without counting a million rows)
+    op.create_table("registry_assets", sa.Column("asset_name", sa.Text, primary_key=True),
+                    sa.Column("versions", sa.BigInteger, nullable=False))
+    op.execute("INSERT INTO registry_assets (asset_name, versions) SELECT asset_name, COUNT(*) FROM versions "
+               "GROUP BY asset_name")
 
 
 def downgrade() -> None:
+    op.drop_table("registry_assets")
     op.drop_index("schedules_due", "schedules")
     op.drop_table("job_runs")

@@ -1,0 +1,114 @@
+"""The shared database dies under a running scheduler: PostgreSQL killed -9 (the server and every backend, as when
+its machine dies) and restarted, twice, while scheduled jobs train and register. The scheduler keeps running and
+keeps its lock, every run completes, none registers twice, every model is there. (bench/chaos.py runs the long
+version.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from servers import Postgres
+
+CONFIG = """
+workspace: {workspace}
+database: {database}
+poll_interval_s: 0.5
+schedules:
+  - schedule_id: nightly
+    cron_expression: "0 2 * * *"
+    max_retries: 6
+    retry_backoff_s: 1
+    asset_specs:
+      - {{asset_id: db-a, name: AlphaAgent, description: Reach target position}}
+      - {{asset_id: db-b, name: BetaAgent, description: Reach target position}}
+    rl_config:
+      trainer: fast
+      max_steps: 16384
+      checkpoint_interval: 4096
+      summary_freq: 4096
+      hyperparameters: {{buffer_size: 1024, batch_size: 256}}
+"""
+KILLS = 2
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlops_unity_pipeline", *args]
+
+
+def runs(url: str) -> list[tuple[str, str]]:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return conn.execute("SELECT run_key, status FROM runs ORDER BY run_key").fetchall()
+    except psycopg.OperationalError:
+        return []
+
+
+@pytest.fixture
+def own_postgres():
+    """A server of this test's own: it is killed."""
+    try:
+        server = Postgres().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+def test_the_scheduler_survives_postgresql_killed_and_restarted(tmp_path, own_postgres):
+    from mlops_unity_pipeline.store import open_database
+
+    url = own_postgres.create_database()
+    open_database(url).upgrade()
+    workspace = tmp_path / "runs"
+    cfg = tmp_path / "scheduler.yaml"
+    cfg.write_text(CONFIG.format(workspace=workspace, database=url))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "UNITY_MLOPS_DATABASE_URL": url}
+    for _ in range(2):  # two manual slots of two assets: four runs
+        out = subprocess.run(cli("schedule", "trigger", str(cfg), "nightly"), capture_output=True, text=True, env=env,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        time.sleep(1.1)
+    assert len(runs(url)) == 4
+    log_path = tmp_path / "scheduler.log"
+    proc = subprocess.Popen(cli("schedule", "run", str(cfg)), stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+                            env=env)
+    try:
+        for kill in range(KILLS):  # each time a job is training (and others wait, or register)
+            deadline = time.monotonic() + 180
+            while not any(s == "running" for _, s in runs(url)):
+                assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            time.sleep(0.5 + kill)
+            own_postgres.kill()
+            time.sleep(3.0)  # the scheduler and its jobs meet a dead server
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            own_postgres.restart()
+        deadline = time.monotonic() + 420
+        while not (len(done := runs(url)) == 4 and all(s == "completed" for _, s in done)):
+            assert time.monotonic() < deadline and proc.poll() is None, (done, log_path.read_text()[-3000:])
+            time.sleep(0.5)
+        assert proc.poll() is None, "the scheduler is still running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    log = log_path.read_text()
+    assert code == 0, log[-3000:]
+    assert "state store unavailable" in log and "state store back after" in log, log[-3000:]
+    assert "another scheduler took over" not in log
+
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        versions = conn.execute("SELECT run_key, version FROM versions ORDER BY run_key").fetchall()
+    assert sorted(k for k, _ in versions) == sorted(k for k, _ in runs(url)), "one version per run, none twice"
+    for _, version in versions:
+        model = next((workspace / "_registry" / "models" / version).glob("*.onnx"))
+        assert model.stat().st_size > 0
