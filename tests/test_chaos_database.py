@@ -24,6 +24,7 @@ schedules:
     cron_expression: "0 2 * * *"
     max_retries: 6
     retry_backoff_s: 1
+    overlap_policy: queue
     asset_specs:
       - {{asset_id: db-a, name: AlphaAgent, description: Reach target position}}
       - {{asset_id: db-b, name: BetaAgent, description: Reach target position}}
@@ -91,7 +92,7 @@ def test_the_scheduler_survives_postgresql_killed_and_restarted(tmp_path, own_po
             time.sleep(3.0)  # the scheduler and its jobs meet a dead server
             assert proc.poll() is None, log_path.read_text()[-3000:]
             own_postgres.restart()
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + 300
         while not (len(done := runs(url)) == 4 and all(s == "completed" for _, s in done)):
             assert time.monotonic() < deadline and proc.poll() is None, (done, log_path.read_text()[-3000:])
             time.sleep(0.5)

@@ -283,22 +283,23 @@ class TrainingScheduler:
             log.info("job %s interrupted with a checkpoint; it resumes on the next start", row.job_id)
             self.store.prune(row.schedule_id)
             return
-        row.attempts += 1
+        attempts = row.attempts + 1  # kept on the row once written: a retried write counts it once
         if result.succeeded:
-            self.store.update_run(row.run_key, status="completed", finished_at=now, attempts=row.attempts,
+            self.store.update_run(row.run_key, status="completed", finished_at=now, attempts=attempts,
                                   model_version=result.model_version, error=None)
             log.info("job %s completed: %s", row.job_id, result.model_version)
-        elif row.attempts <= spec.max_retries:
-            delay = spec.retry_backoff_s * 2 ** (row.attempts - 1)
+        elif attempts <= spec.max_retries:
+            delay = spec.retry_backoff_s * 2 ** (attempts - 1)
             self.store.update_run(row.run_key, status="pending", not_before=now + timedelta(seconds=delay),
-                                  attempts=row.attempts, error=f"{result.failed_stage}: {result.error}")
+                                  attempts=attempts, error=f"{result.failed_stage}: {result.error}")
             log.warning("job %s failed in %s; retry %d of %d in %.0f s", row.job_id, result.failed_stage,
-                        row.attempts, spec.max_retries, delay)
+                        attempts, spec.max_retries, delay)
         else:
-            self.store.update_run(row.run_key, status="failed", finished_at=now, attempts=row.attempts,
+            self.store.update_run(row.run_key, status="failed", finished_at=now, attempts=attempts,
                                   error=f"{result.failed_stage}: {result.error}")
             log.error("job %s failed in stage %s: %s", row.job_id, result.failed_stage, result.error)
         self.store.prune(row.schedule_id)
+        row.attempts = attempts
 
     def _publish(self, event: Event) -> None:
         self.events.publish(event)
