@@ -162,10 +162,10 @@ def pages(ws: Path, asset: str, per_asset: int, repeats: int) -> list[tuple]:
 
 
 def floor(runs: int = 5) -> tuple[float, float]:
-    """The same machine's floor, measured beside the CLI: a bare interpreter, and one that imports SQLAlchemy (which
-    every registry command needs)."""
+    """The same machine's floor, measured beside the CLI: a bare interpreter, and one that imports what every
+    registry command needs (SQLAlchemy, and psycopg for PostgreSQL)."""
     out = []
-    for code in ("pass", "import sqlalchemy"):
+    for code in ("pass", "import sqlalchemy, psycopg"):
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -260,7 +260,7 @@ def main() -> None:
         print(f"| `{url}` | " + " | ".join(cells) + " |")
     print(f"| `unity-mlops models path asset{args.assets // 2:04d}@production` (whole process, median of 5) | "
           + " | ".join(f"{r['cli_s']:.2f} s" for r in results) + " |")
-    print("| floor: `python -c pass` / `python -c 'import sqlalchemy'` (median of 5, same machine, same minute) | "
+    print("| floor: `python -c pass` / `python -c 'import sqlalchemy, psycopg'` (median of 5, same machine) | "
           + " | ".join(f"{r['bare_s']:.2f} s / {r['sqlalchemy_s']:.2f} s" for r in results) + " |")
     print(f"| scheduler tick, {args.schedules} schedules, none due (median of 20) | "
           + " | ".join(f"{r['tick_idle_ms']:.1f} ms" for r in results) + " |")
