@@ -226,9 +226,16 @@ def scenario_kill(tmp: Path, trials: int, steps: int, rng: random.Random, log) -
                                "attempt": after.get("attempt")})
             log(f"  kill {i + 1:2d}/{trials} at {point:10} phase {state.get('phase') or '-':10} -> {final}"
                 + (f", resumed from step {resumed}" if in_training else ""))
-        # what the restarted schedulers still had to send is sent by the last one's close; give stragglers time
+        # what the restarted schedulers still had to send is sent by the next scheduler to run, as in production:
+        # a message whose sender was killed mid-post stays leased to the dead process until the lease expires
+        # (3 x timeout + 30 s), longer than a trial's scheduler lives
         outbox = ws / "_state" / "webhooks.db"
-        wait_for(lambda: _pending(outbox) == 0, 120, "the outbox to drain")
+        proc = start({})
+        try:
+            wait_for(lambda: _pending(outbox) == 0, 240, f"the outbox to drain ({_leases(outbox)})", proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
     finally:
         rx.down()
         sched_log.close()
@@ -256,6 +263,16 @@ def scenario_kill(tmp: Path, trials: int, steps: int, rng: random.Random, log) -
         "train_kills_resumed": sum(bool(t["resumed_from_step"]) for t in train_kills),
         "completed_events_received": sum(len(s) for s in completed_ids.values()),
     }
+
+
+def _leases(outbox: Path) -> str:
+    """The pending deliveries, for a message that says why the outbox did not drain."""
+    try:
+        with sqlite3.connect(outbox, timeout=30) as conn:
+            return str(conn.execute("SELECT event_type, attempts, next_attempt, lease_owner, lease_until FROM "
+                                    "deliveries WHERE status='pending'").fetchall())
+    except sqlite3.Error as exc:
+        return str(exc)
 
 
 def _pending(outbox: Path) -> int:

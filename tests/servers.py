@@ -231,11 +231,13 @@ class RayCluster:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
+        deadline = time.monotonic() + 5  # a throwaway cluster: a node slow to stop is killed (its files go too)
         for proc in self.nodes:
             try:
-                proc.wait(20)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
         self.nodes = []
 
     def remove(self) -> None:

@@ -23,8 +23,10 @@ STEPS = 600
 
 def world_for(name: str, settings: dict):
     """The built-in world that fits a sample behaviour's settings."""
-    if "memory" in (settings.get("network_settings") or {}):
-        return build_behavior(behavior_name=name, archetype="corridor")
+    needs_demos = any("demo_path" in (block or {}) for block in (
+        (settings.get("reward_signals") or {}).get("gail"), settings.get("behavioral_cloning")))
+    if "memory" in (settings.get("network_settings") or {}) and not needs_demos:
+        return build_behavior(behavior_name=name, archetype="corridor")  # (demos are recorded in the arena worlds)
     if name.startswith("Visual") or name == "GridWorld":
         return build_behavior(behavior_name=name, archetype="reach_target", observation_space={"camera": 24})
     if name.startswith("Match3") or name == "Basic":

@@ -176,8 +176,8 @@ def _observations(name: str, requested: dict[str, int] | None) -> tuple[Observat
         if fixed is not None and size != fixed:
             problems.append(f"observation_space[{raw_key!r}] must be {fixed}, got {size}")
         elif key in KINDS and fixed is None and not KINDS[key].sizes[0] <= size <= KINDS[key].sizes[1]:
-            low, high = KINDS[key].sizes
-            problems.append(f"observation_space[{raw_key!r}] must be between {low} and {high}, got {size}")
+            (low, high), unit = KINDS[key].sizes, f" {KINDS[key].unit}" if KINDS[key].unit else ""
+            problems.append(f"observation_space[{raw_key!r}] must be between {low} and {high}{unit}, got {size}")
         elif key == "camera" and not CAMERA_SIZES[0] <= size <= CAMERA_SIZES[1]:
             problems.append(f"observation_space[{raw_key!r}] is the camera image's side, between "
                             f"{CAMERA_SIZES[0]} and {CAMERA_SIZES[1]} pixels, got {size}")

@@ -45,6 +45,7 @@ class ObservationKind:
     size: int | None = None  # fixed size, or None for any size in `sizes`
     sizes: tuple[int, int] = (1, 64)
     aliases: tuple[str, ...] = ()
+    unit: str = ""  # what its size counts, for messages ("rays")
 
     def code(self, size: int) -> str:
         return self.csharp.replace("{size}", str(size))
@@ -73,7 +74,7 @@ def _target(s: ObservationState, size: int) -> np.ndarray:
 
 RAYCAST = register_observation(ObservationKind(
     "raycast", "N ray distances over 360 degrees, ray 0 towards the goal; hit distance / ray length",
-    lambda s, size: s.rays(), aliases=("rays", "ray", "raycasts"), csharp="""\
+    lambda s, size: s.rays(), aliases=("rays", "ray", "raycasts"), unit="rays", csharp="""\
             // raycast: {size} rays over 360 degrees, ray 0 towards the goal; hit distance / ray length
             for (int k = 0; k < {size}; k++)
             {

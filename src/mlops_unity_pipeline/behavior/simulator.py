@@ -64,6 +64,11 @@ class Simulator:
         self._hit_r2 = np.zeros((n, p.num_obstacles), np.float32)  # (obstacle radius + agent radius)^2
         self._uv = np.zeros((n, 4), np.float32)  # goal frame (u, v) of the last observation: actions apply in it
         self._slices = definition.observation_slices()
+        foreign = [k for k in self._slices if k not in KINDS]
+        if foreign:  # a world of its own (the corridor's cue, a duel's opponent ...) computes those: see games.py
+            raise ValueError(f"the arena simulator cannot compute the observation(s) {', '.join(foreign)} of "
+                             f"{definition.behavior_name} (archetype {definition.archetype}): that world has its own "
+                             "task in the headless player")
         ray = self._slices.get("raycast")
         self.n_rays = R = 0 if ray is None else ray.stop - ray.start
         angles = 2.0 * np.pi * np.arange(R) / max(1, R)

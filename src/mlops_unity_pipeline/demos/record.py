@@ -59,8 +59,8 @@ def record_demonstrations(definition: BehaviorDefinition, episodes: int, path: s
                           agents: int = 32) -> RecordingSummary:
     if episodes <= 0:
         raise ValueError("episodes must be > 0")
+    sim = Simulator(definition, min(agents, episodes), seed)  # the arena archetypes: each has a scripted expert
     policy = expert_policy(definition)
-    sim = Simulator(definition, min(agents, episodes), seed)
     n = sim.n
     pending: list[list[tuple]] = [[] for _ in range(n)]
     rewards_in = np.zeros(n, np.float32)

@@ -16,6 +16,7 @@ group scaled to the load) avoids a cluster start per run; Ray's task retries giv
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,15 @@ def _pods(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return []
 
 
+@functools.lru_cache(maxsize=16)
+def _crd_schemas(path: str, mtime_ns: int, size: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """A CRD file's schemas by (apiVersion, kind); read once per content (KubeRay's are megabytes of YAML)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load(Path(path).read_text(), Loader=loader)  # noqa: S506  (a safe loader, the C one if built)
+    return {(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]):
+            version["schema"]["openAPIV3Schema"] for version in crd["spec"]["versions"]}
+
+
 def validate_custom(docs: list[dict[str, Any]], crd_files: list[Path]) -> list[str]:
     """Custom resources (RayCluster) against their CRDs' OpenAPI v3 schemas (the `x-kubernetes-*` keys are
     annotations to jsonschema); core kinds are `kubernetes.validate_manifests`' job."""
@@ -234,10 +244,8 @@ def validate_custom(docs: list[dict[str, Any]], crd_files: list[Path]) -> list[s
 
     schemas = {}
     for path in crd_files:
-        crd = yaml.safe_load(Path(path).read_text())
-        for version in crd["spec"]["versions"]:
-            schemas[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = \
-                version["schema"]["openAPIV3Schema"]
+        st = Path(path).stat()
+        schemas.update(_crd_schemas(str(Path(path).resolve()), st.st_mtime_ns, st.st_size))
     problems = []
     for doc in docs:
         key = (doc.get("apiVersion"), doc.get("kind"))
