@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -109,7 +110,7 @@ class Position(NamedTuple):
     offset: int = 0
 
 
-class ChainedLog:
+class ChainedLog(ABC):
     """What the two stores share: reading. A store yields its lines after a position (`_lines_after`); reading
     checks each link the same way (the strict parser, the sequence, the previous hash, the line's own hash), and
     `verify` compares the chain with the signed checkpoints and an expected head. The file log and the database log
@@ -118,13 +119,14 @@ class ChainedLog:
     name: str
     unit = "event"  # what a message calls a stored event: the file log says "line"
 
+    @abstractmethod
     def _lines_after(self, at: Position) -> Iterator[tuple[bytes, str, int]]:
         """(line, where it is for a message (a byte offset, or ""), the position's offset after it) for each stored
         line after `at`."""
-        raise NotImplementedError
 
     def _check_end(self) -> None:
-        """A store's own check of its end (the file: no torn last line)."""
+        """A store's own check of its end (the file: no torn last line); none by default."""
+        return None
 
     def link(self, line: bytes, seq: int, head: str, where: str) -> dict[str, Any]:
         """The event of `line` if it is event `seq + 1` chained onto `head` and its hash is right; else one clear
