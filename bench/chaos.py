@@ -441,6 +441,99 @@ def scenario_ports(tmp: Path, jobs: int, steps: int, log) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- main
+# ---------------------------------------------------------------------------------------------------- database
+DATABASE_CONFIG = """
+workspace: {ws}
+database: {url}
+poll_interval_s: 0.3
+schedules:
+  - schedule_id: chaos-db
+    cron_expression: "0 0 1 1 *"
+    max_retries: 8
+    retry_backoff_s: 1
+    overlap_policy: queue
+    asset_specs:
+      - {{asset_id: dbnav, name: ChaosDbAgent, description: "reach the target while avoiding obstacles"}}
+    rl_config:
+      trainer: fast
+      max_steps: 12000
+      checkpoint_interval: 4000
+      summary_freq: 4000
+      hyperparameters: {{buffer_size: 2048, batch_size: 512}}
+"""
+
+
+def scenario_database(tmp: Path, runs: int, restarts: int, rng: random.Random, log) -> dict:
+    """PostgreSQL (the server and every backend) killed -9 and restarted `restarts` times while a scheduler on it
+    runs `runs` scheduled jobs that train and register."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import psycopg
+
+    from mlops_unity_pipeline.store import open_database
+    from servers import Postgres
+
+    def statuses() -> list[tuple[str, str]]:
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                return conn.execute("SELECT run_key, status FROM runs ORDER BY run_key").fetchall()
+        except psycopg.OperationalError:
+            return []
+
+    d = tmp / "database"
+    ws = d / "runs"
+    ws.mkdir(parents=True)
+    pg = Postgres().start()
+    try:
+        url = pg.create_database()
+        open_database(url).upgrade()
+        cfg = d / "scheduler.yaml"
+        cfg.write_text(DATABASE_CONFIG.format(ws=ws, url=url))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "UNITY_MLOPS_DATABASE_URL": url}
+        for _ in range(runs):
+            out = subprocess.run(cli("schedule", "trigger", str(cfg), "chaos-db"), capture_output=True, text=True,
+                                 env=env, timeout=120)
+            if out.returncode != 0:
+                raise RuntimeError(f"trigger failed: {out.stderr}")
+            time.sleep(1.05)  # one manual slot per second
+        sched_log = (d / "scheduler.log").open("w")
+        proc = subprocess.Popen(cli("schedule", "run", str(cfg)), stdout=sched_log, stderr=subprocess.STDOUT,
+                                env=env)
+        t0 = time.monotonic()
+        try:
+            for k in range(restarts):
+                wait_for(lambda: any(s == "running" for _, s in statuses()), 300, "a running job", proc)
+                time.sleep(rng.uniform(0.2, 2.0))
+                pg.kill()
+                time.sleep(3.0)
+                pg.restart()
+                log(f"  database restart {k + 1}/{restarts}: "
+                    f"{sum(s == 'completed' for _, s in statuses())}/{runs} runs completed so far")
+            wait_for(lambda: len(st := statuses()) == runs and all(s in ("completed", "failed") for _, s in st),
+                     900, "every run to finish", proc)
+            alive = proc.poll() is None
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+            sched_log.close()
+        elapsed = time.monotonic() - t0
+        final = statuses()
+        with psycopg.connect(url) as conn:
+            versions = conn.execute("SELECT run_key, version FROM versions").fetchall()
+        per_run: dict[str, int] = {}
+        for key, _ in versions:
+            per_run[key] = per_run.get(key, 0) + 1
+        missing = sum(not any((ws / "_registry" / "models" / v).glob("*.onnx")) for _, v in versions)
+        text = (d / "scheduler.log").read_text()
+    finally:
+        pg.stop()
+    return {"runs": runs, "restarts": restarts, "completed": sum(s == "completed" for _, s in final),
+            "lost_runs": runs - sum(s == "completed" for _, s in final),
+            "duplicate_versions": sum(n - 1 for n in per_run.values()), "versions": len(versions),
+            "missing_models": missing, "scheduler_alive": alive, "scheduler_exit": code,
+            "lock_lost": "another scheduler took over" in text,
+            "waits_logged": text.count("state store unavailable"), "elapsed_s": round(elapsed, 1)}
+
+
 def table(res: dict) -> tuple[str, bool]:
     rows, ok = [], True
 
@@ -472,6 +565,16 @@ def table(res: dict) -> tuple[str, bool]:
         row(s, "port failures", p["port_failures"], p["port_failures"] == 0)
         row(s, "jobs completed", f"{p['completed']}/{p['jobs']} ({p['port_retries']} retried on another range)",
             p["completed"] == p["jobs"])
+    if "database" in res:
+        b = res["database"]
+        s = f"PostgreSQL killed -9 and restarted × {b['restarts']}, {b['runs']} scheduled runs"
+        row(s, "lost runs", b["lost_runs"], b["lost_runs"] == 0)
+        row(s, "duplicate versions", f"{b['duplicate_versions']} ({b['versions']} versions)",
+            b["duplicate_versions"] == 0 and b["versions"] == b["runs"])
+        row(s, "missing models", b["missing_models"], b["missing_models"] == 0)
+        row(s, "scheduler still running, lock kept",
+            f"{'yes' if b['scheduler_alive'] and not b['lock_lost'] else 'no'} (waited out the database "
+            f"{b['waits_logged']} times; {b['elapsed_s']} s)", b["scheduler_alive"] and not b["lock_lost"])
     head = "| scenario | measure | result | |\n|---|---|---|---|"
     return head + "\n" + "\n".join(rows), ok
 
@@ -487,7 +590,9 @@ def main() -> int:
                     help="webhook retry delays in seconds, comma-separated, or 'default' (the product's)")
     ap.add_argument("--mlagents-jobs", type=int, default=4)
     ap.add_argument("--mlagents-steps", type=int, default=3000)
-    ap.add_argument("--only", default="kill,outage,ports")
+    ap.add_argument("--only", default="kill,outage,ports", help="scenarios: kill, outage, ports, database")
+    ap.add_argument("--database-runs", type=int, default=10, help="scheduled runs in the database scenario")
+    ap.add_argument("--database-restarts", type=int, default=5, help="PostgreSQL kill -9 + restarts")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--role", default="harness", help=argparse.SUPPRESS)
@@ -522,6 +627,9 @@ def main() -> int:
             if "kill" in only:
                 log(f"kill -9: {args.kills} trials")
                 res["kill"] = scenario_kill(tmp_path, args.kills, args.kill_steps, rng, log)
+            if "database" in only:
+                log(f"database: {args.database_restarts} PostgreSQL restarts under {args.database_runs} runs")
+                res["database"] = scenario_database(tmp_path, args.database_runs, args.database_restarts, rng, log)
             if "ports" in only:
                 log(f"ports: {args.mlagents_jobs} ML-Agents jobs")
                 res["ports"] = scenario_ports(tmp_path, args.mlagents_jobs, args.mlagents_steps, log)
