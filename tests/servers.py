@@ -8,8 +8,10 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -275,3 +277,73 @@ def interruptible_jobs(workspace: Path, store, max_steps: int) -> list[str]:
         if any(k.endswith("/checkpoint.pt") for k in stored) and steps and max(steps) <= max_steps // 2:
             out.append(d.name)
     return out
+
+
+class OutageProxy:
+    """A TCP forwarder on a loopback port it holds for its whole life, in front of a server: `down()` makes every
+    connection, new or open, fail at once (a bucket unreachable) until `up()`. No port is ever released and taken
+    back, so no other process can take it in between."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.available = True
+        self.refused = 0
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.available:
+                self.refused += 1
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with self._lock:
+                    self._open.discard(s)
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def down(self) -> None:
+        self.available = False
+        with self._lock:
+            for s in list(self._open):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def up(self) -> None:
+        self.available = True
+
+    def close(self) -> None:
+        self.listener.close()
+        self.down()

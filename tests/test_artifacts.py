@@ -108,3 +108,39 @@ def test_a_job_killed_on_one_machine_resumes_on_another_from_its_stored_checkpoi
     machine_c = LocalModelRegistry(tmp_path / "machine-c" / "_registry", pg_database, store)  # a third reader
     fetched = machine_c.get(result.model_version)
     assert fetched.model_path.read_bytes() == version.model_path.read_bytes()
+
+
+def test_an_unreachable_bucket_is_waited_out_and_nothing_is_lost(tmp_path, gcs, monkeypatch):
+    """The bucket unreachable (every connection reset) while a job's checkpoint and its model go up: the uploads
+    back off and retry, and land once it is back; nothing is lost, nothing fails."""
+    import threading
+
+    from servers import OutageProxy
+
+    proxy = OutageProxy(gcs._api._httpd.server_address[1])
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.port}")
+    store = open_artifacts("gs://unity-models/outage")
+    files = {}
+    for name in ("checkpoint.pt", "model.onnx", "metrics.json"):
+        files[name] = tmp_path / name
+        files[name].write_bytes(os.urandom(50_000))
+    store.upload(files["metrics.json"], "runs/j/metrics.json")
+    proxy.down()
+    back = threading.Timer(6.0, proxy.up)  # about a minute in production: the same backoff, waited out
+    back.start()
+    store.upload(files["checkpoint.pt"], "runs/j/checkpoint.pt")
+    store.upload(files["model.onnx"], "registry/objects/model")
+    back.join()
+    assert proxy.refused > 0, "the outage was met"
+    assert store.sizes("") == {"runs/j/metrics.json": 50_000, "runs/j/checkpoint.pt": 50_000,
+                               "registry/objects/model": 50_000}
+    got = tmp_path / "back.onnx"
+    assert store.download("registry/objects/model", got) and got.read_bytes() == files["model.onnx"].read_bytes()
+
+    store.outage_s = 3.0  # an outage longer than the store waits: one clear error, nothing half-written
+    proxy.down()
+    with pytest.raises(ArtifactError, match="cannot upload to gs://unity-models/outage"):
+        store.upload(files["model.onnx"], "registry/objects/other")
+    proxy.up()
+    assert "registry/objects/other" not in store.sizes("registry")
+    proxy.close()

@@ -104,6 +104,15 @@ class GCSStore:
         self._client = client
         self.bucket = self._client.bucket(parts.netloc)
 
+    # how long a transient outage (the bucket unreachable, a 5xx, a 429) is retried, with exponential backoff, before
+    # an operation fails: a job's checkpoint and model uploads ride out a minute or two without the bucket
+    outage_s: float = 180.0
+
+    def _retry(self):
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.outage_s)
+
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
@@ -123,15 +132,16 @@ class GCSStore:
                                 hint="check the bucket exists and the credentials may write to it") from None
 
     def upload(self, local: Path, key: str) -> None:
-        self._errors("cannot upload to", lambda: self.bucket.blob(self._name(key)).upload_from_filename(str(local)))
+        self._errors("cannot upload to", lambda: self.bucket.blob(self._name(key)).upload_from_filename(
+            str(local), retry=self._retry()))  # a whole file under its key: idempotent, so always retried
 
     def download(self, key: str, local: Path) -> bool:
         from google.api_core import exceptions as gexc
 
         try:
             _download_atomic(local, lambda tmp: self._errors(
-                "cannot download from", lambda: self.bucket.blob(self._name(key)).download_to_filename(str(tmp)),
-                missing_ok=True))
+                "cannot download from", lambda: self.bucket.blob(self._name(key)).download_to_filename(
+                    str(tmp), retry=self._retry()), missing_ok=True))
         except gexc.NotFound:
             for leftover in local.parent.glob(f".{local.name}.*.part"):
                 leftover.unlink(missing_ok=True)
@@ -141,7 +151,8 @@ class GCSStore:
     def sizes(self, prefix: str) -> dict[str, int]:
         start = self._name(prefix)
         skip = len(self.prefix) + 1 if self.prefix else 0
-        blobs = self._errors("cannot list", lambda: list(self._client.list_blobs(self.bucket, prefix=start)))
+        blobs = self._errors("cannot list", lambda: list(self._client.list_blobs(self.bucket, prefix=start,
+                                                                                 retry=self._retry())))
         return {b.name[skip:]: int(b.size or 0) for b in blobs}
 
     def url(self, key: str) -> str:
