@@ -534,6 +534,65 @@ def scenario_database(tmp: Path, runs: int, restarts: int, rng: random.Random, l
             "waits_logged": text.count("state store unavailable"), "elapsed_s": round(elapsed, 1)}
 
 
+# ---------------------------------------------------------------------------------------------------- bucket
+def scenario_bucket(tmp: Path, outage_s: float, log) -> dict:
+    """The artifact bucket unreachable (every connection reset, by a proxy held in front of the GCS emulator) for
+    `outage_s` seconds from a job's first stored checkpoint: its later checkpoints, its model's blobs and its files
+    must still all land, the job complete and register once."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, UnityMLOpsOrchestrator
+    from mlops_unity_pipeline.artifacts import open_artifacts
+    from mlops_unity_pipeline.registry.local import LocalModelRegistry
+    from servers import GCSEmulator, OutageProxy
+
+    emulator = GCSEmulator()
+    proxy = OutageProxy(int(emulator.host.rsplit(":", 1)[1]))
+    before = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{proxy.port}"
+    bucket = "gs://unity-models/chaos"
+    ws = tmp / "bucket" / "runs"
+    try:
+        store = open_artifacts(bucket)
+        orch = UnityMLOpsOrchestrator(ws, evaluation_episodes=50, show_progress=False, artifacts=bucket)
+        cfg = RLTrainingConfig(trainer="fast", max_steps=60_000, checkpoint_interval=4_000, summary_freq=4_000,
+                               hyperparameters={"buffer_size": 2048, "batch_size": 512})
+        job = TrainingJob(job_id="bucket-outage", asset_spec=UnityAssetSpec(
+            asset_id="bucket", name="BucketAgent", description="reach the target"), rl_config=cfg)
+        holder: dict = {}
+        runner = threading.Thread(target=lambda: holder.update(result=orch.execute_training_job_sync(job)))
+        t0 = time.monotonic()
+        runner.start()
+        wait_for(lambda: any("checkpoint" in k or k.endswith(".onnx") for k in store.sizes("runs/bucket-outage")),
+                 300, "a first stored checkpoint")
+        proxy.down()
+        running_at_outage = "result" not in holder
+        timer = threading.Timer(outage_s, proxy.up)
+        timer.start()
+        runner.join()
+        timer.join()
+        result = holder["result"]
+        from mlops_unity_pipeline.artifacts.sync import SKIP_SUFFIXES
+
+        local = {str(p.relative_to(ws / job.job_id)) for p in (ws / job.job_id).rglob("*") if p.is_file()
+                 and not p.name.startswith(".") and p.suffix not in SKIP_SUFFIXES}  # what a job stores, by design
+        stored = {k.removeprefix("runs/bucket-outage/") for k in store.sizes("runs/bucket-outage")}
+        versions = LocalModelRegistry(ws / "_registry", None, store).list()
+        blobs = store.sizes("registry/objects")  # what another machine fetches a version's files from
+        stored_blobs = sum(f"registry/objects/{v.model_sha256}" in blobs for v in versions)
+        log(f"  missing from the bucket: {sorted(local - stored)[:10]}")
+        return {"outage_s": outage_s, "status": result.status, "error": result.error, "versions": len(versions),
+                "model_blobs_stored": stored_blobs, "missing_files": sorted(local - stored)[:10],
+                "missing": len(local - stored), "refused_connections": proxy.refused,
+                "job_s": round(time.monotonic() - t0, 1), "running_at_outage": running_at_outage}
+    finally:
+        proxy.close()
+        emulator.stop()
+        if before is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = before
+
+
 def table(res: dict) -> tuple[str, bool]:
     rows, ok = [], True
 
@@ -575,6 +634,15 @@ def table(res: dict) -> tuple[str, bool]:
         row(s, "scheduler still running, lock kept",
             f"{'yes' if b['scheduler_alive'] and not b['lock_lost'] else 'no'} (waited out the database "
             f"{b['waits_logged']} times; {b['elapsed_s']} s)", b["scheduler_alive"] and not b["lock_lost"])
+    if "bucket" in res:
+        c = res["bucket"]
+        s = f"bucket unreachable {c['outage_s']:.0f} s from a job's first checkpoint"
+        row(s, "job completed", f"{c['status']} in {c['job_s']} s ({c['refused_connections']} connections reset; "
+            f"{'training' if c['running_at_outage'] else 'done'} when it went down)",
+            c["status"] == "completed" and c["running_at_outage"])
+        row(s, "versions registered, their blobs in the bucket", f"{c['versions']}, {c['model_blobs_stored']}",
+            c["versions"] == 1 and c["model_blobs_stored"] == 1)
+        row(s, "job files missing from the bucket", c["missing"], c["missing"] == 0)
     head = "| scenario | measure | result | |\n|---|---|---|---|"
     return head + "\n" + "\n".join(rows), ok
 
@@ -590,7 +658,8 @@ def main() -> int:
                     help="webhook retry delays in seconds, comma-separated, or 'default' (the product's)")
     ap.add_argument("--mlagents-jobs", type=int, default=4)
     ap.add_argument("--mlagents-steps", type=int, default=3000)
-    ap.add_argument("--only", default="kill,outage,ports", help="scenarios: kill, outage, ports, database")
+    ap.add_argument("--only", default="kill,outage,ports", help="scenarios: kill, outage, ports, database, bucket")
+    ap.add_argument("--bucket-outage", type=float, default=60.0, help="seconds the artifact bucket is unreachable")
     ap.add_argument("--database-runs", type=int, default=10, help="scheduled runs in the database scenario")
     ap.add_argument("--database-restarts", type=int, default=5, help="PostgreSQL kill -9 + restarts")
     ap.add_argument("--seed", type=int, default=1)
@@ -630,6 +699,9 @@ def main() -> int:
             if "database" in only:
                 log(f"database: {args.database_restarts} PostgreSQL restarts under {args.database_runs} runs")
                 res["database"] = scenario_database(tmp_path, args.database_runs, args.database_restarts, rng, log)
+            if "bucket" in only:
+                log(f"bucket: unreachable {args.bucket_outage:.0f} s during a job's uploads")
+                res["bucket"] = scenario_bucket(tmp_path, args.bucket_outage, log)
             if "ports" in only:
                 log(f"ports: {args.mlagents_jobs} ML-Agents jobs")
                 res["ports"] = scenario_ports(tmp_path, args.mlagents_jobs, args.mlagents_steps, log)
