@@ -15,6 +15,7 @@ Imports only numpy and this package: it runs in the trainer environment too.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -80,25 +81,26 @@ def frame(n: int, obs: list[np.ndarray], reward: np.ndarray, done: np.ndarray | 
                      no if collision is None else collision, np.zeros(n, np.int64), np.zeros(n, np.float32))
 
 
-class Task:
-    """What every world offers the player and the evaluator."""
+class Task(ABC):
+    """What every world offers the player and the evaluator (a world implements reset, step and restart)."""
 
     slots: list[SlotSpec]
 
+    @abstractmethod
     def reset(self) -> list[list[np.ndarray]]:
         """New episodes for every agent; the observations of every slot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, actions: list[tuple[np.ndarray, np.ndarray]]) -> list[SlotFrame]:
         """One decision for every agent: (continuous [n, c], discrete [n, b]) per slot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def restart(self, frames: list[SlotFrame]) -> list[list[np.ndarray]]:
         """New episodes for the agents that ended in `frames`; every slot's observations for the next decision."""
-        raise NotImplementedError
 
     def set_parameters(self, get: Callable[[str, float], float] | None) -> None:
-        """Environment parameters for the episodes that start from now on."""
+        """Environment parameters for the episodes that start from now on (a world without any ignores them)."""
+        return None
 
 
 # ------------------------------------------------------------------ the single-agent arenas
