@@ -161,11 +161,11 @@ def pages(ws: Path, asset: str, per_asset: int, repeats: int) -> list[tuple]:
     return out
 
 
-def floor(runs: int = 5) -> tuple[float, float]:
-    """The same machine's floor, measured beside the CLI: a bare interpreter, and one that imports what every
-    registry command needs (SQLAlchemy, and psycopg for PostgreSQL)."""
+def floor(driver: str, runs: int = 5) -> tuple[float, float]:
+    """The same machine's floor, measured beside the CLI: a bare interpreter, and one that imports the database's
+    driver (all that `models path` needs of a database: it reads the alias without SQLAlchemy, registry/lookup.py)."""
     out = []
-    for code in ("pass", "import sqlalchemy, psycopg"):
+    for code in ("pass", f"import {driver}"):
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -227,11 +227,11 @@ def run(kind: str, args: argparse.Namespace) -> dict:
             filled = fill(ws, database, args.runs, args.versions, args.assets, args.schedules)
             rows = pages(ws, filled["asset"], filled["per_asset"], args.repeats)
             cli_s, printed = cli_path(ws, database, filled["asset"])
-            bare_s, sqlalchemy_s = floor()
+            bare_s, driver_s = floor("psycopg" if database else "sqlite3")
             assert printed.endswith(f"{filled['target']}/{Path(printed).name}"), printed
             idle_ms, busy_ms, n_due = ticks(filled["scheduler"])
             filled["scheduler"].store.release()
-            return {"kind": kind, "pages": rows, "cli_s": cli_s, "bare_s": bare_s, "sqlalchemy_s": sqlalchemy_s,
+            return {"kind": kind, "pages": rows, "cli_s": cli_s, "bare_s": bare_s, "driver_s": driver_s,
                     "tick_idle_ms": idle_ms, "tick_due_ms": busy_ms,
                     "due": n_due}
     finally:
@@ -260,8 +260,8 @@ def main() -> None:
         print(f"| `{url}` | " + " | ".join(cells) + " |")
     print(f"| `unity-mlops models path asset{args.assets // 2:04d}@production` (whole process, median of 5) | "
           + " | ".join(f"{r['cli_s']:.2f} s" for r in results) + " |")
-    print("| floor: `python -c pass` / `python -c 'import sqlalchemy, psycopg'` (median of 5, same machine) | "
-          + " | ".join(f"{r['bare_s']:.2f} s / {r['sqlalchemy_s']:.2f} s" for r in results) + " |")
+    print("| floor: `python -c pass` / `python -c 'import DRIVER'` (sqlite3, psycopg; median of 5, same machine) | "
+          + " | ".join(f"{r['bare_s']:.2f} s / {r['driver_s']:.2f} s" for r in results) + " |")
     print(f"| scheduler tick, {args.schedules} schedules, none due (median of 20) | "
           + " | ".join(f"{r['tick_idle_ms']:.1f} ms" for r in results) + " |")
     print(f"| scheduler tick, {results[0]['due']} due (they fire: runs recorded) | "

@@ -130,3 +130,68 @@ def test_threads_of_one_process_registering_the_same_files_at_once(tmp_path, sam
     for t in threads:
         t.join()
     assert errors == [] and sorted(out) == list(range(1, 9))
+
+
+def test_the_hot_read_of_an_alias_answers_as_the_registry_does(tmp_path, samples, database):
+    """`models path NAME@ALIAS` reads the alias in one query on the database's own driver (registry/lookup.py). It
+    must answer the common case itself, and leave every other case — the asset by id, a missing alias, a version's
+    full name, files not on this machine, a schema not at this release's revision, another backend — to the
+    registry, whose answer (or error) is then the command's."""
+    import shutil
+    import subprocess
+    import sys
+
+    from mlops_unity_pipeline.registry.lookup import model_path
+
+    root = tmp_path / "reg"
+    reg = LocalModelRegistry(root, database)
+    a1, a2 = reg.register(_request(samples)), reg.register(_request(samples))
+    b1 = reg.register(RegistrationRequest(asset_id="b-7", asset_name="Patrol_Bot", behavior_name="Patrol",
+                                          job_id="job-2", model_path=samples / "onnx" / "3DBall.onnx",
+                                          git_sha="abc1234"))
+    for asset, alias, v in (("SimpleAgent", "production", a1), ("simpleagent", "staging", a2),
+                            ("patrol-bot", "production", b1)):
+        reg.ledger.move_alias(asset, alias, v.version, action="promote", reason="hot read")
+
+    def registry_says(ref):
+        try:
+            return reg.resolve(ref).model_path
+        except VersionNotFound:
+            return None
+
+    refs = ["simpleagent@production", "SimpleAgent@staging", "simpleagent:production", "Patrol_Bot@production",
+            "b-7@production", "patrol-bot@staging", "nobody@production", a1.version, "simpleagent@", "@production",
+            "simpleagent@production@x", "simpleagent@Production"]
+    answered = {}
+    for ref in refs:
+        fast = model_path(str(root), tmp_path / "unused", database, ref)
+        assert fast is None or fast == registry_says(ref), ref
+        if fast is not None:
+            answered[ref] = fast
+    assert answered == {"simpleagent@production": a1.model_path, "SimpleAgent@staging": a2.model_path,
+                        "simpleagent:production": a1.model_path, "Patrol_Bot@production": b1.model_path}
+    assert model_path(f"vertex://p/r?local={root}", root, database, "simpleagent@production") is None
+
+    env = {k: v for k, v in os.environ.items() if k != "UNITY_MLOPS_DATABASE_URL"}
+    env.update({"UNITY_MLOPS_DATABASE_URL": database} if database else {})
+
+    def cli_path(ref):
+        r = subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", "path", ref, "--registry",
+                            str(root)], capture_output=True, text=True, env=env, timeout=120)
+        return r.returncode, r.stdout.strip(), r.stderr
+
+    assert cli_path("simpleagent@production") == (0, str(a1.model_path), "")
+    assert cli_path("b-7@production") == (0, str(b1.model_path), ""), "the asset by id: the registry's answer"
+    rc, out, err = cli_path("simpleagent@nothing")
+    assert (rc, out) == (2, "") and "has no 'nothing' alias" in err and "Traceback" not in err
+
+    # the version's files gone from this machine: not the hot read's to say
+    shutil.move(a1.model_path.parent, tmp_path / "moved")
+    assert model_path(str(root), tmp_path, database, "simpleagent@production") is None
+    assert cli_path("simpleagent@production") == (0, str(a1.model_path), "")
+    shutil.move(tmp_path / "moved", a1.model_path.parent)
+    assert model_path(str(root), tmp_path, database, "simpleagent@production") == a1.model_path
+
+    # a schema this release did not make: the registry decides (it migrates SQLite, refuses PostgreSQL)
+    reg.db.execute("UPDATE alembic_version SET version_num = '0002'", name="registry")
+    assert model_path(str(root), tmp_path, database, "simpleagent@production") is None

@@ -102,7 +102,11 @@ def _cmd_models_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_path(args: argparse.Namespace) -> int:
-    print(_get_version(args).model_path)
+    from ..registry.lookup import model_path
+
+    paths = App.from_args(args).paths  # launchers run this at every start: the hot read first (registry/lookup.py)
+    found = model_path(paths.registry, paths.workspace / settings.REGISTRY_DIRNAME, paths.database, args.version)
+    print(found or _get_version(args).model_path)
     return 0
 
 

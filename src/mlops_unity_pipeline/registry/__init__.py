@@ -1,4 +1,11 @@
-"""Model registry: immutable, numbered versions behind one interface (local store now, Vertex AI later)."""
+"""Model registry: immutable, numbered versions behind one interface (local store now, Vertex AI later).
+
+`LocalModelRegistry` is imported when first used (PEP 562): it brings SQLAlchemy, which the registry's hot read
+(`lookup.py`) does without."""
+
+from __future__ import annotations
+
+from typing import Any
 
 from .base import (
     ModelRegistry,
@@ -9,7 +16,6 @@ from .base import (
     format_version,
     registry_asset_name,
 )
-from .local import LocalModelRegistry
 
 __all__ = [
     "LocalModelRegistry",
@@ -21,3 +27,11 @@ __all__ = [
     "format_version",
     "registry_asset_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "LocalModelRegistry":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .local import LocalModelRegistry
+
+    return LocalModelRegistry

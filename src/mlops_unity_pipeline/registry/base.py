@@ -31,6 +31,15 @@ def registry_asset_name(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def split_ref(ref: str) -> tuple[str, str] | None:
+    """`ASSET@ALIAS` (or `ASSET:ALIAS`) as (asset, alias); None for a version's full name."""
+    sep = "@" if "@" in ref else (":" if ":" in ref and not ref.startswith("unity-") else None)
+    if sep is None:
+        return None
+    asset, alias = ref.split(sep, 1)
+    return asset, alias
+
+
 def format_version(asset_name: str, date: datetime, git_sha: str, run_number: int) -> str:
     return f"unity-{registry_asset_name(asset_name)}-{date:%Y%m%d}-{git_sha}-v{run_number:03d}"
 
@@ -177,10 +186,10 @@ class ModelRegistry(ABC):
 
     def resolve(self, ref: str) -> ModelVersion:
         """A version string, or `ASSET@ALIAS` (also `ASSET:ALIAS`; the asset by name or `asset_id`)."""
-        sep = "@" if "@" in ref else (":" if ":" in ref and not ref.startswith("unity-") else None)
-        if sep is None:
+        parts = split_ref(ref)
+        if parts is None:
             return self.get(ref)
-        asset, alias = ref.split(sep, 1)
+        asset, alias = parts
         name = self.asset_name_for(asset)
         held = self.ledger.aliases(name)
         if alias not in held:

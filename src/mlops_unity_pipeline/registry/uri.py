@@ -12,12 +12,15 @@ A backend is a plugin of the `unity_mlops.registries` family (`plugins.py`), nam
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .. import plugins, settings
-from ..artifacts import ArtifactStore
 from .base import ModelRegistry, RegistryError
-from .local import LocalModelRegistry
+
+if TYPE_CHECKING:
+    from ..artifacts import ArtifactStore
+    from .local import LocalModelRegistry
 
 
 def backends() -> list[str]:
@@ -29,8 +32,7 @@ def open_registry(uri: str | Path, *, local_root: str | Path | None = None, data
     """The registry `uri` names. A plain path is a local store. `local_root` is where layered backends (Vertex AI)
     keep their local history of record (default: the workspace's `_registry`). With a shared `database`, a local
     store keeps its index there (its directory then holds only artifacts)."""
-    text = str(uri)
-    scheme = urlsplit(text).scheme.lower() if "://" in text or text.startswith(("file:", "sqlite:")) else "file"
+    text, scheme = str(uri), scheme_of(uri)
     root = Path(local_root) if local_root else settings.Paths.resolve().workspace / settings.REGISTRY_DIRNAME
     if scheme not in backends():
         raise RegistryError(f"no registry backend for {scheme}: URIs (installed: {', '.join(backends())}); "
@@ -41,17 +43,35 @@ def open_registry(uri: str | Path, *, local_root: str | Path | None = None, data
     return registry
 
 
+def scheme_of(uri: str | Path) -> str:
+    """The backend's name in a registry URI; a plain path is `file`."""
+    text = str(uri)
+    return urlsplit(text).scheme.lower() if "://" in text or text.startswith(("file:", "sqlite:")) else "file"
+
+
+def local_store(uri: str, local_root: Path, database: str | None) -> tuple[Path, str | None]:
+    """Where a local store (the `file`, `sqlite` and `postgresql` backends) keeps its files and its index: the
+    directory, and the shared database (None: `registry.db` in the directory)."""
+    if scheme_of(uri) in ("file", "sqlite"):
+        path = Path(unquote(urlsplit(uri).path)) if "://" in uri or uri.startswith(("file:", "sqlite:")) else Path(uri)
+        return (path.parent if path.suffix == ".db" else path), database
+    return Path(local_root), uri  # postgresql://: the index in that database, the files in the workspace
+
+
 def local_backend(uri: str, local_root: Path, database: str | None, artifacts: ArtifactStore | None
                   ) -> ModelRegistry:
-    """A directory, `file://DIR` or `sqlite:///DIR/registry.db`."""
-    path = Path(unquote(urlsplit(uri).path)) if "://" in uri or uri.startswith(("file:", "sqlite:")) else Path(uri)
-    return LocalModelRegistry(path.parent if path.suffix == ".db" else path, database, artifacts)
+    """A directory, `file://DIR` or `sqlite:///DIR/registry.db`; the index in `database` when there is one."""
+    from .local import LocalModelRegistry
+
+    return LocalModelRegistry(*local_store(uri, local_root, database), artifacts)
 
 
 def database_backend(uri: str, local_root: Path, database: str | None, artifacts: ArtifactStore | None
                      ) -> ModelRegistry:
     """The index in that PostgreSQL database, the artifacts under the workspace's registry directory."""
-    return LocalModelRegistry(local_root, uri, artifacts)
+    from .local import LocalModelRegistry
+
+    return LocalModelRegistry(*local_store(uri, local_root, database), artifacts)
 
 
 def vertex_registry(local: LocalModelRegistry, project: str, region: str | None = None, bucket: str | None = None,
@@ -78,5 +98,7 @@ def vertex_backend(uri: str, local_root: Path, database: str | None, artifacts: 
     region = parts.path.strip("/") or None
     if not parts.hostname:
         raise RegistryError(f"{uri}: name the project, as vertex://PROJECT/REGION?bucket=gs://BUCKET")
+    from .local import LocalModelRegistry
+
     return vertex_registry(LocalModelRegistry(query.get("local") or local_root, database, artifacts), parts.netloc,
                            region, query.get("bucket"), query.get("serving_image"))
