@@ -446,6 +446,8 @@ DATABASE_CONFIG = """
 workspace: {ws}
 database: {url}
 poll_interval_s: 0.3
+webhooks:
+  - {{url: "{hook}", name: chaos-receiver}}
 schedules:
   - schedule_id: chaos-db
     cron_expression: "0 0 1 1 *"
@@ -465,7 +467,8 @@ schedules:
 
 def scenario_database(tmp: Path, runs: int, restarts: int, rng: random.Random, log) -> dict:
     """PostgreSQL (the server and every backend) killed -9 and restarted `restarts` times while a scheduler on it
-    runs `runs` scheduled jobs that train and register."""
+    runs `runs` scheduled jobs that train and register, and sends their lifecycle events to a webhook receiver (the
+    outbox lives in that database: events published while it is down are spooled and sent when it is back)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import psycopg
 
@@ -483,11 +486,18 @@ def scenario_database(tmp: Path, runs: int, restarts: int, rng: random.Random, l
     ws = d / "runs"
     ws.mkdir(parents=True)
     pg = Postgres().start()
+    rx = Receiver()
+    rx.up()
+
+    def completions() -> set[str]:  # the runs whose job.completed reached the receiver
+        with rx.lock:
+            return {b.get("data", {}).get("job_id") for b in rx.bodies if b.get("type") == "job.completed"}
+
     try:
         url = pg.create_database()
         open_database(url).upgrade()
         cfg = d / "scheduler.yaml"
-        cfg.write_text(DATABASE_CONFIG.format(ws=ws, url=url))
+        cfg.write_text(DATABASE_CONFIG.format(ws=ws, url=url, hook=rx.url))
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "UNITY_MLOPS_DATABASE_URL": url}
         for _ in range(runs):
             out = subprocess.run(cli("schedule", "trigger", str(cfg), "chaos-db"), capture_output=True, text=True,
@@ -511,6 +521,11 @@ def scenario_database(tmp: Path, runs: int, restarts: int, rng: random.Random, l
             wait_for(lambda: len(st := statuses()) == runs and all(s in ("completed", "failed") for _, s in st),
                      900, "every run to finish", proc)
             alive = proc.poll() is None
+            done = sum(s == "completed" for _, s in statuses())
+            try:  # the outbox's sender: queued and spooled events go out within seconds
+                wait_for(lambda: len(completions()) >= done, 120, "every job.completed webhook", proc)
+            except RuntimeError as exc:
+                log(f"  {exc}")
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=120)
@@ -526,12 +541,16 @@ def scenario_database(tmp: Path, runs: int, restarts: int, rng: random.Random, l
         text = (d / "scheduler.log").read_text()
     finally:
         pg.stop()
+        rx.down()
     return {"runs": runs, "restarts": restarts, "completed": sum(s == "completed" for _, s in final),
             "lost_runs": runs - sum(s == "completed" for _, s in final),
             "duplicate_versions": sum(n - 1 for n in per_run.values()), "versions": len(versions),
             "missing_models": missing, "scheduler_alive": alive, "scheduler_exit": code,
             "lock_lost": "another scheduler took over" in text,
-            "waits_logged": text.count("state store unavailable"), "elapsed_s": round(elapsed, 1)}
+            "waits_logged": text.count("state store unavailable"), "elapsed_s": round(elapsed, 1),
+            "events_spooled": text.count("until the outbox's database is back"),
+            "completions_delivered": len(completions() - {None}),
+            "webhook_duplicates": rx.duplicates()}
 
 
 # ---------------------------------------------------------------------------------------------------- bucket
@@ -634,6 +653,10 @@ def table(res: dict) -> tuple[str, bool]:
         row(s, "scheduler still running, lock kept",
             f"{'yes' if b['scheduler_alive'] and not b['lock_lost'] else 'no'} (waited out the database "
             f"{b['waits_logged']} times; {b['elapsed_s']} s)", b["scheduler_alive"] and not b["lock_lost"])
+        row(s, "runs whose job.completed webhook was lost",
+            f"{b['completed'] - b['completions_delivered']} ({b['events_spooled']} events spooled while it was down)",
+            b["completions_delivered"] == b["completed"])
+        row(s, "webhook-ids delivered twice", b["webhook_duplicates"], b["webhook_duplicates"] == 0)
     if "bucket" in res:
         c = res["bucket"]
         s = f"bucket unreachable {c['outage_s']:.0f} s from a job's first checkpoint"

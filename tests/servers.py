@@ -98,12 +98,23 @@ class Postgres:
             time.sleep(0.05)
 
     def restart(self) -> None:
-        """Start it again on the same data and port (crash recovery replays its WAL)."""
+        """Start it again on the same data and port (crash recovery replays its WAL). A postmaster killed a moment
+        ago may still be a zombie its reaper has not collected, which the new one takes for a live server holding
+        the data directory: it waits for that pid to be gone."""
+        pid = int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
         done = self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
                          "start", "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                                         "-c max_connections=200")
         if done.returncode:
-            raise RuntimeError(f"PostgreSQL did not restart: {done.stderr[-1000:]}")
+            log = (self.dir / "log").read_text()[-1000:]
+            raise RuntimeError(f"PostgreSQL did not restart: {done.stderr[-1000:]} {log}")
 
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")

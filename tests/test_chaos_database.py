@@ -113,3 +113,46 @@ def test_the_scheduler_survives_postgresql_killed_and_restarted(tmp_path, own_po
     for _, version in versions:
         model = next((workspace / "_registry" / "models" / version).glob("*.onnx"))
         assert model.stat().st_size > 0
+
+
+def test_events_published_while_postgresql_is_down_are_delivered_once_when_it_is_back(tmp_path, own_postgres,
+                                                                                      monkeypatch):
+    """The outbox lives in the shared database: while it is down an event is spooled beside the outbox (redacted,
+    as in the database) and recorded by the next sender that finds the database back — here another process's
+    outbox on the same state directory — each delivered once, under the message id it was given."""
+    from mlops_unity_pipeline.store import open_database
+    from mlops_unity_pipeline.webhooks import Endpoint, WebhookOutbox
+    from test_webhooks import SECRET, Receiver
+
+    url = own_postgres.create_database()
+    open_database(url).upgrade()
+    monkeypatch.setenv("GAME_API_TOKEN", "hunter2-not-for-disk")  # a secret the product knows: masked everywhere
+    data = {"job_id": "j", "asset_id": "a", "model_version": "v", "note": "called with hunter2-not-for-disk"}
+    rx = Receiver()
+    try:
+        box = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)], database=url)
+        first = box.emit("job.started", data, key="run-1")
+        assert box.deliver_due() == 1 and [e["id"] for e in rx.received] == [first]
+
+        own_postgres.kill()
+        spooled = [box.emit("job.completed", data, key="run-1"), box.emit("model.registered", data, key="run-1"),
+                   box.emit("job.started", data)]
+        assert all(spooled) and len(set(spooled)) == 3
+        assert [p.stem for p in box.spooled()] == spooled, "kept in order, under their message ids"
+        for path in box.spooled():
+            assert SECRET not in path.read_text() and "hunter2" not in path.read_text()
+            assert path.stat().st_mode & 0o777 == 0o600
+        with pytest.raises(Exception, match="unavailable"):
+            box.deliver_due()
+        assert len(box.spooled()) == 3, "nothing lost to a failed pass"
+
+        own_postgres.restart()
+        other = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)], database=url)
+        assert other.deliver_due() == 3
+        assert box.deliver_due() == 0 and other.spooled() == []
+        other.emit("job.completed", data, key="run-1")  # the same event again (a restarted run): nothing new
+        other.deliver_due()
+        assert sorted(e["id"] for e in rx.received) == sorted([first, *spooled])
+        assert len(rx.received) == 4 and rx.bad_signatures == 0
+    finally:
+        rx.stop()

@@ -12,6 +12,11 @@ senders post the same message at once, and a sender that dies mid-post leaves a 
 An event emitted with a key (a run's identity) has a message id derived from it, so a restarted run that emits its
 outcome again adds nothing.
 
+When the outbox's own database cannot be written (the shared PostgreSQL restarting), an event is kept in a spool
+directory beside it (`<outbox>.spool/<message id>.json`, written whole: tmp file, fsync, rename) and recorded by the
+next sender pass that finds the database back (the sender of any process with the same state directory); its
+message id is kept, and recording it twice adds nothing. So a database outage delays events and loses none.
+
 The outbox stores an endpoint *reference* (its configured name, or its URL without credentials and query), never
 the URL's credentials or the signing secret: they are resolved from the configuration when a message is sent.
 
@@ -58,6 +63,10 @@ JITTER = 0.1  # ±10 %: the schedule still spans more than a day at its shortest
 MAX_RETRY_AFTER_S = 86400.0
 
 STORE = "outbox"  # the write-lock name of the deliveries table
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -158,18 +167,77 @@ class WebhookOutbox:
             "timestamp": datetime.fromtimestamp(now, timezone.utc).isoformat(),
             "data": data, "text": event_text(event_type, data),
         }, default=str, sort_keys=True)
+        rows = [{"id": msg_id, "ref": e.ref, "type": event_type, "body": body, "now": now} for e in targets]
         try:
-            with self.db.write(STORE) as conn:
-                for e in targets:
-                    conn.execute(text("INSERT INTO deliveries (id, endpoint, event_type, body, created_at, status, "
-                                      "next_attempt) VALUES (:id, :ref, :type, :body, :now, 'pending', :now) "
-                                      "ON CONFLICT (id, endpoint) DO NOTHING"),
-                                 {"id": msg_id, "ref": e.ref, "type": event_type, "body": body, "now": now})
-        except (SQLAlchemyError, UserError) as exc:  # a broken outbox must not fail the job
-            log.error("could not record webhook event %s: %s", event_type, exc)
-            return None
+            self._record(rows)
+        except (SQLAlchemyError, UserError) as exc:  # the database is away: spooled; a broken outbox never fails a job
+            try:
+                self._spool_write(msg_id, rows)
+            except OSError as spool_exc:
+                log.error("could not record webhook event %s: %s; nor spool it: %s", event_type, exc, spool_exc)
+                return None
+            log.warning("webhook event %s kept in %s until the outbox's database is back (%s)", msg_id,
+                        self.spool, _first_line(exc))
         self._wake.set()
         return msg_id
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        with self.db.write(STORE) as conn:
+            for row in rows:
+                conn.execute(text("INSERT INTO deliveries (id, endpoint, event_type, body, created_at, status, "
+                                  "next_attempt) VALUES (:id, :ref, :type, :body, :now, 'pending', :now) "
+                                  "ON CONFLICT (id, endpoint) DO NOTHING"), row)
+
+    # ------------------------------------------------------------------ the spool (the database away)
+    @property
+    def spool(self) -> Path:
+        return self.path.with_name(self.path.name + ".spool")
+
+    def _spool_write(self, msg_id: str, rows: list[dict[str, Any]]) -> None:
+        self.spool.mkdir(mode=0o700, exist_ok=True)
+        tmp = self.spool / f".{msg_id}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, json.dumps(rows).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.spool / f"{msg_id}.json")
+        dir_fd = os.open(self.spool, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def spooled(self) -> list[Path]:
+        """Events waiting for the database, oldest first."""
+        try:
+            files = [p for p in self.spool.iterdir() if p.suffix == ".json" and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def _drain_spool(self) -> int:
+        """Record the spooled events (the database is back); stops at the first that cannot be, to retry later."""
+        recorded = 0
+        for path in self.spooled():
+            try:
+                rows = json.loads(path.read_bytes())
+            except FileNotFoundError:  # another sender recorded it
+                continue
+            except ValueError:  # written whole by us, so never partial: someone else's file; set aside, not lost
+                log.error("webhook spool file %s is not an outbox event; moved to %s.bad", path, path.name)
+                os.replace(path, path.with_name(path.name + ".bad"))
+                continue
+            try:
+                self._record(rows)
+            except (SQLAlchemyError, UserError):
+                return recorded
+            path.unlink(missing_ok=True)
+            recorded += 1
+        if recorded:
+            log.info("%d spooled webhook event(s) recorded in the outbox", recorded)
+        return recorded
 
     # ------------------------------------------------------------------ sending
     def deliver_due(self, client=None) -> int:
@@ -180,6 +248,7 @@ class WebhookOutbox:
         by_ref = {e.ref: e for e in self.endpoints}
         if not by_ref:
             return 0
+        self._drain_spool()
         now = self.clock()
         refs = {f"e{i}": ref for i, ref in enumerate(by_ref)}
         rows = self.db.all("SELECT id, endpoint FROM deliveries WHERE status = 'pending' AND next_attempt <= :now "
@@ -253,6 +322,8 @@ class WebhookOutbox:
                     attempts + 1, self.max_attempts, delay)
 
     def _next_due_in(self) -> float | None:
+        if self.spooled():
+            return 1.0  # the database was away: try again soon
         row = self.db.one("SELECT MIN(CASE WHEN lease_until > next_attempt THEN lease_until ELSE next_attempt END) "
                           "FROM deliveries WHERE status='pending'")
         return None if row is None or row[0] is None else max(0.0, row[0] - self.clock())
@@ -269,11 +340,20 @@ class WebhookOutbox:
     def _loop(self) -> None:
         import httpx
 
+        away = False  # the database was unavailable at the last pass (said once, and again when it is back)
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
             while not self._stop.is_set():
                 try:
                     self.deliver_due(client)
                     wait = self._next_due_in()
+                    if away:
+                        log.info("webhook sender: the outbox's database is back")
+                    away = False
+                except (SQLAlchemyError, UserError) as exc:
+                    if not away:
+                        log.warning("webhook sender: the outbox's database is unavailable (%s); retrying every 5 s",
+                                    _first_line(exc))
+                    away, wait = True, 5.0
                 except Exception:  # keep the sender alive whatever happens
                     log.exception("webhook sender error")
                     wait = 5.0
@@ -286,7 +366,10 @@ class WebhookOutbox:
             return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            due = self._next_due_in()
+            try:
+                due = self._next_due_in()
+            except (SQLAlchemyError, UserError):  # the database is away: what is queued or spooled stays
+                return
             if due is None or due > deadline - time.monotonic():
                 return
             self._wake.set()
@@ -301,6 +384,10 @@ class WebhookOutbox:
         self._wake.set()
         self._thread.join(timeout=self.timeout_s + 1)
         self._thread = None
+        waiting = len(self.spooled())
+        if waiting:
+            log.warning("%d webhook event(s) wait in %s for the outbox's database; the next sender started with this "
+                        "state directory records them", waiting, self.spool)
 
     # ------------------------------------------------------------------ operations
     def counts(self) -> dict[str, int]:
