@@ -13,7 +13,7 @@ An event emitted with a key (a run's identity) has a message id derived from it,
 outcome again adds nothing.
 
 When the outbox's own database cannot be written (the shared PostgreSQL restarting), an event is kept in a spool
-directory beside it (`<outbox>.spool/<message id>.json`, written whole: tmp file, fsync, rename) and recorded by the
+directory beside it (`<outbox>.spool/`, one file per message written whole: `webhooks/spool.py`) and recorded by the
 next sender pass that finds the database back (the sender of any process with the same state directory); its
 message id is kept, and recording it twice adds nothing. So a database outage delays events and loses none.
 
@@ -52,6 +52,7 @@ from ..events import EVENT_CLASSES, Event, event_text, event_types
 from ..redaction import redact_data
 from ..store import Database, open_database
 from .endpoint import Endpoint, redact_url, sign  # noqa: F401 (re-exported)
+from .spool import Spool
 
 log = logging.getLogger("unity_mlops.webhooks")
 
@@ -108,6 +109,7 @@ class WebhookOutbox:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this sender's lease id
         self.lease_s = 3 * self.timeout_s + 30
         self.db: Database = open_database(self.database or self.path)
+        self.spool = Spool(self.path.with_name(self.path.name + ".spool"))  # events waiting for the database
         self._migrate()
 
     @property
@@ -172,7 +174,7 @@ class WebhookOutbox:
             self._record(rows)
         except (SQLAlchemyError, UserError) as exc:  # the database is away: spooled; a broken outbox never fails a job
             try:
-                self._spool_write(msg_id, rows)
+                self.spool.write(msg_id, rows)
             except OSError as spool_exc:
                 log.error("could not record webhook event %s: %s; nor spool it: %s", event_type, exc, spool_exc)
                 return None
@@ -188,57 +190,6 @@ class WebhookOutbox:
                                   "next_attempt) VALUES (:id, :ref, :type, :body, :now, 'pending', :now) "
                                   "ON CONFLICT (id, endpoint) DO NOTHING"), row)
 
-    # ------------------------------------------------------------------ the spool (the database away)
-    @property
-    def spool(self) -> Path:
-        return self.path.with_name(self.path.name + ".spool")
-
-    def _spool_write(self, msg_id: str, rows: list[dict[str, Any]]) -> None:
-        self.spool.mkdir(mode=0o700, exist_ok=True)
-        tmp = self.spool / f".{msg_id}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, json.dumps(rows).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.spool / f"{msg_id}.json")
-        dir_fd = os.open(self.spool, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def spooled(self) -> list[Path]:
-        """Events waiting for the database, oldest first."""
-        try:
-            files = [p for p in self.spool.iterdir() if p.suffix == ".json" and not p.name.startswith(".")]
-        except FileNotFoundError:
-            return []
-        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
-
-    def _drain_spool(self) -> int:
-        """Record the spooled events (the database is back); stops at the first that cannot be, to retry later."""
-        recorded = 0
-        for path in self.spooled():
-            try:
-                rows = json.loads(path.read_bytes())
-            except FileNotFoundError:  # another sender recorded it
-                continue
-            except ValueError:  # written whole by us, so never partial: someone else's file; set aside, not lost
-                log.error("webhook spool file %s is not an outbox event; moved to %s.bad", path, path.name)
-                os.replace(path, path.with_name(path.name + ".bad"))
-                continue
-            try:
-                self._record(rows)
-            except (SQLAlchemyError, UserError):
-                return recorded
-            path.unlink(missing_ok=True)
-            recorded += 1
-        if recorded:
-            log.info("%d spooled webhook event(s) recorded in the outbox", recorded)
-        return recorded
-
     # ------------------------------------------------------------------ sending
     def deliver_due(self, client=None) -> int:
         """Claim and attempt every delivery due now for the endpoints this outbox knows; returns how many it
@@ -248,7 +199,7 @@ class WebhookOutbox:
         by_ref = {e.ref: e for e in self.endpoints}
         if not by_ref:
             return 0
-        self._drain_spool()
+        self.spool.drain(self._record, (SQLAlchemyError, UserError))
         now = self.clock()
         refs = {f"e{i}": ref for i, ref in enumerate(by_ref)}
         rows = self.db.all("SELECT id, endpoint FROM deliveries WHERE status = 'pending' AND next_attempt <= :now "
@@ -322,7 +273,7 @@ class WebhookOutbox:
                     attempts + 1, self.max_attempts, delay)
 
     def _next_due_in(self) -> float | None:
-        if self.spooled():
+        if self.spool.files():
             return 1.0  # the database was away: try again soon
         row = self.db.one("SELECT MIN(CASE WHEN lease_until > next_attempt THEN lease_until ELSE next_attempt END) "
                           "FROM deliveries WHERE status='pending'")
@@ -384,7 +335,7 @@ class WebhookOutbox:
         self._wake.set()
         self._thread.join(timeout=self.timeout_s + 1)
         self._thread = None
-        waiting = len(self.spooled())
+        waiting = len(self.spool.files())
         if waiting:
             log.warning("%d webhook event(s) wait in %s for the outbox's database; the next sender started with this "
                         "state directory records them", waiting, self.spool)
