@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -24,8 +25,9 @@ def test_signature_matches_the_spec_test_vector():
 class Receiver:
     """Verifies each request; answers from a script of status codes (then 200); can be taken down."""
 
-    def __init__(self, statuses=(), retry_after=None):
+    def __init__(self, statuses=(), retry_after=None, delay_s=0.0):
         self.statuses = list(statuses)
+        self.delay_s = delay_s
         self.retry_after = retry_after
         self.received: list[dict] = []
         self.attempts: list[str] = []
@@ -42,6 +44,7 @@ class Receiver:
                     self.send_response(401)
                     self.end_headers()
                     return
+                time.sleep(receiver.delay_s)  # a slow receiver: the delivery stays in flight that long
                 receiver.attempts.append(self.headers["webhook-id"])
                 code = receiver.statuses.pop(0) if receiver.statuses else 200
                 if code == 200:
@@ -297,3 +300,20 @@ def test_the_outbox_stores_a_reference_not_the_credentials(tmp_path):
     for secret in ("pa55-word-x", "tok-abcdef", SECRET, SECRET[6:]):
         assert secret.encode() not in raw, secret
     assert Endpoint(url).ref == "http://127.0.0.1:9/in"
+
+
+def test_flush_waits_for_a_delivery_its_sender_is_posting(tmp_path, database):
+    """A delivery being posted holds its lease, which hides it from the query of what is due: flush must still wait
+    for it (a job's last event used to be lost at exit when the receiver was slow)."""
+    rx = Receiver(delay_s=1.0)
+    box = WebhookOutbox(tmp_path / "webhooks.db", [Endpoint(rx.url, SECRET)], database=database)
+    try:
+        box.start()
+        for kind in ("job.started", "job.failed"):
+            box.emit(kind, {"job_id": "j", "asset_id": "a"})
+            time.sleep(0.2)  # the sender has claimed it and is posting
+            box.flush(10.0)
+            assert rx.received and rx.received[-1]["type"] == kind, kind
+    finally:
+        box.close()
+        rx.stop()

@@ -36,7 +36,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -110,6 +111,8 @@ class WebhookOutbox:
         self.lease_s = 3 * self.timeout_s + 30
         self.db: Database = open_database(self.database or self.path)
         self.spool = Spool(self.path.with_name(self.path.name + ".spool"))  # events waiting for the database
+        self._in_flight = 0  # deliveries this process is claiming or posting now
+        self._in_flight_lock = threading.Lock()
         self._migrate()
 
     @property
@@ -212,15 +215,26 @@ class WebhookOutbox:
         attempted = 0
         try:
             for msg_id, ref in rows:
-                claimed = self._claim(msg_id, ref)
-                if claimed is not None:
-                    body, attempts = claimed
-                    self._attempt(client, by_ref[ref], msg_id, body, attempts)
-                    attempted += 1
+                with self._posting():  # from before the claim until the outcome is written: flush waits for it
+                    claimed = self._claim(msg_id, ref)
+                    if claimed is not None:
+                        body, attempts = claimed
+                        self._attempt(client, by_ref[ref], msg_id, body, attempts)
+                        attempted += 1
         finally:
             if own:
                 client.close()
         return attempted
+
+    @contextmanager
+    def _posting(self) -> Iterator[None]:
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
 
     def _claim(self, msg_id: str, ref: str) -> tuple[str, int] | None:
         """Take the lease on a due delivery in one atomic update; None if another sender holds or finished it."""
@@ -321,7 +335,9 @@ class WebhookOutbox:
                 due = self._next_due_in()
             except (SQLAlchemyError, UserError):  # the database is away: what is queued or spooled stays
                 return
-            if due is None or due > deadline - time.monotonic():
+            # a delivery being posted holds a lease that hides it from that query; read after it, the count covers
+            # any lease the query saw (it goes up before a claim and down after the outcome is written)
+            if not self._in_flight and (due is None or due > deadline - time.monotonic()):
                 return
             self._wake.set()
             time.sleep(0.05)
