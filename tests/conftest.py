@@ -102,3 +102,31 @@ def gcs(monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server._api._httpd.server_address[1]}")
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_background_thread_outlives_its_test():
+    """A test stops the product's background threads it started (webhook senders, health servers): one left running
+    polls its store for the rest of the session, and a process forked beside it may copy a lock it holds."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        left = [t.name for t in threading.enumerate()
+                if t not in before and t.name.startswith("unity-mlops") and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"the test left these threads running: {left} (close what it started)"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No child process outlives the run: multiprocessing's exit handler would wait on a stuck one for ever."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(10)

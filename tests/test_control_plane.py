@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from mlops_unity_pipeline.controlplane import (
     UnknownAction,
 )
 from mlops_unity_pipeline.controlplane.runtime import DEFAULT_BUNDLE
+from racing import race
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "control_plane"
@@ -179,22 +179,15 @@ def test_idempotency_and_expected_seq(tmp_path):
         log.append("z", {}, expected_seq=1)
 
 
-def _appender(path, n, q):
+def _appender(path, n):
     log = EventLog(path)
     for i in range(n):
         log.append("p", {"i": i})
-    q.put(n)
+    return n
 
 
 def test_concurrent_appends_from_processes(tmp_path):
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_appender, args=(tmp_path / "e.jsonl", 40, q)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    assert sum(q.get(timeout=120) for _ in procs) == 160
-    for p in procs:
-        p.join()
+    assert sum(race(_appender, [(tmp_path / "e.jsonl", 40)] * 4)) == 160
     events = list(EventLog(tmp_path / "e.jsonl").read())
     assert [e["seq"] for e in events] == list(range(1, 161)), "no lost or duplicated seq"
     assert EventLog(tmp_path / "e.jsonl").verify()["events"] == 160

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from mlops_unity_pipeline import RLTrainingConfig, TrainingJob, UnityAssetSpec, 
 from mlops_unity_pipeline.pipeline.jobstate import JobState
 from mlops_unity_pipeline.redaction import child_environment, redact
 from mlops_unity_pipeline.trainer.ports import reserve_ports
+from racing import CTX, race
 
 ASSET = UnityAssetSpec(asset_id="eo-1", name="OnceAgent", description="Reach target position")
 FAST = RLTrainingConfig(trainer="fast", max_steps=4096, checkpoint_interval=2048, summary_freq=2048,
@@ -67,12 +67,13 @@ def test_one_off_rerun_keeps_the_previous_attempt_and_a_restart_registers_nothin
 
 
 # ------------------------------------------------------------------------------------------- ports
-def _reserve(lock_dir, q, hold):
+def _reserve(lock_dir, all_hold):
     os.environ["UNITY_MLOPS_PORT_LOCK_DIR"] = str(lock_dir)
     r = reserve_ports(3, start=41000)
-    q.put(list(r.ports))
-    hold.wait(30)
+    ports = list(r.ports)
+    all_hold.wait(120)  # every process holds its range at this moment
     r.release()
+    return ports
 
 
 def _listen_in(first: int, last: int) -> tuple[socket.socket, int]:
@@ -98,15 +99,8 @@ def test_port_ranges_never_overlap_across_processes_and_skip_foreign_listeners(t
         with reserve_ports(2, start=busy - 1, stop=41000) as other:  # the same process: still exclusive
             assert not set(mine.ports) & set(other.ports)
     foreign.close()
-    ctx = mp.get_context("fork")
-    q, hold = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_reserve, args=(tmp_path / "locks", q, hold)) for _ in range(5)]
-    for p in procs:
-        p.start()
-    ranges = [q.get(timeout=60) for _ in procs]
-    hold.set()
-    for p in procs:
-        p.join()
+    all_hold = CTX.Barrier(5)
+    ranges = race(_reserve, [(tmp_path / "locks", all_hold)] * 5)
     ports = [p for r in ranges for p in r]
     assert len(ports) == len(set(ports)) == 15, ranges
 

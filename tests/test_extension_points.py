@@ -278,6 +278,7 @@ def test_an_action_is_a_command_a_dashboard_form_and_an_mcp_tool_and_its_events_
     monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("UNITY_MLOPS_ACTOR", "agent")
     env = {**annotate.env(), "WEBHOOK_URL": rx.url, "WEBHOOK_SECRET": SECRET, "UNITY_MLOPS_ACTOR": "ana"}
+    apps: list[App] = []
     try:
         def cli(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run([sys.executable, "-m", "mlops_unity_pipeline", "models", *args, "--workspace",
@@ -290,7 +291,8 @@ def test_an_action_is_a_command_a_dashboard_form_and_an_mcp_tool_and_its_events_
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert cli("promote", version, "--to", "staging").returncode == 0
 
-        client = TestClient(create_app(App(workspace=str(workspace))))  # the dashboard, signed in as bob
+        apps.append(App(workspace=str(workspace)))
+        client = TestClient(create_app(apps[-1]))  # the dashboard, signed in as bob
         client.post("/login", data={"token": create_token(workspace / "_state" / "ui-tokens", "bob")})
         page = client.get("/models/nav").text
         assert 'data-action="model.annotate"' in page and 'aria-label="note"' in page
@@ -318,7 +320,9 @@ def test_an_action_is_a_command_a_dashboard_form_and_an_mcp_tool_and_its_events_
         rt.compile_schemas()
 
         async def agent():
-            async with Client(build_server(rt, PipelineActions(rt, workspace)), raise_exceptions=True) as c:
+            actions = PipelineActions(rt, workspace)
+            apps.append(actions.app)
+            async with Client(build_server(rt, actions), raise_exceptions=True) as c:
                 tools = {t.name: t for t in (await c.list_tools()).tools}
                 assert tools["model.annotate"].input_schema["required"] == ["version", "note"]
                 bad = await c.call_tool("model.annotate", {"version": version})
@@ -333,9 +337,12 @@ def test_an_action_is_a_command_a_dashboard_form_and_an_mcp_tool_and_its_events_
         notes = [json.loads(line) for line in (workspace / "_notes.jsonl").read_text().splitlines()]
         assert [(n["note"], n["actor"]) for n in notes] == [("jumps too early", "ana"), ("fine after retrain", "bob"),
                                                             ("agent: looks stable", "agent")]
-        App(workspace=str(workspace)).bus().flush(30.0)
+        apps.append(App(workspace=str(workspace)))
+        apps[-1].bus().flush(30.0)
         got = sorted((m["type"], m["data"].get("note", m["data"].get("alias"))) for m in rx.received)
         assert got == [("model.annotated", "agent: looks stable"), ("model.annotated", "fine after retrain"),
                        ("model.annotated", "jumps too early"), ("model.promoted", "staging")], rx.received
     finally:
+        for app in apps:  # their webhook senders stop with them
+            app.bus().close(5.0)
         rx.stop()

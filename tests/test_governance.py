@@ -7,7 +7,6 @@ side rays (98 %, 2 %), `cautious` avoids but crawls (reward ~0, 9 % collisions).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from mlops_unity_pipeline.behavior import build_behavior
 from mlops_unity_pipeline.evaluation.evaluate import HELD_OUT_SEED, evaluate_onnx
 from mlops_unity_pipeline.governance import GateConfig, Governance, GovernanceError, PromotionBlocked
 from mlops_unity_pipeline.registry import LocalModelRegistry, RegistrationRequest
+from racing import race
 
 sys.path.insert(0, str(Path(__file__).parent))
 from onnx_policies import linear_policy  # noqa: E402
@@ -178,25 +178,18 @@ def test_contract_gate_rejects_a_model_for_another_spec(registry, tmp_path, samp
         Governance(registry).promote(v.version, "staging")
 
 
-def _promote_many(root, database, versions, n, q):
+def _promote_many(root, database, versions, n):
     ledger = LocalModelRegistry(root, database).ledger
     for i in range(n):
         ledger.move_alias("Nav", "staging", versions[i % len(versions)], action="promote", reason=f"p{i}",
                           respect_freeze=False)
-    q.put(n)
+    return n
 
 
 def test_concurrent_promotions_lose_no_ledger_entry(db_registry, tmp_path, database):
     registry = db_registry
     versions = [register(registry, tmp_path, name, evaluate=False).version for name in ("straight", "avoid")]
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_promote_many, args=(registry.root, database, versions[::k], 25, q)) for k in (1, -1)]
-    for p in procs:
-        p.start()
-    assert sum(q.get(timeout=120) for _ in procs) == 50
-    for p in procs:
-        p.join()
+    assert sum(race(_promote_many, [(registry.root, database, versions[::k], 25) for k in (1, -1)])) == 50
     history = registry.ledger.history("Nav")
     assert len(history) == 50 and [e.seq for e in history] == sorted({e.seq for e in history})
     for prev, cur in zip(history, history[1:], strict=False):

@@ -1,4 +1,3 @@
-import multiprocessing as mp
 import os
 import stat
 
@@ -11,6 +10,7 @@ from mlops_unity_pipeline.registry import (
     VersionNotFound,
 )
 from mlops_unity_pipeline.registry.base import VERSION_RE
+from racing import race
 
 
 def _request(samples, asset="SimpleAgent", **kw):
@@ -47,44 +47,27 @@ def test_registry_write_error_leaves_nothing(tmp_path, samples):
     assert reg.list() == []
 
 
-def _register_many(root, model, n, q, database=None):
+def _register_many(root, model, n, database=None):
     reg = LocalModelRegistry(root, database)
-    out = []
-    for _ in range(n):
-        out.append(reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567")).run_number)
-    q.put(out)
+    return [reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567")).run_number
+            for _ in range(n)]
 
 
 def test_concurrent_registrations_get_distinct_numbers(tmp_path, samples, database):
-    q = mp.get_context("fork").Queue()
-    procs = [mp.get_context("fork").Process(target=_register_many,
-                                            args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", 5, q, database))
-             for _ in range(3)]
-    for p in procs:
-        p.start()
-    numbers = sorted(n for _ in procs for n in q.get(timeout=60))
-    for p in procs:
-        p.join()
+    args = (tmp_path / "reg", samples / "onnx" / "Basic.onnx", 5, database)
+    numbers = sorted(n for out in race(_register_many, [args] * 3) for n in out)
     assert numbers == list(range(1, 16))
 
 
-def _register_run(root, model, run_key, q, database=None):
+def _register_run(root, model, run_key, database=None):
     reg = LocalModelRegistry(root, database)
-    q.put(reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567",
-                                           run_key=run_key)).version)
+    return reg.register(RegistrationRequest("a", "Racer", "Racer", "j", model, git_sha="1234567",
+                                            run_key=run_key)).version
 
 
 def test_a_run_registers_one_version_even_when_retries_race(tmp_path, samples, database):
     """Four processes register the same run at once (a restarted job racing its predecessor): one version."""
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_register_run, args=(tmp_path / "reg", samples / "onnx" / "Basic.onnx", "s|slot|a",
-                                                     q, database)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    got = {q.get(timeout=60) for _ in procs}
-    for p in procs:
-        p.join()
+    got = set(race(_register_run, [(tmp_path / "reg", samples / "onnx" / "Basic.onnx", "s|slot|a", database)] * 4))
     reg = LocalModelRegistry(tmp_path / "reg", database)
     assert len(got) == 1 and len(reg.list()) == 1
     assert reg.find_run("s|slot|a").version == got.pop() and reg.find_run("other") is None

@@ -178,18 +178,18 @@ def test_orchestrator_events_reach_the_receiver(tmp_path, monkeypatch, clean_bui
     monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("UNITY_BUILD_COMMAND", "false")  # a fast failure
     try:
-        orch = UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False)
-        job = TrainingJob(job_id="hooked", asset_spec=UnityAssetSpec(asset_id="a9", name="Hooked"),
-                          rl_config=RLTrainingConfig(max_steps=1000))
-        result = orch.execute_training_job_sync(job)
-        assert result.failed_stage == "build"
-        types = [e["type"] for e in rx.received]
-        assert types == ["job.started", "job.failed"]
-        failed = rx.received[1]["data"]
-        assert failed["job_id"] == "hooked" and failed["asset_id"] == "a9" and failed["stage"] == "build"
-        assert "model_version" in failed and "log_tail" in failed
-        log = (tmp_path / "runs" / "hooked" / "logs" / "pipeline.log").read_text()
-        assert SECRET not in log and SECRET[6:] not in json.dumps(rx.received)
+        with UnityMLOpsOrchestrator(tmp_path / "runs", show_progress=False) as orch:
+            job = TrainingJob(job_id="hooked", asset_spec=UnityAssetSpec(asset_id="a9", name="Hooked"),
+                              rl_config=RLTrainingConfig(max_steps=1000))
+            result = orch.execute_training_job_sync(job)
+            assert result.failed_stage == "build"
+            types = [e["type"] for e in rx.received]
+            assert types == ["job.started", "job.failed"]
+            failed = rx.received[1]["data"]
+            assert failed["job_id"] == "hooked" and failed["asset_id"] == "a9" and failed["stage"] == "build"
+            assert "model_version" in failed and "log_tail" in failed
+            log = (tmp_path / "runs" / "hooked" / "logs" / "pipeline.log").read_text()
+            assert SECRET not in log and SECRET[6:] not in json.dumps(rx.received)
     finally:
         rx.stop()
 

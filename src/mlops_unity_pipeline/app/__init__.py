@@ -92,15 +92,9 @@ class App:
         """The event bus governance publishes on: every installed listener, and the webhook outbox when the setup
         guide's WEBHOOK_URL is set (a scheduler's endpoints receive the events its own processes publish)."""
         if getattr(self, "_events", None) is None:
-            from ..events import EventBus
+            from ..webhooks import lifecycle_bus
 
-            self._events = EventBus()
-            self._events.subscribe_installed()
-            if settings.webhook_env():
-                from ..webhooks.outbox import WebhookOutbox
-
-                self._events.subscribe(WebhookOutbox.from_environment(self.paths.outbox,
-                                                                      database=self.paths.database))
+            self._events = lifecycle_bus(self.paths)[0]
         return self._events
 
     # ------------------------------------------------------------------ control plane

@@ -33,7 +33,7 @@ from ..trainer.config import agents_per_env
 from ..trainer.runner import stop_orphan_trainer
 from ..trainer.select import select_trainer
 from ..trainer.settings import TrainerSettings
-from ..webhooks.outbox import WebhookOutbox
+from ..webhooks import WebhookOutbox, lifecycle_bus
 from . import report
 from .artifacts import RunSync
 from .context import JobContext
@@ -72,13 +72,7 @@ class UnityMLOpsOrchestrator:
         self.generator = generator or TemplateGenerator()
         self.builder = builder  # a fixed build (the reproducibility gate's); default: chosen per job
         self.evaluation_episodes, self.show_progress = evaluation_episodes, show_progress
-        self.events = events or EventBus()
-        self.events.subscribe_installed()  # the log's, and any listener an installed package adds
-        if webhooks is None and settings.webhook_env():
-            webhooks = WebhookOutbox.from_environment(self.paths.outbox, database=self.paths.database)
-        self.webhooks = webhooks
-        if webhooks is not None and webhooks not in self.events.listeners:
-            self.events.subscribe(webhooks)
+        self.events, self.webhooks = lifecycle_bus(self.paths, events, webhooks)  # the log, plugins, the outbox
 
     # ------------------------------------------------------------------ public API
     async def execute_training_job(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
@@ -96,6 +90,16 @@ class UnityMLOpsOrchestrator:
 
     def execute_training_job_sync(self, job: TrainingJob, *, run_key: str | None = None) -> TrainingResult:
         return self.run_job(job, run_key=run_key)  # for callers without an event loop
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the webhook sender once what is due is sent or `timeout_s` passed (a process may just exit)."""
+        self.events.close(timeout_s)
+
+    def __enter__(self) -> UnityMLOpsOrchestrator:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def run_job(self, job: TrainingJob, cancel: threading.Event | None = None, *,
                 run_key: str | None = None) -> TrainingResult:
@@ -136,10 +140,9 @@ class UnityMLOpsOrchestrator:
                     state.move("running")
                 log.info("job %s: %s (%s) -> %s (attempt %d)", job.job_id, job.asset_spec.name,
                          job.asset_spec.description, ctx.ws.dir, state.attempt)
-                for name, stage in (("generate", self.generate), ("build", self.build), ("train", self.train),
-                                    ("evaluate", self.evaluate), ("register", self.register)):
-                    self._stage(ctx, name, stage)
-                    failpoint({"train": "trained", "register": "registered"}.get(name, name))
+                for stage in (self.generate, self.build, self.train, self.evaluate, self.register):
+                    self._stage(ctx, stage.__name__, stage)
+                    failpoint({"train": "trained", "register": "registered"}.get(stage.__name__, stage.__name__))
             state.move("registered", model_version=ctx.version.version if ctx.version else None)
             result = report.result(ctx, "completed")
         except StageError as exc:
@@ -175,18 +178,15 @@ class UnityMLOpsOrchestrator:
 
     def build(self, ctx: JobContext) -> None:
         assert ctx.definition and ctx.generated
-        in_process = not ctx.trainer.needs_player
-        if self.builder is not None:
-            ctx.build = self.builder.build(ctx.definition, ctx.generated, ctx.ws.build, ctx.ws.logs / "build.log")
-            log.info("build: %s at %s", ctx.build.kind, ctx.build.env_path)
-            return
-        if in_process and not unity_build_requested():
+        builder = self.builder  # a fixed build, or chosen for the job
+        if builder is None and not ctx.trainer.needs_player and not unity_build_requested():
             digest = hashlib.sha256(ctx.definition.to_json().encode()).hexdigest()
             ctx.build = BuildArtifact(Path("simulator"), "simulator", digest, has_simulator=True)
             log.info("build: trainer '%s' steps the simulator in-process (no player process)", ctx.trainer.name)
             return
-        python = None if unity_build_requested() else trainer_env.resolve(self.trainer_env_path).python
-        builder = select_builder(python, agents_per_env(ctx.job.rl_config))
+        if builder is None:
+            python = None if unity_build_requested() else trainer_env.resolve(self.trainer_env_path).python
+            builder = select_builder(python, agents_per_env(ctx.job.rl_config))
         ctx.build = builder.build(ctx.definition, ctx.generated, ctx.ws.build, ctx.ws.logs / "build.log")
         log.info("build: %s at %s", ctx.build.kind, ctx.build.env_path)
 
