@@ -6,7 +6,6 @@ disable it, as a superuser could.)"""
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -17,24 +16,18 @@ from sqlalchemy import text
 from mlops_unity_pipeline.controlplane.eventlog import Checkpoints, ConcurrencyError, IntegrityError, record_hash
 from mlops_unity_pipeline.controlplane.keys import generate, load_private
 from mlops_unity_pipeline.controlplane.sql_eventlog import SqlEventLog, open_event_log
+from racing import race
 
 
-def _append_many(url, worker, n, q):
+def _append_many(url, worker, n):
     log = SqlEventLog(url)
     for i in range(n):
         log.append("test", {"worker": worker, "i": i}, idempotency_key=f"{worker}-{i}")
-    q.put(worker)
+    return worker
 
 
 def test_racing_appenders_build_one_gapless_chain_and_keys_are_idempotent(pg_database):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_append_many, args=(pg_database, w, 25, q)) for w in range(4)]
-    for p in procs:
-        p.start()
-    assert sorted(q.get(timeout=300) for _ in procs) == [0, 1, 2, 3]
-    for p in procs:
-        p.join()
+    assert sorted(race(_append_many, [(pg_database, w, 25) for w in range(4)], timeout=300)) == [0, 1, 2, 3]
     log = SqlEventLog(pg_database)
     info = log.verify()
     assert info["events"] == 100 and log.head() == (100, info["head"])

@@ -4,7 +4,6 @@ PostgreSQL dies with its process."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from mlops_unity_pipeline.registry import LocalModelRegistry
 from mlops_unity_pipeline.store import DatabaseError, open_database
 from mlops_unity_pipeline.store.database import HEAD, redact
 from mlops_unity_pipeline.store.migrations import head
+from racing import race
 
 CLI = [sys.executable, "-m", "mlops_unity_pipeline"]
 
@@ -63,25 +63,14 @@ def test_a_postgresql_database_must_be_upgraded_first_and_says_so(postgres, tmp_
     assert r.returncode == 0, r.stderr
 
 
-def _upgrade(url, q):
-    try:
-        open_database(url).upgrade()
-        q.put("ok")
-    except Exception as exc:  # reported to the test, which shows it
-        q.put(repr(exc))
+def _upgrade(url):
+    open_database(url).upgrade()
+    return "ok"
 
 
 def test_concurrent_upgrades_of_a_new_database_migrate_it_once(postgres):
     url = postgres.create_database()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_upgrade, args=(url, q)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join()
-    assert results == ["ok"] * 4
+    assert race(_upgrade, [(url,)] * 4) == ["ok"] * 4
     db = open_database(url)
     assert db.revision() == HEAD and db.all("SELECT COUNT(*) FROM alembic_version") == [(1,)]
 
