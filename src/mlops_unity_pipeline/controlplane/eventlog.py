@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..durable import fsync_dir
 from .chain import (  # noqa: F401  (the chain's names, where callers have always found them)
     GENESIS,
     ChainedLog,
@@ -171,11 +172,7 @@ class EventLog(ChainedLog):
             try:
                 if created:
                     os.fsync(fd)
-                    dfd = os.open(self.path.parent, os.O_RDONLY)
-                    try:
-                        os.fsync(dfd)
-                    finally:
-                        os.close(dfd)
+                    fsync_dir(self.path.parent)
                 yield fd
             finally:
                 os.close(fd)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import wire
+from ..durable import replacing
 from ..wire import FIXED32, LEN, VARINT, WireError, decode_action, iter_fields, read_varint, signed32, unpack_varints
 
 META_SIZE = 32
@@ -307,10 +308,8 @@ def write_demo(path: str | Path, behavior_name: str, observations: np.ndarray, a
         pair = wire.len_field(1, info) + wire.len_field(2, action)
         out += wire.varint(len(pair)) + pair
     out += meta  # Unity's writer leaves the raw meta bytes at the end
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(bytes(out))
-    tmp.replace(p)
+    with replacing(p) as fh:
+        fh.write(bytes(out))
     return p
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..durable import replacing
 from ..evaluation.tfevents import EventWriter
 from ..trainer.base import Progress
 from .export import export_onnx
@@ -26,12 +27,8 @@ from .rollout import EpisodeLog
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
+    with replacing(path) as fh:
         torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Summaries:

@@ -19,28 +19,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..durable import replacing
 from ..errors import UserError
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
     """Replace `path` whole, durably: a reader (or a restart after kill -9) sees the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=2, sort_keys=True, default=str))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with replacing(path) as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
 
 
 @dataclass

@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..artifacts import ArtifactStore
+from ..durable import fsync_dir, replacing
 from ..store import Database, open_database
 from .base import (
     ModelRegistry,
@@ -58,14 +59,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalModelRegistry(ModelRegistry):
@@ -100,15 +93,8 @@ class LocalModelRegistry(ModelRegistry):
         digest = sha256_file(src)
         dest = self.objects / digest[:2] / digest
         if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{digest}.{uuid.uuid4().hex}.tmp")  # unique: threads of one process race too
-            with src.open("rb") as fin, tmp.open("wb") as fout:
+            with src.open("rb") as fin, replacing(dest, mode=0o444) as fout:  # read-only from its creation
                 shutil.copyfileobj(fin, fout, 1 << 20)
-                fout.flush()
-                os.fsync(fout.fileno())
-            tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
         return digest
 
     def blob_path(self, digest: str) -> Path:
@@ -189,7 +175,7 @@ class LocalModelRegistry(ModelRegistry):
             if isinstance(exc, (OSError, SQLAlchemyError)):
                 raise RegistryError(f"registration failed, nothing was registered: {_reason(exc)}") from None
             raise
-        _fsync_dir(self.models)
+        fsync_dir(self.models)
         return [self.get(v) for v in versions]
 
     def _staging(self, version: str) -> Path:

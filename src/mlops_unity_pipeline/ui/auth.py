@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from pathlib import Path
+
+from ..durable import replacing
 
 SESSION_COOKIE = "unity_mlops_session"
 SESSION_TTL_S = 12 * 3600
@@ -36,12 +37,8 @@ def create_token(path: Path, name: str) -> str:
     token = secrets.token_urlsafe(32)
     entries = {n: d for n, d in read_tokens(path).items() if n != name}
     entries[name] = _digest(token)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(f"{n} {d}\n" for n, d in sorted(entries.items())))
-    os.replace(tmp, path)
+    with replacing(path, mode=0o600) as fh:
+        fh.write("".join(f"{n} {d}\n" for n, d in sorted(entries.items())).encode())
     return token
 
 

@@ -13,10 +13,11 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ..durable import replacing
 
 log = logging.getLogger("unity_mlops.webhooks")
 
@@ -30,19 +31,8 @@ class Spool:
 
     def write(self, msg_id: str, rows: list[dict[str, Any]]) -> None:
         self.path.mkdir(mode=0o700, exist_ok=True)
-        tmp = self.path / f".{msg_id}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, json.dumps(rows).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path / f"{time.time_ns():020d}.{msg_id}.json")
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        with replacing(self.path / f"{time.time_ns():020d}.{msg_id}.json", mode=0o600) as fh:
+            fh.write(json.dumps(rows).encode())
 
     @staticmethod
     def message_id(path: Path) -> str:
