@@ -1,5 +1,6 @@
 """Files that survive kill -9 and power loss: a reader, or a restart, sees a file's old content or its new, never
-part of it. Job state, registry blobs, the webhook spool and the fast trainer's checkpoints are all written here.
+part of it. Job state, registry blobs, the webhook spool, fast-trainer checkpoints, demonstrations and dashboard
+tokens are written this way.
 """
 
 from __future__ import annotations
